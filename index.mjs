@@ -1,0 +1,32 @@
+// ESM entry: the same API as the CommonJS one.
+import cjs from './index.js'
+
+export const {
+  createSync,
+  Sync,
+  Db,
+  Collection,
+  FindCursor,
+  AggregationCursor,
+  SyncError,
+  MongoError,
+  MongoServerError,
+  MongoBulkWriteError,
+  MongoNetworkError,
+  MongoServerSelectionError,
+  MongoInvalidArgumentError,
+  BSON,
+  ObjectId,
+  Decimal128,
+  Long,
+  Int32,
+  Double,
+  Binary,
+  UUID,
+  Timestamp,
+  BSONRegExp,
+  MinKey,
+  MaxKey,
+  Code,
+} = cjs
+export default cjs

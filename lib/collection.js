@@ -1,0 +1,289 @@
+'use strict'
+// A drop-in for the official driver's Collection: same method names,
+// arguments and result shapes. Writes resolve after the local write; the
+// engine replicates them to Atlas in the background.
+const { ObjectId } = require('bson')
+const { encode, decode, decodeAll } = require('./bson')
+const { checkOptions, describe } = require('./options')
+const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError } = require('./errors')
+const { FindCursor, AggregationCursor, normalizeSort } = require('./cursor')
+
+function isDocument(v) {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
+}
+
+function needDocument(method, what, v) {
+  if (!isDocument(v)) throw invalidArgument(`${method}: ${what} must be an object, got ${describe(v)}`)
+  return v
+}
+
+function needFilter(method, filter) {
+  if (filter === undefined) return {}
+  return needDocument(method, 'filter', filter)
+}
+
+/** As the driver: give a document without `_id` a new ObjectId (mutating it). */
+function withId(doc) {
+  if (doc._id == null) doc._id = new ObjectId()
+  return doc
+}
+
+function hasAtomicOperators(doc) {
+  if (Array.isArray(doc)) return true
+  const keys = Object.keys(doc)
+  return keys.length > 0 && keys[0][0] === '$'
+}
+
+function needUpdate(method, update) {
+  if (Array.isArray(update)) {
+    if (update.length === 0) throw new MongoInvalidArgumentError(`${method}: an update pipeline must not be empty`)
+    return update
+  }
+  needDocument(method, 'update', update)
+  if (!hasAtomicOperators(update)) throw new MongoInvalidArgumentError('Update document requires atomic operators')
+  return update
+}
+
+function needReplacement(method, replacement) {
+  needDocument(method, 'replacement', replacement)
+  if (hasAtomicOperators(replacement)) {
+    throw new MongoInvalidArgumentError('Replacement document must not contain atomic operators')
+  }
+  return replacement
+}
+
+function updateResult(r) {
+  return {
+    acknowledged: true,
+    matchedCount: r.matchedCount,
+    modifiedCount: r.modifiedCount,
+    upsertedCount: r.upsertedCount,
+    upsertedId: r.upsertedId ?? null,
+  }
+}
+
+class Collection {
+  constructor(sync, dbName, name) {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw invalidArgument(`collection name must be a non-empty string, got ${describe(name)}`)
+    }
+    this._sync = sync
+    this.dbName = dbName
+    this.collectionName = name
+    this.namespace = `${dbName}.${name}`
+  }
+
+  async _call(kind, method, args) {
+    const native = this._sync._native()
+    const payload = encode(method, args)
+    try {
+      return await native[kind](this.dbName, this.collectionName, method, payload)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  async _write(method, args) {
+    return decode(await this._call('write', method, args))
+  }
+
+  async insertOne(doc, options) {
+    needDocument('insertOne', 'document', doc)
+    const opts = checkOptions('insertOne', options)
+    withId(doc)
+    const r = await this._write('insertOne', { doc, options: opts })
+    return { acknowledged: true, insertedId: r.insertedId }
+  }
+
+  async insertMany(docs, options) {
+    if (!Array.isArray(docs)) throw invalidArgument(`insertMany: documents must be an array, got ${describe(docs)}`)
+    if (docs.length === 0) throw new MongoInvalidArgumentError('Invalid BulkOperation, Batch cannot be empty')
+    docs.forEach((d, i) => needDocument('insertMany', `document ${i}`, d))
+    const opts = checkOptions('insertMany', options)
+    docs.forEach(withId)
+    const ids = docs.map((d) => d._id)
+    try {
+      const r = await this._write('insertMany', { docs, options: opts })
+      return { acknowledged: true, insertedCount: r.insertedCount, insertedIds: { ...ids } }
+    } catch (e) {
+      if (e instanceof MongoBulkWriteError) attachInsertResult(e, ids, opts.ordered !== false)
+      throw e
+    }
+  }
+
+  async updateOne(filter, update, options) {
+    const args = { filter: needFilter('updateOne', filter), update: needUpdate('updateOne', update) }
+    args.options = checkOptions('updateOne', options)
+    return updateResult(await this._write('updateOne', args))
+  }
+
+  async updateMany(filter, update, options) {
+    const args = { filter: needFilter('updateMany', filter), update: needUpdate('updateMany', update) }
+    args.options = checkOptions('updateMany', options)
+    return updateResult(await this._write('updateMany', args))
+  }
+
+  async replaceOne(filter, replacement, options) {
+    const args = { filter: needFilter('replaceOne', filter), replacement: needReplacement('replaceOne', replacement) }
+    args.options = checkOptions('replaceOne', options)
+    return updateResult(await this._write('replaceOne', args))
+  }
+
+  async deleteOne(filter, options) {
+    const r = await this._write('deleteOne', { filter: needFilter('deleteOne', filter), options: checkOptions('deleteOne', options) })
+    return { acknowledged: true, deletedCount: r.deletedCount }
+  }
+
+  async deleteMany(filter, options) {
+    const r = await this._write('deleteMany', { filter: needFilter('deleteMany', filter), options: checkOptions('deleteMany', options) })
+    return { acknowledged: true, deletedCount: r.deletedCount }
+  }
+
+  async _findOneAnd(method, args, options) {
+    const opts = checkOptions(method, options)
+    const { includeResultMetadata, ...rest } = opts
+    if (rest.sort !== undefined) rest.sort = normalizeSort(rest.sort)
+    const r = await this._write(method, { ...args, options: rest })
+    return includeResultMetadata ? { value: r.value, ok: 1, lastErrorObject: r.lastErrorObject } : r.value
+  }
+
+  async findOneAndUpdate(filter, update, options) {
+    const args = { filter: needFilter('findOneAndUpdate', filter), update: needUpdate('findOneAndUpdate', update) }
+    return this._findOneAnd('findOneAndUpdate', args, options)
+  }
+
+  async findOneAndReplace(filter, replacement, options) {
+    const args = {
+      filter: needFilter('findOneAndReplace', filter),
+      replacement: needReplacement('findOneAndReplace', replacement),
+    }
+    return this._findOneAnd('findOneAndReplace', args, options)
+  }
+
+  async findOneAndDelete(filter, options) {
+    return this._findOneAnd('findOneAndDelete', { filter: needFilter('findOneAndDelete', filter) }, options)
+  }
+
+  async bulkWrite(operations, options) {
+    if (!Array.isArray(operations)) {
+      throw invalidArgument(`bulkWrite: operations must be an array, got ${describe(operations)}`)
+    }
+    if (operations.length === 0) throw new MongoInvalidArgumentError('Invalid BulkOperation, Batch cannot be empty')
+    const opts = checkOptions('bulkWrite', options)
+    const ops = operations.map((op, i) => checkBulkOp(op, i))
+    const r = await this._write('bulkWrite', { ops, options: opts })
+    const result = {
+      ok: 1,
+      insertedCount: r.insertedCount,
+      matchedCount: r.matchedCount,
+      modifiedCount: r.modifiedCount,
+      deletedCount: r.deletedCount,
+      upsertedCount: r.upsertedCount,
+      insertedIds: numericKeys(r.insertedIds),
+      upsertedIds: numericKeys(r.upsertedIds),
+      isOk: () => r.writeErrors.length === 0,
+      hasWriteErrors: () => r.writeErrors.length > 0,
+      getWriteErrors: () => r.writeErrors,
+    }
+    if (r.writeErrors.length > 0) {
+      const first = r.writeErrors[0]
+      throw new MongoBulkWriteError(first.errmsg, { code: first.code, writeErrors: r.writeErrors }, result)
+    }
+    return result
+  }
+
+  find(filter, options) {
+    return new FindCursor(this, needFilter('find', filter), checkOptions('find', options))
+  }
+
+  async _find(filter, options) {
+    return decodeAll(await this._call('read', 'find', { filter, options: checkOptions('find', options) }))
+  }
+
+  async findOne(filter, options) {
+    const opts = checkOptions('findOne', options)
+    if (opts.sort !== undefined) opts.sort = normalizeSort(opts.sort)
+    const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', filter), options: opts })
+    return buf.length ? decode(buf) : null
+  }
+
+  async countDocuments(filter, options) {
+    const buf = await this._call('read', 'countDocuments', {
+      filter: needFilter('countDocuments', filter),
+      options: checkOptions('countDocuments', options),
+    })
+    return decode(buf).n
+  }
+
+  async distinct(key, filter, options) {
+    if (typeof key !== 'string') throw invalidArgument(`distinct: key must be a string, got ${describe(key)}`)
+    const buf = await this._call('read', 'distinct', {
+      key,
+      filter: needFilter('distinct', filter),
+      options: checkOptions('distinct', options),
+    })
+    return decode(buf).values
+  }
+
+  aggregate(pipeline, options) {
+    if (pipeline === undefined) pipeline = []
+    if (!Array.isArray(pipeline)) throw invalidArgument(`aggregate: pipeline must be an array, got ${describe(pipeline)}`)
+    pipeline.forEach((s, i) => needDocument('aggregate', `pipeline stage ${i}`, s))
+    return new AggregationCursor(this, pipeline, checkOptions('aggregate', options))
+  }
+
+  async _aggregate(pipeline, options) {
+    return decodeAll(await this._call('read', 'aggregate', { pipeline, options }))
+  }
+}
+
+const BULK_OPS = ['insertOne', 'updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany']
+
+function checkBulkOp(op, i) {
+  const keys = isDocument(op) ? Object.keys(op) : []
+  if (keys.length !== 1 || !BULK_OPS.includes(keys[0]) || !isDocument(op[keys[0]])) {
+    throw invalidArgument(`bulkWrite: operation ${i} must be one of { ${BULK_OPS.join(' | ')}: {...} }, got ${describe(op)}`)
+  }
+  const name = keys[0]
+  const body = op[name]
+  const where = `bulkWrite operation ${i} (${name})`
+  if (name === 'insertOne') {
+    needDocument(where, 'document', body.document)
+    withId(body.document)
+    return { insertOne: { document: body.document } }
+  }
+  const filter = needFilter(where, body.filter)
+  const known = ['filter', 'collation', 'hint']
+  if (name === 'updateOne' || name === 'updateMany') known.push('update', 'upsert', 'arrayFilters')
+  if (name === 'replaceOne') known.push('replacement', 'upsert')
+  for (const k of Object.keys(body)) {
+    if (!known.includes(k)) throw invalidArgument(`${where}: unknown field '${k}'; allowed: ${known.join(', ')}`)
+  }
+  const out = { ...body, filter }
+  if (name === 'updateOne' || name === 'updateMany') needUpdate(where, body.update)
+  if (name === 'replaceOne') needReplacement(where, body.replacement)
+  return { [name]: out }
+}
+
+function numericKeys(obj) {
+  const out = {}
+  for (const [k, v] of Object.entries(obj || {})) out[Number(k)] = v
+  return out
+}
+
+/** Adds the driver's `insertedCount`/`insertedIds` to a failed insertMany. */
+function attachInsertResult(e, ids, ordered) {
+  const failed = new Set(e.writeErrors.map((w) => w.index))
+  const firstFailed = failed.size ? Math.min(...failed) : ids.length
+  const insertedIds = {}
+  ids.forEach((id, i) => {
+    if (failed.has(i)) return
+    if (ordered && i > firstFailed) return
+    insertedIds[i] = id
+  })
+  e.insertedIds = insertedIds
+  e.insertedCount = Object.keys(insertedIds).length
+  e.result = { insertedCount: e.insertedCount, insertedIds }
+}
+
+module.exports = { Collection }

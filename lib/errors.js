@@ -1,0 +1,125 @@
+'use strict'
+// Errors of dual-mongo-sync. MongoDB errors keep the official driver's class
+// names and fields (`code`, `codeName`, `errorLabels`, `writeErrors`), so code
+// written against the driver keeps working; the engine's own errors are
+// `SyncError`s with a stable string `code` (ERR_SYNC_*).
+
+const PAYLOAD_MARK = '\u0001dual-mongo-sync:'
+
+class SyncError extends Error {
+  constructor(message, code, extra) {
+    super(message)
+    this.name = 'SyncError'
+    this.code = code
+    if (extra) Object.assign(this, extra)
+  }
+}
+
+class MongoError extends Error {
+  constructor(message, fields = {}) {
+    super(message)
+    this.name = 'MongoError'
+    const { name, message: _m, errorLabels, ...rest } = fields
+    Object.assign(this, rest)
+    this.errorLabelSet = new Set(errorLabels || [])
+  }
+
+  get errorLabels() {
+    return Array.from(this.errorLabelSet)
+  }
+
+  hasErrorLabel(label) {
+    return this.errorLabelSet.has(label)
+  }
+}
+
+class MongoServerError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoServerError'
+  }
+}
+
+class MongoBulkWriteError extends MongoServerError {
+  constructor(message, fields, result) {
+    super(message, fields)
+    this.name = 'MongoBulkWriteError'
+    this.writeErrors = (fields.writeErrors || []).map((w) => ({ ...w, errmsg: w.errmsg, code: w.code, index: w.index }))
+    this.result = result
+    if (result) {
+      this.insertedCount = result.insertedCount
+      this.matchedCount = result.matchedCount
+      this.modifiedCount = result.modifiedCount
+      this.deletedCount = result.deletedCount
+      this.upsertedCount = result.upsertedCount
+      this.insertedIds = result.insertedIds
+      this.upsertedIds = result.upsertedIds
+    }
+  }
+}
+
+class MongoNetworkError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoNetworkError'
+  }
+}
+
+class MongoServerSelectionError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoServerSelectionError'
+  }
+}
+
+class MongoInvalidArgumentError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoInvalidArgumentError'
+    this.code = 'ERR_SYNC_INVALID_ARGUMENT'
+  }
+}
+
+const CLASSES = {
+  MongoServerError,
+  MongoWriteConcernError: MongoServerError,
+  MongoBulkWriteError,
+  MongoNetworkError,
+  MongoServerSelectionError,
+  MongoInvalidArgumentError,
+  MongoError,
+}
+
+/** Turns an error thrown by the native addon into the right Error object. */
+function fromNative(err) {
+  const msg = err && typeof err.message === 'string' ? err.message : ''
+  if (!msg.startsWith(PAYLOAD_MARK)) return err
+  let p
+  try {
+    p = JSON.parse(msg.slice(PAYLOAD_MARK.length))
+  } catch {
+    return new SyncError('internal error: unreadable error from the native engine', 'ERR_SYNC_INTERNAL')
+  }
+  if (p.name === 'SyncError') return new SyncError(p.message, p.code)
+  const Cls = CLASSES[p.name] || MongoError
+  if (Cls === MongoBulkWriteError) return new MongoBulkWriteError(p.message, p, undefined)
+  const e = new Cls(p.message, p)
+  if (p.name === 'MongoWriteConcernError') e.name = 'MongoWriteConcernError'
+  return e
+}
+
+function invalidArgument(message) {
+  return new SyncError(message, 'ERR_SYNC_INVALID_ARGUMENT')
+}
+
+module.exports = {
+  SyncError,
+  MongoError,
+  MongoServerError,
+  MongoBulkWriteError,
+  MongoNetworkError,
+  MongoServerSelectionError,
+  MongoInvalidArgumentError,
+  fromNative,
+  invalidArgument,
+}

@@ -1,0 +1,31 @@
+'use strict'
+const BSON = require('bson')
+const errors = require('./errors')
+const { createSync, Sync, Db } = require('./sync')
+const { Collection } = require('./collection')
+const { FindCursor, AggregationCursor } = require('./cursor')
+
+module.exports = {
+  createSync,
+  Sync,
+  Db,
+  Collection,
+  FindCursor,
+  AggregationCursor,
+  ...errors,
+  BSON,
+  ObjectId: BSON.ObjectId,
+  Decimal128: BSON.Decimal128,
+  Long: BSON.Long,
+  Int32: BSON.Int32,
+  Double: BSON.Double,
+  Binary: BSON.Binary,
+  UUID: BSON.UUID,
+  Timestamp: BSON.Timestamp,
+  BSONRegExp: BSON.BSONRegExp,
+  MinKey: BSON.MinKey,
+  MaxKey: BSON.MaxKey,
+  Code: BSON.Code,
+}
+delete module.exports.fromNative
+delete module.exports.invalidArgument

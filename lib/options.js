@@ -1,0 +1,70 @@
+'use strict'
+// The options each method accepts, with the official Node driver's names.
+// Anything else is refused with a clear error instead of being ignored.
+const { invalidArgument } = require('./errors')
+
+const W = ['comment']
+const ALLOWED = {
+  insertOne: [...W, 'bypassDocumentValidation'],
+  insertMany: [...W, 'ordered', 'bypassDocumentValidation'],
+  updateOne: [...W, 'upsert', 'arrayFilters', 'collation', 'hint', 'bypassDocumentValidation', 'let', 'sort'],
+  updateMany: [...W, 'upsert', 'arrayFilters', 'collation', 'hint', 'bypassDocumentValidation', 'let'],
+  replaceOne: [...W, 'upsert', 'collation', 'hint', 'bypassDocumentValidation', 'let', 'sort'],
+  deleteOne: [...W, 'collation', 'hint', 'let'],
+  deleteMany: [...W, 'collation', 'hint', 'let'],
+  findOneAndUpdate: [...W, 'upsert', 'arrayFilters', 'collation', 'hint', 'bypassDocumentValidation', 'let', 'sort',
+    'projection', 'returnDocument', 'includeResultMetadata', 'maxTimeMS'],
+  findOneAndReplace: [...W, 'upsert', 'collation', 'hint', 'bypassDocumentValidation', 'let', 'sort', 'projection',
+    'returnDocument', 'includeResultMetadata', 'maxTimeMS'],
+  findOneAndDelete: [...W, 'collation', 'hint', 'let', 'sort', 'projection', 'includeResultMetadata', 'maxTimeMS'],
+  bulkWrite: [...W, 'ordered', 'bypassDocumentValidation', 'let'],
+  find: [...W, 'sort', 'projection', 'limit', 'skip', 'hint', 'collation', 'maxTimeMS', 'batchSize', 'let',
+    'allowDiskUse', 'min', 'max', 'returnKey', 'showRecordId', 'noCursorTimeout'],
+  countDocuments: [...W, 'limit', 'skip', 'hint', 'collation', 'maxTimeMS'],
+  aggregate: [...W, 'allowDiskUse', 'batchSize', 'collation', 'hint', 'let', 'maxTimeMS', 'bypassDocumentValidation'],
+  distinct: [...W, 'collation', 'maxTimeMS', 'hint'],
+}
+ALLOWED.findOne = ALLOWED.find
+
+const WHY_NOT = {
+  session: 'sessions and transactions are not replicated by dual-mongo-sync; write without a session',
+  writeConcern: 'the local write concern comes from MONGODB_URI (e.g. ?w=majority)',
+  readPreference: 'reads always go to the local MongoDB',
+  timeoutMS: 'use maxTimeMS where the method supports it',
+}
+
+/** Validates `options` for `method`; returns a plain copy without undefined values. */
+function checkOptions(method, options) {
+  if (options === undefined || options === null) return {}
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgument(`${method}: options must be an object, got ${describe(options)}`)
+  }
+  const allowed = ALLOWED[method]
+  const out = {}
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined) continue
+    if (!allowed.includes(k)) {
+      const why = WHY_NOT[k] ? ` (${WHY_NOT[k]})` : ''
+      throw invalidArgument(`${method}: unknown option '${k}'${why}; allowed: ${allowed.join(', ')}`)
+    }
+    out[k] = v
+  }
+  if ('returnDocument' in out && out.returnDocument !== 'before' && out.returnDocument !== 'after') {
+    throw invalidArgument(`${method}: returnDocument must be 'before' or 'after', got ${describe(out.returnDocument)}`)
+  }
+  for (const k of ['upsert', 'ordered', 'bypassDocumentValidation', 'includeResultMetadata']) {
+    if (k in out && typeof out[k] !== 'boolean') {
+      throw invalidArgument(`${method}: option '${k}' must be a boolean, got ${describe(out[k])}`)
+    }
+  }
+  return out
+}
+
+function describe(v) {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`
+  return typeof v === 'object' ? `an object (${v.constructor ? v.constructor.name : 'Object'})` : `${typeof v} ${String(v)}`
+}
+
+module.exports = { checkOptions, describe, ALLOWED }

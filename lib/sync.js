@@ -1,0 +1,152 @@
+'use strict'
+// The object `createSync()` resolves to.
+const { Collection } = require('./collection')
+const { fromNative, SyncError, invalidArgument } = require('./errors')
+const { describe } = require('./options')
+const { loadNative } = require('./native')
+
+class Db {
+  constructor(sync, name) {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw invalidArgument(`database name must be a non-empty string, got ${describe(name)}`)
+    }
+    this._sync = sync
+    this.databaseName = name
+  }
+
+  collection(name) {
+    return new Collection(this._sync, this.databaseName, name)
+  }
+}
+
+function timeoutOf(method, opts, fallback) {
+  if (opts === undefined || opts === null) return fallback
+  if (typeof opts !== 'object') throw invalidArgument(`${method}: options must be an object, got ${describe(opts)}`)
+  for (const k of Object.keys(opts)) {
+    if (k !== 'timeoutMs') throw invalidArgument(`${method}: unknown option '${k}'; allowed: timeoutMs`)
+  }
+  const t = opts.timeoutMs ?? fallback
+  if (!Number.isInteger(t) || t < 0 || t > 2 ** 31 - 1) {
+    throw invalidArgument(`${method}: timeoutMs must be a whole number of milliseconds, got ${describe(t)}`)
+  }
+  return t
+}
+
+class Sync {
+  constructor(native) {
+    this._inner = native
+  }
+
+  _native() {
+    if (!this._inner) throw new SyncError('this dual-mongo-sync instance is closed; create a new one with createSync()', 'ERR_SYNC_CLOSED')
+    return this._inner
+  }
+
+  /** Whether writes are replicated (SYNC_ENABLED). */
+  get enabled() {
+    return this._native().enabled
+  }
+
+  db(name) {
+    return new Db(this, name ?? this._native().defaultDb)
+  }
+
+  collection(name) {
+    return this.db().collection(name)
+  }
+
+  async flush(options) {
+    const t = timeoutOf('flush', options, 30000)
+    try {
+      await this._native().flush(t)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  pause() {
+    try {
+      this._native().pause()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  resume() {
+    try {
+      this._native().resume()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  async health() {
+    try {
+      return JSON.parse(await this._native().health())
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  async metrics(options) {
+    const format = options && options.format
+    if (format !== undefined && format !== 'json' && format !== 'prometheus') {
+      throw invalidArgument(`metrics: format must be 'json' or 'prometheus', got ${describe(format)}`)
+    }
+    try {
+      if (format === 'prometheus') return await this._native().metricsPrometheus()
+      return JSON.parse(await this._native().metrics())
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  async retryDeadLetters() {
+    try {
+      return await this._native().retryDeadLetters()
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  async close(options) {
+    const t = timeoutOf('close', options, 5000)
+    const native = this._inner
+    if (!native) return
+    this._inner = null
+    try {
+      await native.close(t)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+}
+
+function stringifyOptions(options) {
+  if (options === undefined || options === null) return {}
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgument(`createSync: options must be an object, got ${describe(options)}`)
+  }
+  const out = {}
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined || v === null) continue
+    out[k] = Array.isArray(v) ? v.join(',') : String(v)
+  }
+  return out
+}
+
+/**
+ * Opens the local connection, the journal and the replicator. Settings come
+ * from the environment; `options` override them.
+ */
+async function createSync(options) {
+  const native = loadNative()
+  const json = JSON.stringify(stringifyOptions(options))
+  try {
+    return new Sync(await native.open(json))
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+module.exports = { createSync, Sync, Db }

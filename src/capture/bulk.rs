@@ -1,0 +1,195 @@
+//! `bulkWrite`: the driver's operation list, run in order through the single
+//! methods (so each is pinned and journaled the same way); runs of
+//! `insertOne` go to the server as one `insertMany`.
+
+use mongodb::bson::{doc, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use mongodb::error::{ErrorKind, WriteFailure};
+
+use super::payload::Payload;
+use super::{write, Target};
+use crate::error::SyncError;
+
+const OPS: &[&str] = &["insertOne", "updateOne", "updateMany", "replaceOne", "deleteOne", "deleteMany"];
+
+/// Totals in the driver's `BulkWriteResult` shape, plus `writeErrors`.
+#[derive(Default)]
+struct Totals {
+    inserted: i64,
+    matched: i64,
+    modified: i64,
+    deleted: i64,
+    upserted: i64,
+    inserted_ids: Document,
+    upserted_ids: Document,
+    errors: Vec<Document>,
+}
+
+fn invalid(i: usize, msg: &str) -> SyncError {
+    SyncError::invalid(format!("bulkWrite: operation {i} {msg}"))
+}
+
+/// Splits `{ updateOne: { filter, update, upsert, ... } }` into the method
+/// name and a payload `{ filter, update, options: { upsert, ... } }`.
+fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError> {
+    let mut it = op.iter();
+    let (name, body) = match (it.next(), it.next()) {
+        (Some(Ok((name, RawBsonRef::Document(body)))), None) if OPS.contains(&name) => (name, body),
+        _ => return Err(invalid(i, &format!("must be one of {{ {}: {{...}} }}", OPS.join(" | ")))),
+    };
+    let mut payload = RawDocumentBuf::new();
+    let mut options = RawDocumentBuf::new();
+    for el in body.iter() {
+        let (k, v) = el.map_err(|e| invalid(i, &e.to_string()))?;
+        match k {
+            "filter" | "update" | "replacement" => payload.append(k, v.to_raw_bson()),
+            "document" => payload.append("doc", v.to_raw_bson()),
+            _ => options.append(k, v.to_raw_bson()),
+        }
+    }
+    payload.append("options", options);
+    Ok((name.to_string(), Payload::from_bytes(payload.into_bytes(), name)?))
+}
+
+fn write_error(index: usize, e: &SyncError) -> Option<Document> {
+    let SyncError::Mongo(m) = e else { return None };
+    let (code, msg) = match m.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => (w.code, w.message.clone()),
+        ErrorKind::Command(c) => (c.code, c.message.clone()),
+        _ => return None,
+    };
+    Some(doc! { "index": index as i64, "code": code, "errmsg": msg })
+}
+
+pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let ops = p.docs_raw("ops")?;
+    if ops.is_empty() {
+        return Err(SyncError::invalid("bulkWrite: 'ops' must be a non-empty array of operations"));
+    }
+    let (opts, _) = p.options::<Document>()?;
+    let ordered = opts.get_bool("ordered").unwrap_or(true);
+    let mut parsed = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        parsed.push(to_payload(i, op)?);
+    }
+    let mut tot = Totals::default();
+    let mut i = 0;
+    while i < parsed.len() {
+        // A run of inserts becomes one insertMany.
+        let run_end = (i..parsed.len()).find(|&j| parsed[j].0 != "insertOne").unwrap_or(parsed.len());
+        let stop = if run_end > i {
+            let r = insert_run(t, &parsed[i..run_end], i, ordered, &mut tot).await?;
+            i = run_end;
+            r
+        } else {
+            let (name, payload) = &parsed[i];
+            let r = single(t, name, payload, i, &mut tot).await?;
+            i += 1;
+            r
+        };
+        if stop && ordered {
+            break;
+        }
+    }
+    Ok(doc! {
+        "insertedCount": tot.inserted,
+        "matchedCount": tot.matched,
+        "modifiedCount": tot.modified,
+        "deletedCount": tot.deleted,
+        "upsertedCount": tot.upserted,
+        "insertedIds": tot.inserted_ids,
+        "upsertedIds": tot.upserted_ids,
+        "writeErrors": tot.errors,
+    })
+}
+
+/// Runs one non-insert operation; `Ok(true)` if it failed with a write error.
+async fn single(t: &Target<'_>, name: &str, p: &Payload, i: usize, tot: &mut Totals) -> Result<bool, SyncError> {
+    let p = p.clone_payload()?;
+    let r = match name {
+        "updateOne" => write::update_one(t, p, false).await,
+        "replaceOne" => write::update_one(t, p, true).await,
+        "updateMany" => write::update_many(t, p).await,
+        "deleteOne" => write::delete(t, p, false).await,
+        _ => write::delete(t, p, true).await,
+    };
+    match r {
+        Ok(d) => {
+            tot.matched += d.get_i64("matchedCount").unwrap_or(0);
+            tot.modified += d.get_i64("modifiedCount").unwrap_or(0);
+            tot.deleted += d.get_i64("deletedCount").unwrap_or(0);
+            if let Some(id) = d.get("upsertedId") {
+                tot.upserted += 1;
+                tot.upserted_ids.insert(i.to_string(), id.clone());
+            }
+            Ok(false)
+        }
+        Err(e) => match write_error(i, &e) {
+            Some(we) => {
+                tot.errors.push(we);
+                Ok(true)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+/// Runs consecutive inserts as one insertMany; `Ok(true)` on a write error.
+async fn insert_run(
+    t: &Target<'_>,
+    run: &[(String, Payload)],
+    first: usize,
+    ordered: bool,
+    tot: &mut Totals,
+) -> Result<bool, SyncError> {
+    let mut docs = Vec::with_capacity(run.len());
+    let mut ids = Vec::with_capacity(run.len());
+    for (_, p) in run {
+        let (d, id) = write::ensure_id(p.bytes_doc("doc")?)?;
+        ids.push(id);
+        docs.push(d);
+    }
+    let mut payload = RawDocumentBuf::new();
+    let mut arr = mongodb::bson::RawArrayBuf::new();
+    for d in docs {
+        arr.push(d);
+    }
+    payload.append("docs", arr);
+    payload.append("options", mongodb::bson::rawdoc! { "ordered": ordered });
+    let p = Payload::from_bytes(payload.into_bytes(), "bulkWrite")?;
+    match write::insert_many(t, p).await {
+        Ok(_) => {
+            for (k, id) in ids.into_iter().enumerate() {
+                tot.inserted += 1;
+                tot.inserted_ids.insert((first + k).to_string(), id);
+            }
+            Ok(false)
+        }
+        Err(SyncError::Mongo(m)) if matches!(m.kind.as_ref(), ErrorKind::InsertMany(_)) => {
+            let ErrorKind::InsertMany(im) = m.kind.as_ref() else { unreachable!() };
+            let failed: Vec<usize> = im.write_errors.iter().flatten().map(|w| w.index).collect();
+            let cut = if ordered { failed.iter().min().copied().unwrap_or(ids.len()) } else { ids.len() };
+            for (k, id) in ids.into_iter().enumerate().take(cut) {
+                if !failed.contains(&k) {
+                    tot.inserted += 1;
+                    tot.inserted_ids.insert((first + k).to_string(), id);
+                }
+            }
+            for w in im.write_errors.iter().flatten() {
+                tot.errors.push(doc! { "index": (first + w.index) as i64, "code": w.code, "errmsg": w.message.clone() });
+            }
+            Ok(!failed.is_empty())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Payload {
+    /// An array of documents as raw views (bulk operations keep their bytes).
+    pub fn docs_raw(&self, field: &str) -> Result<Vec<RawDocumentBuf>, SyncError> {
+        self.bytes_docs(field)
+    }
+
+    fn clone_payload(&self) -> Result<Payload, SyncError> {
+        Payload::from_bytes(self.as_bytes().to_vec(), self.method())
+    }
+}

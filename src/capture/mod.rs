@@ -1,0 +1,246 @@
+//! Capture: the write path. Runs every Collection method on the local MongoDB
+//! and records, before each write, which documents it may change.
+//!
+//! Invariants:
+//! - the journal intent for every document a write may touch is committed
+//!   *before* the write is sent to the local server; the intent is marked
+//!   ready after the write finished, whatever its outcome;
+//! - a write whose filter does not pin one `_id` is pinned first: the engine
+//!   looks up the matching `_id`s and restricts the write to them, so a
+//!   concurrent insert can never be changed without an intent of its own;
+//!   upserts get their `_id` chosen up front for the same reason;
+//! - nothing here waits on Atlas;
+//! - with sync disabled, or for an excluded collection, calls go straight to
+//!   the driver: no lookup, no journal.
+
+mod bulk;
+mod payload;
+mod read;
+mod write;
+
+pub use payload::Payload;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
+use mongodb::{Client, Collection};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::error::SyncError;
+use crate::journal::{DocKey, Journal};
+use crate::observe::Metrics;
+
+/// The write path of one engine.
+pub struct Writer {
+    pub(crate) local: Client,
+    pub(crate) journal: Option<Arc<Journal>>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) metrics: Arc<Metrics>,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+/// One collection as the write path sees it.
+pub(crate) struct Target<'a> {
+    pub w: &'a Writer,
+    pub db: &'a str,
+    pub coll: &'a str,
+    pub ns: String,
+    pub replicated: bool,
+}
+
+impl<'a> Target<'a> {
+    pub fn raw(&self) -> Collection<RawDocumentBuf> {
+        self.w.local.database(self.db).collection(self.coll)
+    }
+
+    pub fn docs(&self) -> Collection<Document> {
+        self.w.local.database(self.db).collection(self.coll)
+    }
+
+    pub fn key(&self, id: &Bson) -> DocKey {
+        key_of(&self.ns, id)
+    }
+
+    /// Commits intents for `ids`, runs `op`, marks the intents ready.
+    pub async fn journaled<T>(
+        &self,
+        ids: &[Bson],
+        op: impl std::future::Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        let seqs = match (&self.w.journal, self.replicated) {
+            (Some(j), true) if !ids.is_empty() => {
+                let keys = ids.iter().map(|id| self.key(id)).collect();
+                let seqs = j.append(keys).await?;
+                self.w.metrics.captured.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                seqs
+            }
+            _ => Vec::new(),
+        };
+        let out = op.await;
+        if let Some(j) = &self.w.journal {
+            j.mark_ready(seqs);
+        }
+        out
+    }
+}
+
+/// The journal key of a document.
+pub fn key_of(ns: &str, id: &Bson) -> DocKey {
+    let bytes = mongodb::bson::to_vec(&doc! { "_id": id.clone() }).expect("an _id always encodes");
+    DocKey { ns: ns.to_string(), id: bytes }
+}
+
+/// The `_id` a filter pins by plain equality (`{_id: v}` or `{_id: {$eq: v}}`).
+pub fn pinned_id(filter: &Document) -> Option<Bson> {
+    match filter.get("_id")? {
+        Bson::RegularExpression(_) => None,
+        Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {
+            if d.len() == 1 {
+                d.get("$eq").cloned()
+            } else {
+                None
+            }
+        }
+        v => Some(v.clone()),
+    }
+}
+
+/// `filter` narrowed to documents whose `_id` matches `id_clause`.
+pub fn restrict(filter: &Document, id_clause: Bson) -> Document {
+    if filter.contains_key("_id") {
+        doc! { "$and": [filter.clone(), { "_id": id_clause }] }
+    } else {
+        let mut f = filter.clone();
+        f.insert("_id", id_clause);
+        f
+    }
+}
+
+/// A fresh `_id` for an upsert whose filter does not pin one.
+pub fn new_id() -> Bson {
+    Bson::ObjectId(ObjectId::new())
+}
+
+impl Writer {
+    pub fn new(local: Client, journal: Option<Arc<Journal>>, config: Arc<Config>, metrics: Arc<Metrics>) -> Writer {
+        Writer { local, journal, config, metrics, in_flight: AtomicUsize::new(0), idle: Notify::new() }
+    }
+
+    pub(crate) fn target<'a>(&'a self, db: &'a str, coll: &'a str) -> Result<Target<'a>, SyncError> {
+        check_name("database", db)?;
+        check_name("collection", coll)?;
+        Ok(Target {
+            w: self,
+            db,
+            coll,
+            ns: format!("{db}.{coll}"),
+            replicated: self.journal.is_some() && self.config.is_replicated(db, coll),
+        })
+    }
+
+    /// Runs one write method; `op` is the driver's method name.
+    pub async fn write(&self, db: &str, coll: &str, op: &str, p: Payload) -> Result<Document, SyncError> {
+        let _g = self.enter();
+        let t = self.target(db, coll)?;
+        match op {
+            "insertOne" => write::insert_one(&t, p).await,
+            "insertMany" => write::insert_many(&t, p).await,
+            "updateOne" | "replaceOne" => write::update_one(&t, p, op == "replaceOne").await,
+            "updateMany" => write::update_many(&t, p).await,
+            "deleteOne" => write::delete(&t, p, false).await,
+            "deleteMany" => write::delete(&t, p, true).await,
+            "findOneAndUpdate" | "findOneAndReplace" | "findOneAndDelete" => {
+                write::find_one_and(&t, p, op).await
+            }
+            "bulkWrite" => bulk::bulk_write(&t, p).await,
+            other => Err(SyncError::invalid(format!("unknown write method '{other}'"))),
+        }
+    }
+
+    /// Runs one read method on the local server. Documents come back as
+    /// concatenated BSON, exactly as the server sent them.
+    pub async fn read(&self, db: &str, coll: &str, op: &str, p: Payload) -> Result<Vec<u8>, SyncError> {
+        let _g = self.enter();
+        let t = self.target(db, coll)?;
+        match op {
+            "find" => read::find(&t, p).await,
+            "findOne" => read::find_one(&t, p).await,
+            "countDocuments" => read::count_documents(&t, p).await,
+            "aggregate" => read::aggregate(&t, p).await,
+            "distinct" => read::distinct(&t, p).await,
+            other => Err(SyncError::invalid(format!("unknown read method '{other}'"))),
+        }
+    }
+
+    fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    /// Waits until no call is running (used by `close`).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlight<'a>(&'a Writer);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), SyncError> {
+    let bad = name.is_empty()
+        || name.contains('\0')
+        || (what == "database" && name.contains(['/', '\\', '.', ' ', '"', '$']))
+        || (what == "collection" && name.starts_with("system."))
+        || (what == "collection" && name.contains('$'));
+    if bad {
+        return Err(SyncError::invalid(format!("invalid {what} name {name:?}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_ids() {
+        assert_eq!(pinned_id(&doc! {"_id": 5}), Some(Bson::Int32(5)));
+        assert_eq!(pinned_id(&doc! {"_id": {"$eq": "a"}}), Some(Bson::String("a".into())));
+        assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}), None);
+        assert_eq!(pinned_id(&doc! {"_id": {"a": 1}}), Some(Bson::Document(doc! {"a": 1})));
+        assert_eq!(pinned_id(&doc! {"x": 1}), None);
+    }
+
+    #[test]
+    fn restriction_keeps_the_filter() {
+        assert_eq!(restrict(&doc! {"x": 1}, Bson::Int32(3)), doc! {"x": 1, "_id": 3});
+        assert_eq!(
+            restrict(&doc! {"_id": {"$gt": 1}}, Bson::Int32(3)),
+            doc! {"$and": [{"_id": {"$gt": 1}}, {"_id": 3}]}
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("database", "bomba").is_ok());
+        assert!(check_name("database", "a.b").is_err());
+        assert!(check_name("collection", "").is_err());
+        assert!(check_name("collection", "orders.items").is_ok());
+    }
+}

@@ -1,0 +1,414 @@
+//! The write methods. Each pins the documents it may change (see the module
+//! invariants in `capture`), journals them, then runs the driver call.
+
+use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
+use mongodb::options::{
+    Collation, DeleteOptions, FindOneAndDeleteOptions, FindOneOptions, FindOptions, FindOneAndReplaceOptions,
+    FindOneAndUpdateOptions, Hint, InsertManyOptions, InsertOneOptions, ReplaceOptions,
+    ReturnDocument, UpdateOptions,
+};
+use mongodb::results::UpdateResult;
+use serde::Deserialize;
+
+use super::payload::{max_time, Payload, Update};
+use super::{new_id, pinned_id, restrict, Target};
+use crate::error::SyncError;
+
+/// How many pinned `_id`s one restricted multi-document write carries.
+const PIN_CHUNK: usize = 1000;
+/// How often a single-document write looks again for its target when the
+/// document it found stopped matching before the write.
+const RETARGET_TRIES: usize = 3;
+
+/// Returns the document with an `_id` (a new ObjectId first if it had none)
+/// and that `_id`.
+pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncError> {
+    if let Some(id) = doc.get("_id").map_err(|e| SyncError::invalid(e.to_string()))? {
+        let id: Bson = id
+            .to_raw_bson()
+            .try_into()
+            .map_err(|e: mongodb::bson::raw::Error| SyncError::invalid(e.to_string()))?;
+        return Ok((doc, id));
+    }
+    let id = new_id();
+    let mut out = RawDocumentBuf::new();
+    if let Bson::ObjectId(oid) = &id {
+        out.append("_id", *oid);
+    }
+    for el in doc.iter() {
+        let (k, v) = el.map_err(|e| SyncError::invalid(e.to_string()))?;
+        out.append(k, v.to_raw_bson());
+    }
+    Ok((out, id))
+}
+
+pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let (doc, id) = ensure_id(p.bytes_doc("doc")?)?;
+    let (opts, _) = p.options::<InsertOneOptions>()?;
+    t.journaled(std::slice::from_ref(&id), async {
+        t.raw().insert_one(&doc).with_options(opts).await.map_err(SyncError::from)
+    })
+    .await?;
+    Ok(doc! { "insertedId": id })
+}
+
+pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let docs = p.bytes_docs("docs")?;
+    if docs.is_empty() {
+        return Err(SyncError::invalid("insertMany: 'docs' must be a non-empty array of objects"));
+    }
+    let (opts, _) = p.options::<InsertManyOptions>()?;
+    let mut ids = Vec::with_capacity(docs.len());
+    let mut with_ids = Vec::with_capacity(docs.len());
+    for d in docs {
+        let (d, id) = ensure_id(d)?;
+        ids.push(id);
+        with_ids.push(d);
+    }
+    let n = with_ids.len() as i64;
+    t.journaled(&ids, async {
+        t.raw().insert_many(&with_ids).with_options(opts).await.map_err(SyncError::from)
+    })
+    .await?;
+    Ok(doc! { "insertedCount": n, "insertedIds": ids })
+}
+
+/// An update's change: operators/pipeline, or a whole replacement.
+enum Change {
+    Update(Update),
+    Replace(RawDocumentBuf),
+}
+
+async fn run_update(
+    t: &Target<'_>,
+    filter: Document,
+    change: &Change,
+    o: &UpdateOptions,
+    many: bool,
+) -> Result<UpdateResult, SyncError> {
+    Ok(match change {
+        Change::Update(u) if many => t.docs().update_many(filter, u.clone()).with_options(o.clone()).await?,
+        Change::Update(u) => t.docs().update_one(filter, u.clone()).with_options(o.clone()).await?,
+        Change::Replace(r) => {
+            let ro = ReplaceOptions::builder()
+                .upsert(o.upsert)
+                .bypass_document_validation(o.bypass_document_validation)
+                .collation(o.collation.clone())
+                .hint(o.hint.clone())
+                .let_vars(o.let_vars.clone())
+                .comment(o.comment.clone())
+                .sort(o.sort.clone())
+                .build();
+            t.raw().replace_one(filter, r).with_options(ro).await?
+        }
+    })
+}
+
+fn update_result(r: &UpdateResult) -> Document {
+    let mut d = doc! {
+        "matchedCount": r.matched_count as i64,
+        "modifiedCount": r.modified_count as i64,
+        "upsertedCount": r.upserted_id.is_some() as i32,
+    };
+    if let Some(id) = &r.upserted_id {
+        d.insert("upsertedId", id.clone());
+    }
+    d
+}
+
+/// The `_id` of the document a single-document write would pick now.
+async fn target_id(
+    t: &Target<'_>,
+    filter: &Document,
+    sort: Option<Document>,
+    collation: Option<Collation>,
+    hint: Option<Hint>,
+) -> Result<Option<Bson>, SyncError> {
+    let opts = FindOneOptions::builder()
+        .projection(doc! { "_id": 1 })
+        .sort(sort)
+        .collation(collation)
+        .hint(hint)
+        .build();
+    let found = t.docs().find_one(filter.clone()).with_options(opts).await?;
+    Ok(found.and_then(|d| d.get("_id").cloned()))
+}
+
+/// The `_id`s of every document a multi-document write would change now.
+async fn target_ids(
+    t: &Target<'_>,
+    filter: &Document,
+    collation: Option<Collation>,
+    hint: Option<Hint>,
+) -> Result<Vec<Bson>, SyncError> {
+    use futures_util::TryStreamExt;
+    let opts = FindOptions::builder().projection(doc! { "_id": 1 }).collation(collation).hint(hint).build();
+    let cursor = t.docs().find(filter.clone()).with_options(opts).await?;
+    let docs: Vec<Document> = cursor.try_collect().await?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(docs
+        .into_iter()
+        .filter_map(|d| d.get("_id").cloned())
+        .filter(|id| seen.insert(crate::capture::key_of("", id).id))
+        .collect())
+}
+
+fn nothing() -> Bson {
+    Bson::Document(doc! { "$in": [] })
+}
+
+pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Document, SyncError> {
+    let filter = p.doc("filter")?;
+    let change = if replace {
+        Change::Replace(p.bytes_doc("replacement")?)
+    } else {
+        Change::Update(p.update("update")?)
+    };
+    let (opts, _) = p.options::<UpdateOptions>()?;
+    if !t.replicated {
+        return Ok(update_result(&run_update(t, filter, &change, &opts, false).await?));
+    }
+    if let Some(id) = pinned_id(&filter) {
+        let r = t.journaled(&[id], run_update(t, filter, &change, &opts, false)).await?;
+        return Ok(update_result(&r));
+    }
+    let mut fixed = opts.clone();
+    fixed.upsert = Some(false);
+    for _ in 0..RETARGET_TRIES {
+        let sort = opts.sort.clone();
+        let Some(id) = target_id(t, &filter, sort, opts.collation.clone(), opts.hint.clone()).await? else {
+            break;
+        };
+        let pinned = restrict(&filter, id.clone());
+        let r = t.journaled(&[id], run_update(t, pinned, &change, &fixed, false)).await?;
+        if r.matched_count > 0 {
+            return Ok(update_result(&r));
+        }
+    }
+    let r = if opts.upsert == Some(true) {
+        let id = upsert_id(&change)?;
+        t.journaled(std::slice::from_ref(&id), run_update(t, restrict(&filter, id.clone()), &change, &opts, false))
+            .await?
+    } else {
+        run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?
+    };
+    Ok(update_result(&r))
+}
+
+/// The `_id` an upsert will insert: the replacement's own, or a new one.
+fn upsert_id(change: &Change) -> Result<Bson, SyncError> {
+    if let Change::Replace(r) = change {
+        if r.get("_id").map_err(|e| SyncError::invalid(e.to_string()))?.is_some() {
+            return Ok(ensure_id(r.clone())?.1);
+        }
+    }
+    Ok(new_id())
+}
+
+pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let filter = p.doc("filter")?;
+    let change = Change::Update(p.update("update")?);
+    let (opts, _) = p.options::<UpdateOptions>()?;
+    if !t.replicated {
+        return Ok(update_result(&run_update(t, filter, &change, &opts, true).await?));
+    }
+    if let Some(id) = pinned_id(&filter) {
+        let r = t.journaled(&[id], run_update(t, filter, &change, &opts, true)).await?;
+        return Ok(update_result(&r));
+    }
+    let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
+    if ids.is_empty() {
+        let r = if opts.upsert == Some(true) {
+            let id = new_id();
+            t.journaled(std::slice::from_ref(&id), run_update(t, restrict(&filter, id.clone()), &change, &opts, true))
+                .await?
+        } else {
+            run_update(t, restrict(&filter, nothing()), &change, &opts, true).await?
+        };
+        return Ok(update_result(&r));
+    }
+    let mut fixed = opts;
+    fixed.upsert = Some(false);
+    let (mut matched, mut modified) = (0u64, 0u64);
+    for chunk in ids.chunks(PIN_CHUNK) {
+        let pinned = restrict(&filter, Bson::Document(doc! { "$in": chunk.to_vec() }));
+        let r = t.journaled(chunk, run_update(t, pinned, &change, &fixed, true)).await?;
+        matched += r.matched_count;
+        modified += r.modified_count;
+    }
+    Ok(doc! { "matchedCount": matched as i64, "modifiedCount": modified as i64, "upsertedCount": 0 })
+}
+
+pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, SyncError> {
+    let filter = p.doc("filter")?;
+    let (opts, _) = p.options::<DeleteOptions>()?;
+    let run = |f: Document| {
+        let o = opts.clone();
+        async move {
+            let c = t.docs();
+            let r = if many {
+                c.delete_many(f).with_options(o).await?
+            } else {
+                c.delete_one(f).with_options(o).await?
+            };
+            Ok::<u64, SyncError>(r.deleted_count)
+        }
+    };
+    let n = if !t.replicated {
+        run(filter).await?
+    } else if let Some(id) = pinned_id(&filter) {
+        t.journaled(&[id], run(filter)).await?
+    } else if many {
+        let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
+        let mut n = 0;
+        for chunk in ids.chunks(PIN_CHUNK) {
+            let pinned = restrict(&filter, Bson::Document(doc! { "$in": chunk.to_vec() }));
+            n += t.journaled(chunk, run(pinned)).await?;
+        }
+        n
+    } else {
+        let mut n = 0;
+        for _ in 0..RETARGET_TRIES {
+            let Some(id) = target_id(t, &filter, None, opts.collation.clone(), opts.hint.clone()).await? else {
+                break;
+            };
+            n = t.journaled(std::slice::from_ref(&id), run(restrict(&filter, id.clone()))).await?;
+            if n > 0 {
+                break;
+            }
+        }
+        n
+    };
+    Ok(doc! { "deletedCount": n as i64 })
+}
+
+/// Options of the findOneAnd* family, in the Node driver's names.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct FamOptions {
+    sort: Option<Document>,
+    projection: Option<Document>,
+    return_document: Option<ReturnDocument>,
+    upsert: Option<bool>,
+    collation: Option<Collation>,
+    hint: Option<Hint>,
+    #[serde(rename = "let")]
+    let_vars: Option<Document>,
+    comment: Option<Bson>,
+    array_filters: Option<Vec<Document>>,
+    bypass_document_validation: Option<bool>,
+}
+
+async fn run_fam(
+    t: &Target<'_>,
+    op: &str,
+    filter: Document,
+    change: Option<&Change>,
+    o: &FamOptions,
+    max: Option<std::time::Duration>,
+) -> Result<Option<RawDocumentBuf>, SyncError> {
+    let c = t.raw();
+    Ok(match (op, change) {
+        ("findOneAndUpdate", Some(Change::Update(u))) => {
+            let fo = FindOneAndUpdateOptions::builder()
+                .sort(o.sort.clone())
+                .projection(o.projection.clone())
+                .return_document(o.return_document.clone())
+                .upsert(o.upsert)
+                .collation(o.collation.clone())
+                .hint(o.hint.clone())
+                .let_vars(o.let_vars.clone())
+                .comment(o.comment.clone())
+                .array_filters(o.array_filters.clone())
+                .bypass_document_validation(o.bypass_document_validation)
+                .max_time(max)
+                .build();
+            c.find_one_and_update(filter, u.clone()).with_options(fo).await?
+        }
+        ("findOneAndReplace", Some(Change::Replace(r))) => {
+            let fo = FindOneAndReplaceOptions::builder()
+                .sort(o.sort.clone())
+                .projection(o.projection.clone())
+                .return_document(o.return_document.clone())
+                .upsert(o.upsert)
+                .collation(o.collation.clone())
+                .hint(o.hint.clone())
+                .let_vars(o.let_vars.clone())
+                .comment(o.comment.clone())
+                .bypass_document_validation(o.bypass_document_validation)
+                .max_time(max)
+                .build();
+            c.find_one_and_replace(filter, r).with_options(fo).await?
+        }
+        _ => {
+            let fo = FindOneAndDeleteOptions::builder()
+                .sort(o.sort.clone())
+                .projection(o.projection.clone())
+                .collation(o.collation.clone())
+                .hint(o.hint.clone())
+                .let_vars(o.let_vars.clone())
+                .comment(o.comment.clone())
+                .max_time(max)
+                .build();
+            c.find_one_and_delete(filter).with_options(fo).await?
+        }
+    })
+}
+
+fn fam_result(value: Option<RawDocumentBuf>, n: bool, updated_existing: bool, upserted: Option<Bson>) -> Document {
+    let mut leo = doc! { "n": n as i32 };
+    if updated_existing || upserted.is_some() {
+        leo.insert("updatedExisting", updated_existing);
+    }
+    if let Some(id) = upserted {
+        leo.insert("upserted", id);
+    }
+    let value = match value {
+        Some(v) => Bson::Document(Document::try_from(v.as_ref()).unwrap_or_default()),
+        None => Bson::Null,
+    };
+    doc! { "value": value, "lastErrorObject": leo, "ok": 1 }
+}
+
+pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Document, SyncError> {
+    let filter = p.doc("filter")?;
+    let change = match op {
+        "findOneAndUpdate" => Some(Change::Update(p.update("update")?)),
+        "findOneAndReplace" => Some(Change::Replace(p.bytes_doc("replacement")?)),
+        _ => None,
+    };
+    let (o, raw_opts) = p.options::<FamOptions>()?;
+    let max = max_time(&raw_opts);
+    let is_delete = change.is_none();
+    let after = matches!(o.return_document, Some(ReturnDocument::After));
+    if !t.replicated || pinned_id(&filter).is_some() {
+        let ids: Vec<Bson> = if t.replicated { pinned_id(&filter).into_iter().collect() } else { vec![] };
+        let v = t.journaled(&ids, run_fam(t, op, filter, change.as_ref(), &o, max)).await?;
+        // Without the server's lastErrorObject an upsert that inserted and
+        // returned the pre-image (null) still counts as n = 1.
+        let n = v.is_some() || (!is_delete && o.upsert == Some(true));
+        let existed = v.is_some() && !is_delete && !after;
+        return Ok(fam_result(v, n, existed, None));
+    }
+    let fixed = FamOptions { upsert: Some(false), ..o.clone() };
+    for _ in 0..RETARGET_TRIES {
+        let Some(id) = target_id(t, &filter, o.sort.clone(), o.collation.clone(), o.hint.clone()).await? else {
+            break;
+        };
+        let pinned = restrict(&filter, id.clone());
+        let v = t.journaled(&[id], run_fam(t, op, pinned, change.as_ref(), &fixed, max)).await?;
+        if v.is_some() {
+            return Ok(fam_result(v, true, !is_delete, None));
+        }
+    }
+    match &change {
+        Some(c) if o.upsert == Some(true) => {
+            let id = upsert_id(c)?;
+            let pinned = restrict(&filter, id.clone());
+            let v = t.journaled(std::slice::from_ref(&id), run_fam(t, op, pinned, change.as_ref(), &o, max)).await?;
+            let value = if after { v } else { None };
+            Ok(fam_result(value, true, false, Some(id)))
+        }
+        _ => Ok(fam_result(None, false, false, None)),
+    }
+}

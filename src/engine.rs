@@ -1,0 +1,304 @@
+//! The engine: one local client, one Atlas client, one journal, one
+//! replicator, tied together and shut down together.
+//!
+//! Invariants:
+//! - `open` fails (clear error, nothing started) unless the configuration is
+//!   valid, the local server answers and the journal opens;
+//! - the app never waits on Atlas: an unreachable Atlas only shows in health;
+//! - after `close`, every call fails with `ERR_SYNC_CLOSED`; calls already
+//!   running finish first, then the replicator drains until the deadline.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mongodb::bson::{doc, Document};
+use mongodb::options::ClientOptions;
+use mongodb::Client;
+use serde_json::Value;
+
+use crate::capture::{Payload, Writer};
+use crate::config::{redact_uri, scrub, Config};
+use crate::error::SyncError;
+use crate::journal::{now_ms, Journal};
+use crate::observe::{self, FullSyncView, Metrics, QueueView};
+use crate::replicate;
+
+/// How often connections are checked for health.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+struct Inner {
+    writer: Writer,
+    atlas: Option<Client>,
+    journal: Option<Arc<Journal>>,
+    replicator: Option<replicate::Handle>,
+    pinger: tokio::task::JoinHandle<()>,
+}
+
+/// A running dual-mongo-sync instance.
+pub struct Engine {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    default_db: String,
+    secrets: Vec<String>,
+    inner: RwLock<Option<Arc<Inner>>>,
+}
+
+fn init_logging(level: &str) {
+    static ONCE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
+    ONCE.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::new(format!("dual_mongo_sync={level}"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .try_init();
+    });
+}
+
+async fn client_for(var: &'static str, uri: &str, secrets: &[&str]) -> Result<(Client, Option<String>), SyncError> {
+    let mut opts = ClientOptions::parse(uri).await.map_err(|e| {
+        SyncError::config(var, &redact_uri(uri), &format!("a valid connection string ({})", scrub(&e.to_string(), secrets)))
+    })?;
+    opts.app_name.get_or_insert_with(|| "dual-mongo-sync".to_string());
+    let db = opts.default_database.clone();
+    let client = Client::with_options(opts).map_err(|e| SyncError::Connect {
+        which: var,
+        message: scrub(&e.to_string(), secrets),
+    })?;
+    Ok((client, db))
+}
+
+async fn ping(client: &Client, within: Duration) -> Result<(), String> {
+    match tokio::time::timeout(within, client.database("admin").run_command(doc! { "ping": 1 })).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+    }
+}
+
+/// A process-unique id for this engine's journal entries.
+fn owner_id() -> String {
+    let instance = std::env::var("NODE_APP_INSTANCE").unwrap_or_else(|_| "0".into());
+    format!("i{instance}-p{}-{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+impl Engine {
+    /// Connects, opens the journal and starts the replicator.
+    pub async fn open(config: Config) -> Result<Engine, SyncError> {
+        init_logging(&config.log_level);
+        let config = Arc::new(config);
+        let secrets: Vec<String> =
+            [Some(config.local_uri.clone()), config.atlas_uri.clone()].into_iter().flatten().collect();
+        let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let (local, db) = client_for("MONGODB_URI", &config.local_uri, &s).await?;
+        ping(&local, Duration::from_secs(30)).await.map_err(|m| SyncError::Connect {
+            which: "the local MongoDB (MONGODB_URI)",
+            message: scrub(&m, &s),
+        })?;
+        let metrics = Arc::new(Metrics::new());
+        metrics.local_up.store(true, Relaxed);
+        let (atlas, journal, replicator) = if config.enabled {
+            let uri = config.atlas_uri.clone().unwrap_or_default();
+            let (atlas, _) = client_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+            let dir = config.data_dir.clone();
+            let fsync = config.journal_fsync;
+            let journal = tokio::task::spawn_blocking(move || Journal::open(&dir, fsync, owner_id()))
+                .await
+                .map_err(|e| SyncError::Internal(e.to_string()))??;
+            let journal = Arc::new(journal);
+            let ctx = Arc::new(replicate::Ctx {
+                config: config.clone(),
+                local: local.clone(),
+                atlas: atlas.clone(),
+                journal: journal.clone(),
+                metrics: metrics.clone(),
+                secrets: secrets.clone(),
+            });
+            (Some(atlas), Some(journal), Some(replicate::spawn(ctx)))
+        } else {
+            (None, None, None)
+        };
+        let pinger = tokio::spawn(watch_connections(local.clone(), atlas.clone(), metrics.clone()));
+        tracing::info!(
+            "dual-mongo-sync started: local {}, sync {}",
+            redact_uri(&config.local_uri),
+            if config.enabled { "enabled" } else { "disabled" }
+        );
+        let writer = Writer::new(local, journal.clone(), config.clone(), metrics.clone());
+        let inner = Inner { writer, atlas, journal, replicator, pinger };
+        Ok(Engine {
+            config,
+            metrics,
+            default_db: db.unwrap_or_else(|| "test".to_string()),
+            secrets,
+            inner: RwLock::new(Some(Arc::new(inner))),
+        })
+    }
+
+    fn inner(&self) -> Result<Arc<Inner>, SyncError> {
+        self.inner.read().expect("engine lock poisoned").clone().ok_or(SyncError::Closed)
+    }
+
+    /// Connection strings to scrub from anything shown.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.secrets.iter().map(String::as_str).collect()
+    }
+
+    /// The database `sync.collection(name)` uses: the one in `MONGODB_URI`,
+    /// else `test` (as the Node driver).
+    pub fn default_db(&self) -> &str {
+        &self.default_db
+    }
+
+    pub async fn write(&self, db: &str, coll: &str, op: &str, args: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+        let inner = self.inner()?;
+        let p = Payload::from_bytes(args, op)?;
+        let out: Document = inner.writer.write(db, coll, op, p).await?;
+        mongodb::bson::to_vec(&out).map_err(|e| SyncError::Internal(e.to_string()))
+    }
+
+    pub async fn read(&self, db: &str, coll: &str, op: &str, args: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+        let inner = self.inner()?;
+        let p = Payload::from_bytes(args, op)?;
+        inner.writer.read(db, coll, op, p).await
+    }
+
+    pub fn pause(&self) -> Result<(), SyncError> {
+        if let Some(r) = &self.inner()?.replicator {
+            r.pause();
+            self.metrics.paused.store(true, Relaxed);
+        }
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), SyncError> {
+        if let Some(r) = &self.inner()?.replicator {
+            r.resume();
+            self.metrics.paused.store(false, Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Waits until every change captured before the call is on Atlas.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), SyncError> {
+        let inner = self.inner()?;
+        match &inner.journal {
+            Some(j) => flush_journal(j, timeout).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Puts dead-lettered documents back in the queue; returns how many.
+    pub async fn retry_dead_letters(&self) -> Result<u64, SyncError> {
+        match &self.inner()?.journal {
+            Some(j) => j.requeue_dead_letters().await,
+            None => Ok(0),
+        }
+    }
+
+    async fn queue_view(&self, inner: &Inner) -> (QueueView, bool) {
+        match &inner.journal {
+            None => (QueueView::default(), true),
+            Some(j) => match j.stats().await {
+                Ok(s) => (
+                    QueueView {
+                        size: s.pending,
+                        oldest_age_ms: s.oldest_at_ms.map(|t| (now_ms() - t).max(0)),
+                        dead_letters: s.dead_letters,
+                    },
+                    true,
+                ),
+                Err(e) => {
+                    self.metrics.record_error(scrub(&e.to_string(), &self.secrets()));
+                    (QueueView::default(), false)
+                }
+            },
+        }
+    }
+
+    pub async fn metrics_json(&self) -> Result<Value, SyncError> {
+        let inner = self.inner()?;
+        let (q, _) = self.queue_view(&inner).await;
+        Ok(observe::metrics_json(&self.metrics, &self.config, &q, &FullSyncView::default()))
+    }
+
+    pub async fn health_json(&self) -> Result<Value, SyncError> {
+        let inner = self.inner()?;
+        let (q, journal_ok) = self.queue_view(&inner).await;
+        Ok(observe::health_json(&self.metrics, &self.config, &q, journal_ok))
+    }
+
+    /// Refuses new calls, lets running ones finish, drains the queue until
+    /// `timeout`, then stops everything. What is not on Atlas by then stays
+    /// in the journal for the next start.
+    pub async fn close(&self, timeout: Duration) -> Result<(), SyncError> {
+        let Some(inner) = self.inner.write().expect("engine lock poisoned").take() else {
+            return Ok(());
+        };
+        inner.writer.wait_idle().await;
+        if let (Some(j), Some(r)) = (&inner.journal, &inner.replicator) {
+            if let Err(e) = flush_journal(j, timeout).await {
+                tracing::warn!("closing before everything reached Atlas: {e}");
+            }
+            r.stop(Duration::from_secs(5)).await;
+        }
+        inner.pinger.abort();
+        if let Some(j) = inner.journal.clone() {
+            let _ = tokio::task::spawn_blocking(move || j.close()).await;
+        }
+        let _ = &inner.atlas;
+        tracing::info!("dual-mongo-sync closed");
+        Ok(())
+    }
+}
+
+async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> {
+    let deadline = Instant::now() + timeout;
+    let target = j.max_seq().await?;
+    loop {
+        let changed = j.changed.notified();
+        match j.min_seq().await? {
+            None => return Ok(()),
+            Some(min) if min > target => return Ok(()),
+            Some(_) => {}
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
+            return Err(SyncError::Timeout(format!(
+                "flush timed out after {} ms with {left} change(s) still waiting for Atlas; \
+                 check sync.health() for the Atlas connection",
+                timeout.as_millis()
+            )));
+        }
+        let wait = (deadline - now).min(Duration::from_millis(20));
+        let _ = tokio::time::timeout(wait, changed).await;
+    }
+}
+
+async fn watch_connections(local: Client, atlas: Option<Client>, metrics: Arc<Metrics>) {
+    loop {
+        if let Some(a) = &atlas {
+            let up = ping(a, PING_EVERY).await.is_ok();
+            metrics.atlas_up.store(up, Relaxed);
+        }
+        tokio::time::sleep(PING_EVERY).await;
+        let up = ping(&local, PING_EVERY).await.is_ok();
+        metrics.local_up.store(up, Relaxed);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(mut g) = self.inner.write() {
+            if let Some(inner) = g.take() {
+                inner.pinger.abort();
+                if let Some(r) = &inner.replicator {
+                    r.pause();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! SQLite schema and statements of the journal. Only `journal` calls these.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{Cmd, DocKey};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS pending (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    ns    TEXT    NOT NULL,
+    id    BLOB    NOT NULL,
+    owner TEXT    NOT NULL,
+    ready INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    ns       TEXT    NOT NULL,
+    id       BLOB    NOT NULL,
+    code     INTEGER,
+    reason   TEXT    NOT NULL,
+    at_ms    INTEGER NOT NULL,
+    PRIMARY KEY (ns, id)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// One pending entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub seq: i64,
+    pub key: DocKey,
+    pub owner: String,
+    pub ready: bool,
+    pub at_ms: i64,
+}
+
+/// A document Atlas refused for good, with the reason.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub key: DocKey,
+    pub seqs: Vec<i64>,
+    pub code: Option<i32>,
+    pub reason: String,
+    pub at_ms: i64,
+}
+
+/// Queue figures.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub pending: u64,
+    pub oldest_at_ms: Option<i64>,
+    pub dead_letters: u64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
+}
+
+/// Opens the file in WAL mode. `fsync` chooses `synchronous=FULL` (survives
+/// power loss) over `NORMAL` (survives any process crash: a commit is in the
+/// OS before the call returns).
+pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    // A damaged file must stop the engine, never be silently replaced.
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("the journal is damaged ({check}); keep the file for inspection and move it aside to start an empty journal")),
+        ));
+    }
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// The result of one command inside a group commit.
+pub(super) enum Outcome {
+    Seqs(Vec<i64>),
+    Unit,
+    Count(u64),
+    Failed(String),
+}
+
+impl Outcome {
+    pub(super) fn answer(self, cmd: Cmd) {
+        let err = |o: &Outcome| match o {
+            Outcome::Failed(e) => e.clone(),
+            _ => "unexpected journal answer".to_string(),
+        };
+        match cmd {
+            Cmd::Append(_, _, r) => {
+                let _ = r.send(match self {
+                    Outcome::Seqs(s) => Ok(s),
+                    o => Err(err(&o)),
+                });
+            }
+            Cmd::Remove(_, r) | Cmd::DeadLetter(_, r) | Cmd::SetMeta(_, _, r) | Cmd::DeleteMeta(_, r) => {
+                let _ = r.send(match self {
+                    Outcome::Unit => Ok(()),
+                    o => Err(err(&o)),
+                });
+            }
+            Cmd::RequeueDeadLetters(r) => {
+                let _ = r.send(match self {
+                    Outcome::Count(n) => Ok(n),
+                    o => Err(err(&o)),
+                });
+            }
+            Cmd::MarkReady(_) => {}
+        }
+    }
+}
+
+/// Runs a group of commands in one transaction. If the commit fails, every
+/// command of the group fails with the reason.
+pub(super) fn apply(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> Vec<Outcome> {
+    match apply_tx(conn, owner, batch) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = e.to_string();
+            batch.iter().map(|_| Outcome::Failed(msg.clone())).collect()
+        }
+    }
+}
+
+fn apply_tx(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> rusqlite::Result<Vec<Outcome>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut out = Vec::with_capacity(batch.len());
+    let now = now_ms();
+    for cmd in batch {
+        out.push(match cmd {
+            Cmd::Append(keys, ready, _) => {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO pending (ns, id, owner, ready, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut seqs = Vec::with_capacity(keys.len());
+                for k in keys {
+                    stmt.execute(params![k.ns, k.id, owner, *ready as i64, now])?;
+                    seqs.push(tx.last_insert_rowid());
+                }
+                Outcome::Seqs(seqs)
+            }
+            Cmd::MarkReady(seqs) => {
+                let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1 WHERE seq = ?1")?;
+                for s in seqs {
+                    stmt.execute([s])?;
+                }
+                Outcome::Unit
+            }
+            Cmd::Remove(seqs, _) => {
+                let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
+                for s in seqs {
+                    stmt.execute([s])?;
+                }
+                Outcome::Unit
+            }
+            Cmd::DeadLetter(items, _) => {
+                let mut ins = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO dead_letter (ns, id, code, reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut del = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
+                for d in items {
+                    ins.execute(params![d.key.ns, d.key.id, d.code, d.reason, d.at_ms])?;
+                    for s in &d.seqs {
+                        del.execute([s])?;
+                    }
+                }
+                Outcome::Unit
+            }
+            Cmd::RequeueDeadLetters(_) => {
+                let n = tx.execute(
+                    "INSERT INTO pending (ns, id, owner, ready, at_ms)
+                     SELECT ns, id, ?1, 1, ?2 FROM dead_letter",
+                    params![owner, now],
+                )?;
+                tx.execute("DELETE FROM dead_letter", [])?;
+                Outcome::Count(n as u64)
+            }
+            Cmd::SetMeta(k, v, _) => {
+                tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", params![k, v])?;
+                Outcome::Unit
+            }
+            Cmd::DeleteMeta(k, _) => {
+                tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
+                Outcome::Unit
+            }
+        });
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        seq: r.get(0)?,
+        key: DocKey { ns: r.get(1)?, id: r.get(2)? },
+        owner: r.get(3)?,
+        ready: r.get::<_, i64>(4)? != 0,
+        at_ms: r.get(5)?,
+    })
+}
+
+pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Entry>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, ns, id, owner, ready, at_ms FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit as i64], entry)?;
+    rows.collect()
+}
+
+pub fn ready_of(c: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<(i64, bool)>> {
+    let mut stmt = c.prepare_cached("SELECT ready FROM pending WHERE seq = ?1")?;
+    seqs.iter()
+        .map(|s| {
+            let ready: Option<i64> = stmt.query_row([s], |r| r.get(0)).optional()?;
+            Ok((*s, ready.is_none_or(|r| r != 0)))
+        })
+        .collect()
+}
+
+pub fn stats(c: &Connection) -> rusqlite::Result<Stats> {
+    let (pending, oldest): (i64, Option<i64>) =
+        c.query_row("SELECT COUNT(*), MIN(at_ms) FROM pending", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let dead: i64 = c.query_row("SELECT COUNT(*) FROM dead_letter", [], |r| r.get(0))?;
+    Ok(Stats { pending: pending as u64, oldest_at_ms: oldest, dead_letters: dead as u64 })
+}
+
+pub fn min_seq(c: &Connection) -> rusqlite::Result<Option<i64>> {
+    c.query_row("SELECT MIN(seq) FROM pending", [], |r| r.get(0))
+}
+
+pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
+    let v: Option<i64> = c
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'pending'", [], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(0))
+}
+
+pub fn dead_letters(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadLetter>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT ns, id, code, reason, at_ms FROM dead_letter ORDER BY at_ms LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| {
+        Ok(DeadLetter {
+            key: DocKey { ns: r.get(0)?, id: r.get(1)? },
+            seqs: Vec::new(),
+            code: r.get(2)?,
+            reason: r.get(3)?,
+            at_ms: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+}

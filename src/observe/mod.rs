@@ -1,0 +1,253 @@
+//! Observation: counters, lag percentiles, health checks, Prometheus text.
+//!
+//! Invariants:
+//! - counting never blocks the write path: counters are atomics, the lag and
+//!   throughput windows take a short uncontended lock off the write path;
+//! - nothing here holds or prints a credential: connection states are
+//!   booleans and the last error is scrubbed before it is stored.
+
+mod prometheus;
+
+pub use prometheus::to_prometheus;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+const LAG_SAMPLES: usize = 8192;
+const RATE_WINDOW_SECS: u64 = 10;
+
+/// Live counters of one engine.
+#[derive(Default)]
+pub struct Metrics {
+    /// Document changes recorded in the journal by this process.
+    pub captured: AtomicU64,
+    /// Documents Atlas acknowledged.
+    pub synced: AtomicU64,
+    /// Document copies that failed (each failed attempt counts).
+    pub failed: AtomicU64,
+    /// Batches retried after a failure.
+    pub retried: AtomicU64,
+    /// Documents moved to the dead-letter store.
+    pub dead_lettered: AtomicU64,
+    /// Atlas batches applied.
+    pub batches: AtomicU64,
+    pub local_up: AtomicBool,
+    pub atlas_up: AtomicBool,
+    pub is_leader: AtomicBool,
+    pub paused: AtomicBool,
+    lag_ms: Mutex<VecDeque<u64>>,
+    synced_per_sec: Mutex<VecDeque<(u64, u64)>>,
+    last_error: Mutex<Option<(String, i64)>>,
+    started: once_cell::sync::OnceCell<Instant>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let m = Metrics::default();
+        let _ = m.started.set(Instant::now());
+        m
+    }
+
+    fn elapsed_secs(&self) -> u64 {
+        self.started.get().map(|s| s.elapsed().as_secs()).unwrap_or(0)
+    }
+
+    /// Records documents acknowledged by Atlas and how long each waited.
+    pub fn record_synced(&self, lags_ms: &[u64]) {
+        self.synced.fetch_add(lags_ms.len() as u64, Relaxed);
+        let mut lag = self.lag_ms.lock().expect("metrics poisoned");
+        for l in lags_ms {
+            if lag.len() == LAG_SAMPLES {
+                lag.pop_front();
+            }
+            lag.push_back(*l);
+        }
+        drop(lag);
+        let now = self.elapsed_secs();
+        let mut rate = self.synced_per_sec.lock().expect("metrics poisoned");
+        match rate.back_mut() {
+            Some((s, n)) if *s == now => *n += lags_ms.len() as u64,
+            _ => rate.push_back((now, lags_ms.len() as u64)),
+        }
+        while rate.front().is_some_and(|(s, _)| now.saturating_sub(*s) > RATE_WINDOW_SECS) {
+            rate.pop_front();
+        }
+    }
+
+    /// Stores the last error (already free of credentials).
+    pub fn record_error(&self, message: String) {
+        *self.last_error.lock().expect("metrics poisoned") = Some((message, crate::journal::now_ms()));
+    }
+
+    /// Lag percentiles (ms) over the most recent samples.
+    pub fn lag_percentiles(&self) -> (Option<u64>, Option<u64>) {
+        let mut v: Vec<u64> = self.lag_ms.lock().expect("metrics poisoned").iter().copied().collect();
+        if v.is_empty() {
+            return (None, None);
+        }
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
+        (Some(at(0.50)), Some(at(0.99)))
+    }
+
+    /// Documents per second acknowledged by Atlas over the last seconds.
+    pub fn throughput(&self) -> f64 {
+        let now = self.elapsed_secs();
+        let rate = self.synced_per_sec.lock().expect("metrics poisoned");
+        let total: u64 = rate
+            .iter()
+            .filter(|(s, _)| now.saturating_sub(*s) < RATE_WINDOW_SECS && *s < now)
+            .map(|(_, n)| n)
+            .sum();
+        let window = RATE_WINDOW_SECS.min(now).max(1);
+        total as f64 / window as f64
+    }
+
+    /// Share of document copies that succeeded (1.0 before any attempt).
+    pub fn success_rate(&self) -> f64 {
+        let ok = self.synced.load(Relaxed) as f64;
+        let bad = self.failed.load(Relaxed) as f64;
+        if ok + bad == 0.0 {
+            1.0
+        } else {
+            ok / (ok + bad)
+        }
+    }
+
+    pub fn last_error(&self) -> Option<(String, i64)> {
+        self.last_error.lock().expect("metrics poisoned").clone()
+    }
+}
+
+/// Queue figures read from the journal when metrics are asked for.
+#[derive(Debug, Default, Clone)]
+pub struct QueueView {
+    pub size: u64,
+    pub oldest_age_ms: Option<i64>,
+    pub dead_letters: u64,
+}
+
+/// Full-sync progress, shown in metrics.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FullSyncView {
+    pub id: Option<String>,
+    pub state: String,
+    pub collections_done: u64,
+    pub collections_total: u64,
+    pub documents_done: u64,
+    pub documents_total: u64,
+    pub rate_per_sec: f64,
+}
+
+impl Default for FullSyncView {
+    fn default() -> Self {
+        FullSyncView {
+            id: None,
+            state: "idle".to_string(),
+            collections_done: 0,
+            collections_total: 0,
+            documents_done: 0,
+            documents_total: 0,
+            rate_per_sec: 0.0,
+        }
+    }
+}
+
+/// The JSON of `sync.metrics()`.
+pub fn metrics_json(m: &Metrics, cfg: &Config, q: &QueueView, full: &FullSyncView) -> Value {
+    let (p50, p99) = m.lag_percentiles();
+    json!({
+        "enabled": cfg.enabled,
+        "paused": m.paused.load(Relaxed),
+        "leader": m.is_leader.load(Relaxed),
+        "queueSize": q.size,
+        "oldestPendingAgeMs": q.oldest_age_ms,
+        "captured": m.captured.load(Relaxed),
+        "synced": m.synced.load(Relaxed),
+        "failed": m.failed.load(Relaxed),
+        "retried": m.retried.load(Relaxed),
+        "deadLettered": m.dead_lettered.load(Relaxed),
+        "deadLetterSize": q.dead_letters,
+        "batches": m.batches.load(Relaxed),
+        "successRate": m.success_rate(),
+        "lagMs": { "p50": p50, "p99": p99 },
+        "throughputPerSec": m.throughput(),
+        "connections": {
+            "local": if m.local_up.load(Relaxed) { "up" } else { "down" },
+            "atlas": if !cfg.enabled { "disabled" } else if m.atlas_up.load(Relaxed) { "up" } else { "down" },
+        },
+        "fullSync": full,
+        "lastError": m.last_error().map(|(message, at)| json!({ "message": message, "atMs": at })),
+    })
+}
+
+/// The JSON of `sync.health()`: each of the seed's success criteria as a
+/// check with its value, threshold and verdict.
+pub fn health_json(m: &Metrics, cfg: &Config, q: &QueueView, journal_ok: bool) -> Value {
+    let local = m.local_up.load(Relaxed);
+    let atlas = !cfg.enabled || m.atlas_up.load(Relaxed);
+    let queue_ok = !cfg.enabled || q.size < cfg.health_max_queue;
+    let rate = m.success_rate();
+    let rate_ok = !cfg.enabled || rate > cfg.health_min_success_rate || rate >= 1.0;
+    let status = if !local || !journal_ok {
+        "unhealthy"
+    } else if !atlas || !queue_ok || !rate_ok {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    json!({
+        "status": status,
+        "checks": {
+            "localConnection": { "pass": local, "value": if local { "up" } else { "down" } },
+            "atlasConnection": {
+                "pass": atlas,
+                "value": if !cfg.enabled { "disabled" } else if atlas { "up" } else { "down" },
+            },
+            "queueSize": { "pass": queue_ok, "value": q.size, "threshold": cfg.health_max_queue },
+            "successRate": { "pass": rate_ok, "value": rate, "threshold": cfg.health_min_success_rate },
+            "journal": { "pass": journal_ok, "value": if !cfg.enabled { "disabled" } else if journal_ok { "ok" } else { "failing" } },
+            "deadLetters": { "pass": true, "value": q.dead_letters },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_rate() {
+        let m = Metrics::new();
+        assert_eq!(m.success_rate(), 1.0);
+        m.record_synced(&(1..=100).collect::<Vec<_>>());
+        let (p50, p99) = m.lag_percentiles();
+        assert_eq!(p50, Some(51));
+        assert_eq!(p99, Some(99));
+        m.failed.store(100, Relaxed);
+        assert!((m.success_rate() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn health_degrades_on_queue_and_fails_on_local() {
+        let m = Metrics::new();
+        let cfg = Config { atlas_uri: Some("mongodb://a".into()), ..Config::default() };
+        m.local_up.store(true, Relaxed);
+        m.atlas_up.store(true, Relaxed);
+        let q = QueueView { size: 5, ..Default::default() };
+        assert_eq!(health_json(&m, &cfg, &q, true)["status"], "healthy");
+        let q = QueueView { size: 100, ..Default::default() };
+        let h = health_json(&m, &cfg, &q, true);
+        assert_eq!(h["status"], "degraded");
+        assert_eq!(h["checks"]["queueSize"]["pass"], false);
+        m.local_up.store(false, Relaxed);
+        assert_eq!(health_json(&m, &cfg, &q, true)["status"], "unhealthy");
+    }
+}

@@ -1,0 +1,232 @@
+//! Applying one batch: read the current local state of each document, then
+//! make Atlas hold exactly that (replace with upsert, or delete if gone).
+//!
+//! Invariants:
+//! - the copy is idempotent: it writes a state, never replays an operation,
+//!   so a retry can never apply `$inc` twice;
+//! - the local read happens after the entries were ready, so the state
+//!   copied is at least as new as every change the batch covers;
+//! - documents travel as the local server's BSON bytes, never re-encoded.
+
+use std::collections::HashMap;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, rawdoc, Bson, Document, RawArrayBuf, RawDocumentBuf};
+use mongodb::{Client, Database};
+
+use crate::journal::DocKey;
+
+/// Keeps one Atlas command well under the 48 MB message limit.
+const MAX_COMMAND_BYTES: usize = 8 * 1024 * 1024;
+
+/// Which server an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Local,
+    Atlas,
+}
+
+/// The outcome for one document of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocResult {
+    Ok,
+    /// Atlas refused this document: server code and message.
+    Refused(i32, String),
+}
+
+/// Numeric `_id`s compare by value on the server (1 == 1.0 == 1L); match
+/// them the same way when pairing keys with the documents read back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Canon {
+    Int(i64),
+    Float(u64),
+    Bytes(Vec<u8>),
+}
+
+fn canon(id: &Bson) -> Canon {
+    match id {
+        Bson::Int32(i) => Canon::Int(*i as i64),
+        Bson::Int64(i) => Canon::Int(*i),
+        Bson::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Canon::Int(*d as i64),
+        Bson::Double(d) => Canon::Float(d.to_bits()),
+        other => Canon::Bytes(crate::capture::key_of("", other).id),
+    }
+}
+
+/// The `_id` value stored in a key.
+pub fn id_of(key: &DocKey) -> Option<Bson> {
+    let d: Document = mongodb::bson::from_slice(&key.id).ok()?;
+    d.get("_id").cloned()
+}
+
+/// Copies the current local state of `keys` (all of namespace `ns`) to Atlas.
+/// `Err` means the whole batch failed (nothing can be said per document).
+pub async fn apply(
+    local: &Client,
+    atlas: &Client,
+    ns: &str,
+    keys: &[DocKey],
+) -> Result<Vec<DocResult>, (Side, mongodb::error::Error)> {
+    let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+    let ids: Vec<Bson> = keys.iter().filter_map(id_of).collect();
+    let found: Vec<RawDocumentBuf> = local
+        .database(db)
+        .collection::<RawDocumentBuf>(coll)
+        .find(doc! { "_id": { "$in": ids } })
+        .await
+        .map_err(|e| (Side::Local, e))?
+        .try_collect()
+        .await
+        .map_err(|e| (Side::Local, e))?;
+    let mut by_id: HashMap<Canon, RawDocumentBuf> = HashMap::with_capacity(found.len());
+    for d in found {
+        if let Ok(Some(id)) = d.get("_id") {
+            if let Ok(id) = Bson::try_from(id.to_raw_bson()) {
+                by_id.insert(canon(&id), d);
+            }
+        }
+    }
+    let atlas_db = atlas.database(db);
+    let mut results = vec![DocResult::Ok; keys.len()];
+    let mut upserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
+    let mut deletes: Vec<(usize, Bson)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let Some(id) = id_of(k) else {
+            results[i] = DocResult::Refused(2, "journal key does not hold an _id".into());
+            continue;
+        };
+        match by_id.remove(&canon(&id)) {
+            Some(d) => upserts.push((i, d)),
+            None => deletes.push((i, id)),
+        }
+    }
+    for chunk in chunk_by_size(upserts) {
+        let refused = replace_docs(&atlas_db, coll, &chunk).await.map_err(|e| (Side::Atlas, e))?;
+        for (pos, r) in refused {
+            results[chunk[pos].0] = r;
+        }
+    }
+    if !deletes.is_empty() {
+        if let Some(r) = delete_docs(&atlas_db, coll, &deletes).await.map_err(|e| (Side::Atlas, e))? {
+            for (i, _) in &deletes {
+                results[*i] = r.clone();
+            }
+        }
+    }
+    Ok(results)
+}
+
+fn chunk_by_size(docs: Vec<(usize, RawDocumentBuf)>) -> Vec<Vec<(usize, RawDocumentBuf)>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut bytes = 0;
+    for (i, d) in docs {
+        let n = d.as_bytes().len() + 64;
+        if !cur.is_empty() && bytes + n > MAX_COMMAND_BYTES {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += n;
+        cur.push((i, d));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn with_write_concern(db: &Database, mut cmd: RawDocumentBuf) -> RawDocumentBuf {
+    if let Some(wc) = db.write_concern() {
+        if let Ok(d) = mongodb::bson::to_document(wc) {
+            if !d.is_empty() {
+                if let Ok(raw) = RawDocumentBuf::from_document(&d) {
+                    cmd.append("writeConcern", raw);
+                }
+            }
+        }
+    }
+    cmd
+}
+
+/// Per-statement errors of a write command reply, by statement index.
+fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::error::Error> {
+    if let Ok(wce) = reply.get_document("writeConcernError") {
+        return Err(mongodb::error::Error::custom(format!("write concern error: {wce}")));
+    }
+    let mut out = Vec::new();
+    if let Ok(errs) = reply.get_array("writeErrors") {
+        for e in errs.iter().filter_map(Bson::as_document) {
+            let idx = match e.get("index") {
+                Some(Bson::Int32(i)) => *i as usize,
+                Some(Bson::Int64(i)) => *i as usize,
+                _ => continue,
+            };
+            let code = e.get_i32("code").unwrap_or(0);
+            let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
+            out.push((idx, DocResult::Refused(code, msg)));
+        }
+    }
+    Ok(out)
+}
+
+async fn replace_docs(
+    db: &Database,
+    coll: &str,
+    docs: &[(usize, RawDocumentBuf)],
+) -> Result<Vec<(usize, DocResult)>, mongodb::error::Error> {
+    let mut updates = RawArrayBuf::new();
+    for (_, d) in docs {
+        let id = d
+            .get("_id")
+            .ok()
+            .flatten()
+            .map(|v| v.to_raw_bson())
+            .ok_or_else(|| mongodb::error::Error::custom("a local document without _id".to_string()))?;
+        let mut q = RawDocumentBuf::new();
+        q.append("_id", id);
+        updates.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
+    }
+    let cmd = with_write_concern(db, rawdoc! { "update": coll, "updates": updates, "ordered": false });
+    let reply = db.run_raw_command(cmd).await?;
+    write_errors(&reply)
+}
+
+async fn delete_docs(
+    db: &Database,
+    coll: &str,
+    ids: &[(usize, Bson)],
+) -> Result<Option<DocResult>, mongodb::error::Error> {
+    let list: Vec<Bson> = ids.iter().map(|(_, id)| id.clone()).collect();
+    let stmt = doc! { "q": { "_id": { "$in": list } }, "limit": 0 };
+    let cmd = doc! { "delete": coll, "deletes": [stmt], "ordered": false };
+    let cmd = RawDocumentBuf::from_document(&cmd).map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+    let reply = db.run_raw_command(with_write_concern(db, cmd)).await?;
+    Ok(write_errors(&reply)?.into_iter().next().map(|(_, r)| r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_ids_compare_by_value() {
+        assert_eq!(canon(&Bson::Int32(1)), canon(&Bson::Double(1.0)));
+        assert_eq!(canon(&Bson::Int64(1)), canon(&Bson::Int32(1)));
+        assert_ne!(canon(&Bson::Double(1.5)), canon(&Bson::Int32(1)));
+        assert_ne!(canon(&Bson::String("1".into())), canon(&Bson::Int32(1)));
+    }
+
+    #[test]
+    fn write_errors_are_read_per_statement() {
+        let reply = doc! { "ok": 1, "n": 1, "writeErrors": [{ "index": 1, "code": 11000, "errmsg": "dup" }] };
+        assert_eq!(write_errors(&reply).unwrap(), vec![(1, DocResult::Refused(11000, "dup".into()))]);
+        assert!(write_errors(&doc! { "ok": 1, "writeConcernError": { "code": 64 } }).is_err());
+    }
+
+    #[test]
+    fn chunks_respect_the_byte_limit() {
+        let big = RawDocumentBuf::from_document(&doc! { "s": "x".repeat(3 * 1024 * 1024) }).unwrap();
+        let chunks = chunk_by_size((0..5).map(|i| (i, big.clone())).collect());
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+    }
+}

@@ -1,0 +1,342 @@
+//! Replication: one leader per data directory reads the journal in order,
+//! batches dirty documents, and copies their local state to Atlas with
+//! `SYNC_WORKERS` batches in flight, retrying with backoff.
+//!
+//! Invariants:
+//! - only the holder of `leader.lock` replicates; a new leader first waits
+//!   `SYNC_TAKEOVER_GRACE_MS` past the last heartbeat of the previous one, so
+//!   nothing it sent can land after the new leader's copies;
+//! - a document is never in flight twice (see `queue`), so Atlas never ends
+//!   with an older version of a document than the last one copied;
+//! - an entry is removed from the journal only after Atlas acknowledged the
+//!   copy that followed it; transient failures are retried for as long as it
+//!   takes, permanent ones are dead-lettered with their reason;
+//! - pausing stops new batches; the journal keeps growing on disk.
+
+mod apply;
+mod backoff;
+mod queue;
+
+pub use apply::{apply, id_of, DocResult, Side};
+pub use backoff::backoff;
+pub use queue::{Batch, Queue};
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mongodb::Client;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::error::{disposition, write_error_disposition, Disposition};
+use crate::journal::{now_ms, DeadLetter, DocKey, Journal, LeaderLock};
+use crate::observe::Metrics;
+
+/// How many journal entries one read takes.
+const READ_CHUNK: usize = 5000;
+/// At most this many documents are held in memory; the rest waits on disk.
+const MAX_DIRTY: usize = 50_000;
+/// How often the journal is polled for other processes' writes.
+const POLL: Duration = Duration::from_millis(25);
+/// How often the leader writes its heartbeat.
+const HEARTBEAT: Duration = Duration::from_millis(1000);
+const HEARTBEAT_KEY: &str = "leader_heartbeat_ms";
+
+/// What the replicator needs.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub local: Client,
+    pub atlas: Client,
+    pub journal: Arc<Journal>,
+    pub metrics: Arc<Metrics>,
+    pub secrets: Vec<String>,
+}
+
+impl Ctx {
+    fn record_error(&self, what: &str, e: &dyn std::fmt::Display) {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        let msg = crate::config::scrub(&format!("{what}: {e}"), &secrets);
+        tracing::warn!("{msg}");
+        self.metrics.record_error(msg);
+    }
+}
+
+/// Controls a running replicator.
+pub struct Handle {
+    paused: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Handle {
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    /// Stops the replicator; batches in flight get `grace` to finish.
+    pub async fn stop(&self, grace: Duration) {
+        self.stop.send_replace(true);
+        if let Some(mut t) = self.task.lock().await.take() {
+            if tokio::time::timeout(grace + Duration::from_secs(1), &mut t).await.is_err() {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Starts the replicator task (it waits for leadership by itself).
+pub fn spawn(ctx: Arc<Ctx>) -> Handle {
+    let (paused, paused_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(lead(ctx, paused_rx, stop_rx));
+    Handle { paused, stop, task: tokio::sync::Mutex::new(Some(task)) }
+}
+
+async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+    let dir = ctx.config.data_dir.clone();
+    let lock = loop {
+        match LeaderLock::try_acquire(&dir) {
+            Ok(Some(l)) => break l,
+            Ok(None) => {}
+            Err(e) => ctx.record_error("cannot take the replicator lock", &e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    };
+    ctx.metrics.is_leader.store(true, Relaxed);
+    if let Ok(Some(hb)) = ctx.journal.get_meta(HEARTBEAT_KEY).await {
+        let since = now_ms() - hb.parse::<i64>().unwrap_or(0);
+        let grace = ctx.config.takeover_grace_ms as i64;
+        if since >= 0 && since < grace {
+            tracing::info!("previous replicator stopped {since} ms ago; waiting {} ms", grace - since);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis((grace - since) as u64)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+    tracing::info!("replicator started (this process leads)");
+    let clean = run(&ctx, paused, stop).await;
+    if clean {
+        let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
+    }
+    ctx.metrics.is_leader.store(false, Relaxed);
+    drop(lock);
+}
+
+/// The leader's loop. Returns whether every batch finished (clean stop).
+async fn run(ctx: &Arc<Ctx>, mut paused: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) -> bool {
+    let mut q = Queue::new(MAX_DIRTY);
+    let mut tasks: JoinSet<BatchDone> = JoinSet::new();
+    let mut last_heartbeat = Instant::now() - HEARTBEAT;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if last_heartbeat.elapsed() >= HEARTBEAT {
+            last_heartbeat = Instant::now();
+            let _ = ctx.journal.set_meta(HEARTBEAT_KEY, now_ms().to_string()).await;
+        }
+        let changed = ctx.journal.changed.notified();
+        if let Err(e) = refill(ctx, &mut q).await {
+            ctx.record_error("reading the journal failed", &e);
+        }
+        let is_paused = *paused.borrow();
+        ctx.metrics.paused.store(is_paused, Relaxed);
+        while !is_paused && tasks.len() < ctx.config.workers {
+            let Some(batch) = q.take_batch(ctx.config.batch_size) else { break };
+            let (c, s) = (ctx.clone(), stop.clone());
+            tasks.spawn(copy_batch(c, batch, s));
+        }
+        // A dropped handle (the engine is gone) counts as a stop.
+        tokio::select! {
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => finish(&mut q, done),
+            _ = changed => {}
+            _ = tokio::time::sleep(POLL) => {}
+            r = paused.changed() => if r.is_err() { break },
+            r = stop.changed() => if r.is_err() { break },
+        }
+    }
+    let grace = Duration::from_secs(5);
+    let all_done = tokio::time::timeout(grace, async {
+        while let Some(done) = tasks.join_next().await {
+            finish(&mut q, done);
+        }
+    })
+    .await
+    .is_ok();
+    all_done
+}
+
+fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) {
+    if let Ok(done) = done {
+        q.finish(done.keys);
+        q.readmit(done.unrecorded);
+    }
+}
+
+/// Reads new journal entries and releases waiting ones whose write is done.
+async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError> {
+    let grace = Duration::from_millis(ctx.config.takeover_grace_ms);
+    if !q.waiting.is_empty() {
+        let seqs: Vec<i64> = q.waiting.keys().copied().collect();
+        for (seq, ready) in ctx.journal.ready_of(seqs).await? {
+            let owner_gone = q
+                .waiting
+                .get(&seq)
+                .and_then(|e| ctx.journal.owners.dead_since(&e.owner))
+                .is_some_and(|t| t.elapsed() >= grace);
+            if ready || owner_gone {
+                q.release_waiting(seq);
+            }
+        }
+    }
+    while !q.is_full() {
+        let entries = ctx.journal.read_after(q.cursor, READ_CHUNK).await?;
+        let n = entries.len();
+        for e in entries {
+            q.cursor = q.cursor.max(e.seq);
+            if e.ready {
+                q.admit(e.key, e.seq, e.at_ms);
+            } else {
+                q.waiting.insert(e.seq, e);
+            }
+        }
+        if n < READ_CHUNK {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What a finished batch hands back to the loop.
+struct BatchDone {
+    keys: Vec<DocKey>,
+    /// Copied, but the journal could not record it: copy again later.
+    unrecorded: Vec<(DocKey, queue::Dirty)>,
+}
+
+/// Copies one batch, retrying until every document is acknowledged or
+/// dead-lettered, or the replicator stops.
+async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) -> BatchDone {
+    let keys: Vec<DocKey> = batch.items.iter().map(|(k, _)| k.clone()).collect();
+    let ns = batch.ns;
+    let mut todo = batch.items;
+    let mut unrecorded = Vec::new();
+    let mut attempt: u32 = 0;
+    while !todo.is_empty() {
+        if attempt > 0 {
+            ctx.metrics.retried.fetch_add(1, Relaxed);
+            let delay = backoff(attempt - 1, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+            let mut stop = stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let batch_keys: Vec<DocKey> = todo.iter().map(|(k, _)| k.clone()).collect();
+        let results = match apply(&ctx.local, &ctx.atlas, &ns, &batch_keys).await {
+            Ok(r) => r,
+            Err((side, e)) => {
+                ctx.metrics.failed.fetch_add(todo.len() as u64, Relaxed);
+                let d = if side == Side::Local { Disposition::Transient } else { disposition(&e) };
+                if side == Side::Atlas && d == Disposition::Transient {
+                    ctx.metrics.atlas_up.store(false, Relaxed);
+                }
+                let what = if side == Side::Local { "reading local documents failed" } else { "writing to Atlas failed" };
+                ctx.record_error(what, &e);
+                if d != Disposition::Transient && attempt >= ctx.config.max_retries {
+                    let reason = crate::config::scrub(&e.to_string(), &ctx.secrets.iter().map(String::as_str).collect::<Vec<_>>());
+                    dead_letter(&ctx, std::mem::take(&mut todo), None, &reason, &mut unrecorded).await;
+                }
+                attempt += 1;
+                continue;
+            }
+        };
+        ctx.metrics.atlas_up.store(true, Relaxed);
+        ctx.metrics.batches.fetch_add(1, Relaxed);
+        let mut done = Vec::new();
+        let mut retry = Vec::new();
+        for (item, r) in todo.into_iter().zip(results) {
+            match r {
+                DocResult::Ok => done.push(item),
+                DocResult::Refused(code, msg) => {
+                    ctx.metrics.failed.fetch_add(1, Relaxed);
+                    match write_error_disposition(code) {
+                        Disposition::Permanent => {
+                            dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
+                        }
+                        Disposition::Unknown if attempt >= ctx.config.max_retries => {
+                            dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
+                        }
+                        _ => {
+                            ctx.record_error("Atlas refused a document", &format!("code {code}: {msg}"));
+                            retry.push(item)
+                        }
+                    }
+                }
+            }
+        }
+        record_done(&ctx, done, &mut unrecorded).await;
+        todo = retry;
+        attempt += 1;
+    }
+    BatchDone { keys, unrecorded }
+}
+
+async fn record_done(ctx: &Ctx, done: Vec<(DocKey, queue::Dirty)>, unrecorded: &mut Vec<(DocKey, queue::Dirty)>) {
+    if done.is_empty() {
+        return;
+    }
+    let seqs: Vec<i64> = done.iter().flat_map(|(_, d)| d.seqs.iter().copied()).collect();
+    let now = now_ms();
+    let lags: Vec<u64> = done.iter().map(|(_, d)| (now - d.newest_at_ms).max(0) as u64).collect();
+    match ctx.journal.remove(seqs).await {
+        Ok(()) => ctx.metrics.record_synced(&lags),
+        Err(e) => {
+            ctx.record_error("recording copied documents in the journal failed", &e);
+            unrecorded.extend(done);
+        }
+    }
+}
+
+async fn dead_letter(
+    ctx: &Ctx,
+    items: Vec<(DocKey, queue::Dirty)>,
+    code: Option<i32>,
+    reason: &str,
+    unrecorded: &mut Vec<(DocKey, queue::Dirty)>,
+) {
+    let n = items.len() as u64;
+    let letters = items
+        .iter()
+        .map(|(k, d)| DeadLetter {
+            key: k.clone(),
+            seqs: d.seqs.clone(),
+            code,
+            reason: reason.to_string(),
+            at_ms: now_ms(),
+        })
+        .collect();
+    tracing::error!("dead-lettering {n} document(s) of {}: {reason}", items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?"));
+    match ctx.journal.dead_letter(letters).await {
+        Ok(()) => {
+            ctx.metrics.dead_lettered.fetch_add(n, Relaxed);
+        }
+        Err(e) => {
+            ctx.record_error("recording a dead letter failed", &e);
+            unrecorded.extend(items);
+        }
+    }
+}

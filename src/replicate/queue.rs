@@ -1,0 +1,194 @@
+//! The replicator's in-memory view of the journal: which documents are
+//! dirty, which are in flight, and which entries still wait for their write.
+//!
+//! Invariants:
+//! - a document is never in flight twice: `take_batch` skips keys in flight,
+//!   and entries that arrive for them wait in `dirty` for the next round;
+//! - entries are handed out with every seq they cover, so the journal can
+//!   remove exactly those and nothing newer;
+//! - memory is bounded: the reader stops reading the journal while
+//!   `is_full()`; everything else stays on disk.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use crate::journal::{DocKey, Entry};
+
+/// The changes of one document not yet copied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dirty {
+    pub seqs: Vec<i64>,
+    /// When the newest of them was recorded (for lag).
+    pub newest_at_ms: i64,
+}
+
+/// Documents of one namespace to copy together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub ns: String,
+    pub items: Vec<(DocKey, Dirty)>,
+}
+
+impl Batch {
+    pub fn seqs(&self) -> Vec<i64> {
+        self.items.iter().flat_map(|(_, d)| d.seqs.iter().copied()).collect()
+    }
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    dirty: HashMap<DocKey, Dirty>,
+    order: VecDeque<DocKey>,
+    in_flight: HashSet<DocKey>,
+    /// Entries whose local write has not finished, by seq.
+    pub waiting: BTreeMap<i64, Entry>,
+    /// Highest seq read from the journal.
+    pub cursor: i64,
+    max_dirty: usize,
+}
+
+impl Queue {
+    pub fn new(max_dirty: usize) -> Queue {
+        Queue {
+            dirty: HashMap::new(),
+            order: VecDeque::new(),
+            in_flight: HashSet::new(),
+            waiting: BTreeMap::new(),
+            cursor: 0,
+            max_dirty,
+        }
+    }
+
+    /// Records a ready entry.
+    pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64) {
+        let d = self.dirty.entry(key.clone()).or_insert_with(|| {
+            self.order.push_back(key);
+            Dirty::default()
+        });
+        d.seqs.push(seq);
+        d.newest_at_ms = d.newest_at_ms.max(at_ms);
+    }
+
+    /// Puts a batch's items back (their copy could not be recorded).
+    pub fn readmit(&mut self, items: Vec<(DocKey, Dirty)>) {
+        for (k, d) in items {
+            for s in d.seqs {
+                self.admit(k.clone(), s, d.newest_at_ms);
+            }
+        }
+    }
+
+    /// Moves a waiting entry to dirty once its write is done.
+    pub fn release_waiting(&mut self, seq: i64) {
+        if let Some(e) = self.waiting.remove(&seq) {
+            self.admit(e.key, e.seq, e.at_ms);
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.dirty.len() + self.waiting.len() >= self.max_dirty
+    }
+
+    pub fn dirty_len(&self) -> usize {
+        self.dirty.len()
+    }
+
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Up to `max` dirty documents of one namespace, none of them in flight;
+    /// marks them in flight.
+    pub fn take_batch(&mut self, max: usize) -> Option<Batch> {
+        let scan = self.order.len().min(max.saturating_mul(4).max(1024));
+        let mut ns: Option<String> = None;
+        let mut items = Vec::new();
+        let mut keep = Vec::new();
+        for _ in 0..scan {
+            let Some(k) = self.order.pop_front() else { break };
+            let eligible = items.len() < max
+                && !self.in_flight.contains(&k)
+                && ns.as_ref().is_none_or(|n| *n == k.ns);
+            if eligible {
+                ns.get_or_insert_with(|| k.ns.clone());
+                let d = self.dirty.remove(&k).unwrap_or_default();
+                self.in_flight.insert(k.clone());
+                items.push((k, d));
+            } else {
+                keep.push(k);
+            }
+        }
+        for k in keep.into_iter().rev() {
+            self.order.push_front(k);
+        }
+        ns.map(|ns| Batch { ns, items })
+    }
+
+    /// The batch's documents are no longer in flight.
+    pub fn finish(&mut self, keys: impl IntoIterator<Item = DocKey>) {
+        for k in keys {
+            self.in_flight.remove(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ns: &str, id: u8) -> DocKey {
+        DocKey { ns: ns.into(), id: vec![id] }
+    }
+
+    #[test]
+    fn a_key_is_never_in_flight_twice() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 1, 10);
+        let b1 = q.take_batch(10).unwrap();
+        assert_eq!(b1.items.len(), 1);
+        q.admit(key("a.b", 1), 2, 20);
+        assert!(q.take_batch(10).is_none(), "key 1 is in flight");
+        q.finish(b1.items.iter().map(|(k, _)| k.clone()));
+        let b2 = q.take_batch(10).unwrap();
+        assert_eq!(b2.items[0].1.seqs, vec![2]);
+    }
+
+    #[test]
+    fn entries_of_one_key_merge_and_batches_keep_one_namespace() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 1, 10);
+        q.admit(key("a.c", 2), 2, 11);
+        q.admit(key("a.b", 1), 3, 12);
+        q.admit(key("a.b", 3), 4, 13);
+        let b = q.take_batch(10).unwrap();
+        assert_eq!(b.ns, "a.b");
+        assert_eq!(b.items.len(), 2);
+        assert_eq!(b.items[0].1, Dirty { seqs: vec![1, 3], newest_at_ms: 12 });
+        assert_eq!(b.seqs(), vec![1, 3, 4]);
+        let b = q.take_batch(10).unwrap();
+        assert_eq!(b.ns, "a.c");
+        assert!(q.take_batch(10).is_none());
+    }
+
+    #[test]
+    fn batch_size_is_respected_and_order_kept() {
+        let mut q = Queue::new(100);
+        for i in 0..5 {
+            q.admit(key("a.b", i), i as i64, 0);
+        }
+        let b = q.take_batch(2).unwrap();
+        assert_eq!(b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(), vec![0, 1]);
+        let b = q.take_batch(2).unwrap();
+        assert_eq!(b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(), vec![2, 3]);
+        assert!(!q.is_full());
+    }
+
+    #[test]
+    fn readmitted_items_come_back() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 7, 0);
+        let b = q.take_batch(5).unwrap();
+        q.finish(b.items.iter().map(|(k, _)| k.clone()));
+        q.readmit(b.items);
+        assert_eq!(q.take_batch(5).unwrap().seqs(), vec![7]);
+    }
+}
