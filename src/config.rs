@@ -220,7 +220,11 @@ impl Config {
         if let Some((name, v)) = src.get("SYNC_LOG_LEVEL") {
             let level = v.trim().to_ascii_lowercase();
             if !LOG_LEVELS.contains(&level.as_str()) {
-                return Err(SyncError::config(&name, &v, &format!("one of: {}", LOG_LEVELS.join(", "))));
+                return Err(SyncError::config(
+                    &name,
+                    &v,
+                    &format!("one of: {}", LOG_LEVELS.join(", ")),
+                ));
             }
             c.log_level = level;
         }
@@ -263,10 +267,13 @@ impl Config {
     /// Whether writes to `db.coll` are replicated.
     pub fn is_replicated(&self, db: &str, coll: &str) -> bool {
         self.enabled
-            && !self.excluded_collections.iter().any(|e| match e.split_once('.') {
-                Some((d, c)) => d == db && c == coll,
-                None => e == coll,
-            })
+            && !self
+                .excluded_collections
+                .iter()
+                .any(|e| match e.split_once('.') {
+                    Some((d, c)) => d == db && c == coll,
+                    None => e == coll,
+                })
     }
 }
 
@@ -274,7 +281,11 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, SyncError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(SyncError::config(name, v, "true or false (also 1/0, yes/no, on/off)")),
+        _ => Err(SyncError::config(
+            name,
+            v,
+            "true or false (also 1/0, yes/no, on/off)",
+        )),
     }
 }
 
@@ -289,21 +300,29 @@ fn parse_int(name: &str, v: &str, min: u64, max: u64) -> Result<u64, SyncError> 
 fn parse_rate(name: &str, v: &str) -> Result<f64, SyncError> {
     match v.trim().parse::<f64>() {
         Ok(n) if (0.0..=1.0).contains(&n) => Ok(n),
-        _ => Err(SyncError::config(name, v, "a number from 0 to 1, e.g. 0.99")),
+        _ => Err(SyncError::config(
+            name,
+            v,
+            "a number from 0 to 1, e.g. 0.99",
+        )),
     }
 }
 
 /// Checks the shape of a connection string without resolving anything (the
 /// driver parses it fully, with DNS for `mongodb+srv`, when connecting).
 fn parse_uri(name: &str, v: &str) -> Result<String, SyncError> {
-    let allowed = "a connection string like mongodb://host:27017/db or mongodb+srv://cluster.example.net";
+    let allowed =
+        "a connection string like mongodb://host:27017/db or mongodb+srv://cluster.example.net";
     let v = v.trim();
     let rest = v
         .strip_prefix("mongodb://")
         .or_else(|| v.strip_prefix("mongodb+srv://"))
         .ok_or_else(|| SyncError::config(name, &redact_uri(v), allowed))?;
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let hosts = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let hosts = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains(' ')) {
         return Err(SyncError::config(name, &redact_uri(v), allowed));
     }
@@ -346,7 +365,10 @@ fn redact_query(tail: &str) -> String {
 
 fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.contains("token") || k == "authmechanismproperties"
+    k.contains("password")
+        || k.contains("secret")
+        || k.contains("token")
+        || k == "authmechanismproperties"
 }
 
 /// Replaces every occurrence of the given URIs' passwords in `text`.
@@ -375,7 +397,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn with_atlas(mut pairs: Vec<(&'static str, &'static str)>) -> HashMap<String, String> {
@@ -395,10 +420,16 @@ mod tests {
 
     #[test]
     fn bad_number_names_variable_value_and_range() {
-        let e = Config::from_sources(&with_atlas(vec![("SYNC_BATCH_SIZE", "abc")]), &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("SYNC_BATCH_SIZE") && e.contains("abc") && e.contains("1 to 10000"), "{e}");
+        let e = Config::from_sources(
+            &with_atlas(vec![("SYNC_BATCH_SIZE", "abc")]),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SYNC_BATCH_SIZE") && e.contains("abc") && e.contains("1 to 10000"),
+            "{e}"
+        );
         let e = Config::from_sources(&with_atlas(vec![("SYNC_WORKERS", "0")]), &HashMap::new())
             .unwrap_err()
             .to_string();
@@ -412,30 +443,46 @@ mod tests {
         let c = Config::from_sources(&with_atlas(vec![("SYNC_BATCH_SIZE", "9")]), &o).unwrap();
         assert_eq!(c.batch_size, 7);
         o.insert("batchSize".to_string(), "-1".to_string());
-        let e = Config::from_sources(&with_atlas(vec![]), &o).unwrap_err().to_string();
+        let e = Config::from_sources(&with_atlas(vec![]), &o)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("option 'batchSize'"), "{e}");
         let mut unknown = HashMap::new();
         unknown.insert("batchsize".to_string(), "1".to_string());
-        let e = Config::from_sources(&with_atlas(vec![]), &unknown).unwrap_err().to_string();
+        let e = Config::from_sources(&with_atlas(vec![]), &unknown)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("batchsize") && e.contains("batchSize"), "{e}");
     }
 
     #[test]
     fn malformed_uri_is_rejected_without_its_password() {
-        let e = Config::from_sources(&env(&[("MONGODB_URI", "http://u:s3cret@host")]), &HashMap::new())
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_sources(
+            &env(&[("MONGODB_URI", "http://u:s3cret@host")]),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("MONGODB_URI") && !e.contains("s3cret"), "{e}");
-        let e = Config::from_sources(&env(&[("MONGODB_ATLAS_URI", "mongodb://u:pw@/db")]), &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("MONGODB_ATLAS_URI") && !e.contains(":pw@"), "{e}");
+        let e = Config::from_sources(
+            &env(&[("MONGODB_ATLAS_URI", "mongodb://u:pw@/db")]),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("MONGODB_ATLAS_URI") && !e.contains(":pw@"),
+            "{e}"
+        );
     }
 
     #[test]
     fn retry_max_below_base_is_rejected() {
         let e = Config::from_sources(
-            &with_atlas(vec![("SYNC_RETRY_BASE_MS", "500"), ("SYNC_RETRY_MAX_MS", "100")]),
+            &with_atlas(vec![
+                ("SYNC_RETRY_BASE_MS", "500"),
+                ("SYNC_RETRY_MAX_MS", "100"),
+            ]),
             &HashMap::new(),
         )
         .unwrap_err()
@@ -445,10 +492,16 @@ mod tests {
 
     #[test]
     fn admin_token_is_never_echoed() {
-        let e = Config::from_sources(&with_atlas(vec![("SYNC_ADMIN_TOKEN", "short")]), &HashMap::new())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("SYNC_ADMIN_TOKEN") && !e.contains("short"), "{e}");
+        let e = Config::from_sources(
+            &with_atlas(vec![("SYNC_ADMIN_TOKEN", "short")]),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SYNC_ADMIN_TOKEN") && !e.contains("short"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -457,10 +510,19 @@ mod tests {
             redact_uri("mongodb+srv://bob:hunter2@c0.example.net/app?retryWrites=true"),
             "mongodb+srv://bob:***@c0.example.net/app?retryWrites=true"
         );
-        assert_eq!(redact_uri("mongodb://h:1/?password=x"), "mongodb://h:1/?password=***");
-        assert_eq!(redact_uri("mongodb://127.0.0.1:27017"), "mongodb://127.0.0.1:27017");
+        assert_eq!(
+            redact_uri("mongodb://h:1/?password=x"),
+            "mongodb://h:1/?password=***"
+        );
+        assert_eq!(
+            redact_uri("mongodb://127.0.0.1:27017"),
+            "mongodb://127.0.0.1:27017"
+        );
         let uri = "mongodb://bob:hunter2@h";
-        assert_eq!(scrub("failed hunter2 at mongodb://bob:hunter2@h", &[uri]), "failed *** at mongodb://bob:***@h");
+        assert_eq!(
+            scrub("failed hunter2 at mongodb://bob:hunter2@h", &[uri]),
+            "failed *** at mongodb://bob:***@h"
+        );
     }
 
     #[test]

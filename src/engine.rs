@@ -57,11 +57,31 @@ fn init_logging(level: &str) {
     });
 }
 
-async fn client_for(var: &'static str, uri: &str, secrets: &[&str]) -> Result<(Client, Option<String>), SyncError> {
+/// How long an Atlas operation waits for a reachable server before it fails
+/// and is retried with backoff (unless the URI sets serverSelectionTimeoutMS).
+const ATLAS_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn client_for(
+    var: &'static str,
+    uri: &str,
+    secrets: &[&str],
+) -> Result<(Client, Option<String>), SyncError> {
     let mut opts = ClientOptions::parse(uri).await.map_err(|e| {
-        SyncError::config(var, &redact_uri(uri), &format!("a valid connection string ({})", scrub(&e.to_string(), secrets)))
+        SyncError::config(
+            var,
+            &redact_uri(uri),
+            &format!(
+                "a valid connection string ({})",
+                scrub(&e.to_string(), secrets)
+            ),
+        )
     })?;
-    opts.app_name.get_or_insert_with(|| "dual-mongo-sync".to_string());
+    opts.app_name
+        .get_or_insert_with(|| "dual-mongo-sync".to_string());
+    if var == "MONGODB_ATLAS_URI" {
+        opts.server_selection_timeout
+            .get_or_insert(ATLAS_SELECTION_TIMEOUT);
+    }
     let db = opts.default_database.clone();
     let client = Client::with_options(opts).map_err(|e| SyncError::Connect {
         which: var,
@@ -71,7 +91,12 @@ async fn client_for(var: &'static str, uri: &str, secrets: &[&str]) -> Result<(C
 }
 
 async fn ping(client: &Client, within: Duration) -> Result<(), String> {
-    match tokio::time::timeout(within, client.database("admin").run_command(doc! { "ping": 1 })).await {
+    match tokio::time::timeout(
+        within,
+        client.database("admin").run_command(doc! { "ping": 1 }),
+    )
+    .await
+    {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
@@ -81,7 +106,11 @@ async fn ping(client: &Client, within: Duration) -> Result<(), String> {
 /// A process-unique id for this engine's journal entries.
 fn owner_id() -> String {
     let instance = std::env::var("NODE_APP_INSTANCE").unwrap_or_else(|_| "0".into());
-    format!("i{instance}-p{}-{:08x}", std::process::id(), rand::random::<u32>())
+    format!(
+        "i{instance}-p{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 impl Engine {
@@ -89,14 +118,18 @@ impl Engine {
     pub async fn open(config: Config) -> Result<Engine, SyncError> {
         init_logging(&config.log_level);
         let config = Arc::new(config);
-        let secrets: Vec<String> =
-            [Some(config.local_uri.clone()), config.atlas_uri.clone()].into_iter().flatten().collect();
+        let secrets: Vec<String> = [Some(config.local_uri.clone()), config.atlas_uri.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
         let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let (local, db) = client_for("MONGODB_URI", &config.local_uri, &s).await?;
-        ping(&local, Duration::from_secs(30)).await.map_err(|m| SyncError::Connect {
-            which: "the local MongoDB (MONGODB_URI)",
-            message: scrub(&m, &s),
-        })?;
+        ping(&local, Duration::from_secs(30))
+            .await
+            .map_err(|m| SyncError::Connect {
+                which: "the local MongoDB (MONGODB_URI)",
+                message: scrub(&m, &s),
+            })?;
         let metrics = Arc::new(Metrics::new());
         metrics.local_up.store(true, Relaxed);
         let (atlas, journal, replicator) = if config.enabled {
@@ -104,9 +137,10 @@ impl Engine {
             let (atlas, _) = client_for("MONGODB_ATLAS_URI", &uri, &s).await?;
             let dir = config.data_dir.clone();
             let fsync = config.journal_fsync;
-            let journal = tokio::task::spawn_blocking(move || Journal::open(&dir, fsync, owner_id()))
-                .await
-                .map_err(|e| SyncError::Internal(e.to_string()))??;
+            let journal =
+                tokio::task::spawn_blocking(move || Journal::open(&dir, fsync, owner_id()))
+                    .await
+                    .map_err(|e| SyncError::Internal(e.to_string()))??;
             let journal = Arc::new(journal);
             let ctx = Arc::new(replicate::Ctx {
                 config: config.clone(),
@@ -120,14 +154,28 @@ impl Engine {
         } else {
             (None, None, None)
         };
-        let pinger = tokio::spawn(watch_connections(local.clone(), atlas.clone(), metrics.clone()));
+        let pinger = tokio::spawn(watch_connections(
+            local.clone(),
+            atlas.clone(),
+            metrics.clone(),
+        ));
         tracing::info!(
             "dual-mongo-sync started: local {}, sync {}",
             redact_uri(&config.local_uri),
-            if config.enabled { "enabled" } else { "disabled" }
+            if config.enabled {
+                "enabled"
+            } else {
+                "disabled"
+            }
         );
         let writer = Writer::new(local, journal.clone(), config.clone(), metrics.clone());
-        let inner = Inner { writer, atlas, journal, replicator, pinger };
+        let inner = Inner {
+            writer,
+            atlas,
+            journal,
+            replicator,
+            pinger,
+        };
         Ok(Engine {
             config,
             metrics,
@@ -138,7 +186,11 @@ impl Engine {
     }
 
     fn inner(&self) -> Result<Arc<Inner>, SyncError> {
-        self.inner.read().expect("engine lock poisoned").clone().ok_or(SyncError::Closed)
+        self.inner
+            .read()
+            .expect("engine lock poisoned")
+            .clone()
+            .ok_or(SyncError::Closed)
     }
 
     /// Connection strings to scrub from anything shown.
@@ -152,14 +204,26 @@ impl Engine {
         &self.default_db
     }
 
-    pub async fn write(&self, db: &str, coll: &str, op: &str, args: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+    pub async fn write(
+        &self,
+        db: &str,
+        coll: &str,
+        op: &str,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
         let out: Document = inner.writer.write(db, coll, op, p).await?;
         mongodb::bson::to_vec(&out).map_err(|e| SyncError::Internal(e.to_string()))
     }
 
-    pub async fn read(&self, db: &str, coll: &str, op: &str, args: Vec<u8>) -> Result<Vec<u8>, SyncError> {
+    pub async fn read(
+        &self,
+        db: &str,
+        coll: &str,
+        op: &str,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
         inner.writer.read(db, coll, op, p).await
@@ -211,7 +275,8 @@ impl Engine {
                     true,
                 ),
                 Err(e) => {
-                    self.metrics.record_error(scrub(&e.to_string(), &self.secrets()));
+                    self.metrics
+                        .record_error(scrub(&e.to_string(), &self.secrets()));
                     (QueueView::default(), false)
                 }
             },
@@ -221,13 +286,23 @@ impl Engine {
     pub async fn metrics_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, _) = self.queue_view(&inner).await;
-        Ok(observe::metrics_json(&self.metrics, &self.config, &q, &FullSyncView::default()))
+        Ok(observe::metrics_json(
+            &self.metrics,
+            &self.config,
+            &q,
+            &FullSyncView::default(),
+        ))
     }
 
     pub async fn health_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, journal_ok) = self.queue_view(&inner).await;
-        Ok(observe::health_json(&self.metrics, &self.config, &q, journal_ok))
+        Ok(observe::health_json(
+            &self.metrics,
+            &self.config,
+            &q,
+            journal_ok,
+        ))
     }
 
     /// Refuses new calls, lets running ones finish, drains the queue until

@@ -17,13 +17,20 @@ use serde_json::{json, Value};
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("invalid configuration: {name}={value:?} is not allowed; expected {allowed}")]
-    Config { name: String, value: String, allowed: String },
+    Config {
+        name: String,
+        value: String,
+        allowed: String,
+    },
     #[error("this dual-mongo-sync instance is closed; create a new one with createSync()")]
     Closed,
     #[error("{0}")]
     InvalidArgument(String),
     #[error("cannot connect to {which}: {message}")]
-    Connect { which: &'static str, message: String },
+    Connect {
+        which: &'static str,
+        message: String,
+    },
     #[error("journal error in {path}: {message}. Check that SYNC_DATA_DIR is writable and has free space")]
     Journal { path: String, message: String },
     #[error("{0}")]
@@ -49,7 +56,11 @@ pub enum Kind {
 
 impl SyncError {
     pub fn config(name: &str, value: &str, allowed: &str) -> SyncError {
-        SyncError::Config { name: name.into(), value: value.into(), allowed: allowed.into() }
+        SyncError::Config {
+            name: name.into(),
+            value: value.into(),
+            allowed: allowed.into(),
+        }
     }
 
     pub fn invalid(msg: impl Into<String>) -> SyncError {
@@ -57,7 +68,10 @@ impl SyncError {
     }
 
     pub fn journal(path: &std::path::Path, e: impl std::fmt::Display) -> SyncError {
-        SyncError::Journal { path: path.display().to_string(), message: e.to_string() }
+        SyncError::Journal {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }
     }
 
     pub fn kind(&self) -> Kind {
@@ -94,7 +108,9 @@ impl SyncError {
         let scrub = |s: String| crate::config::scrub(&s, secrets);
         let mut v = match self {
             SyncError::Mongo(e) => mongo_payload(e),
-            other => json!({ "name": "SyncError", "code": other.code(), "message": other.to_string() }),
+            other => {
+                json!({ "name": "SyncError", "code": other.code(), "message": other.to_string() })
+            }
         };
         if let Some(m) = v.get("message").and_then(Value::as_str).map(String::from) {
             v["message"] = Value::String(scrub(m));

@@ -37,10 +37,15 @@ pub async fn open(options: String) -> Result<NativeSync> {
     let overrides: HashMap<String, String> = serde_json::from_str(&options)
         .map_err(|e| js_error(SyncError::invalid(format!("createSync options: {e}")), &[]))?;
     let config = Config::from_env(&overrides).map_err(|e| js_error(e, &[]))?;
-    let secrets: Vec<String> = [Some(config.local_uri.clone()), config.atlas_uri.clone()].into_iter().flatten().collect();
+    let secrets: Vec<String> = [Some(config.local_uri.clone()), config.atlas_uri.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
     let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let engine = Engine::open(config).await.map_err(|e| js_error(e, &s))?;
-    Ok(NativeSync { engine: Arc::new(engine) })
+    Ok(NativeSync {
+        engine: Arc::new(engine),
+    })
 }
 
 #[napi]
@@ -51,21 +56,38 @@ impl NativeSync {
 
     /// Runs a write method; `args` and the result are BSON documents.
     #[napi]
-    pub async fn write(&self, db: String, coll: String, op: String, args: Buffer) -> Result<Buffer> {
-        let out = self.engine.write(&db, &coll, &op, args.to_vec()).await.map_err(|e| self.err(e))?;
+    pub async fn write(
+        &self,
+        db: String,
+        coll: String,
+        op: String,
+        args: Buffer,
+    ) -> Result<Buffer> {
+        let out = self
+            .engine
+            .write(&db, &coll, &op, args.to_vec())
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(out.into())
     }
 
     /// Runs a read method; the result is concatenated BSON documents.
     #[napi]
     pub async fn read(&self, db: String, coll: String, op: String, args: Buffer) -> Result<Buffer> {
-        let out = self.engine.read(&db, &coll, &op, args.to_vec()).await.map_err(|e| self.err(e))?;
+        let out = self
+            .engine
+            .read(&db, &coll, &op, args.to_vec())
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(out.into())
     }
 
     #[napi]
     pub async fn flush(&self, timeout_ms: u32) -> Result<()> {
-        self.engine.flush(Duration::from_millis(timeout_ms as u64)).await.map_err(|e| self.err(e))
+        self.engine
+            .flush(Duration::from_millis(timeout_ms as u64))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     #[napi]
@@ -80,7 +102,10 @@ impl NativeSync {
 
     #[napi]
     pub async fn close(&self, timeout_ms: u32) -> Result<()> {
-        self.engine.close(Duration::from_millis(timeout_ms as u64)).await.map_err(|e| self.err(e))
+        self.engine
+            .close(Duration::from_millis(timeout_ms as u64))
+            .await
+            .map_err(|e| self.err(e))
     }
 
     /// `sync.health()` as JSON.
@@ -106,7 +131,11 @@ impl NativeSync {
 
     #[napi]
     pub async fn retry_dead_letters(&self) -> Result<f64> {
-        let n = self.engine.retry_dead_letters().await.map_err(|e| self.err(e))?;
+        let n = self
+            .engine
+            .retry_dead_letters()
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(n as f64)
     }
 

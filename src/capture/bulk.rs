@@ -9,7 +9,14 @@ use super::payload::Payload;
 use super::{write, Target};
 use crate::error::SyncError;
 
-const OPS: &[&str] = &["insertOne", "updateOne", "updateMany", "replaceOne", "deleteOne", "deleteMany"];
+const OPS: &[&str] = &[
+    "insertOne",
+    "updateOne",
+    "updateMany",
+    "replaceOne",
+    "deleteOne",
+    "deleteMany",
+];
 
 /// Totals in the driver's `BulkWriteResult` shape, plus `writeErrors`.
 #[derive(Default)]
@@ -34,7 +41,12 @@ fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError
     let mut it = op.iter();
     let (name, body) = match (it.next(), it.next()) {
         (Some(Ok((name, RawBsonRef::Document(body)))), None) if OPS.contains(&name) => (name, body),
-        _ => return Err(invalid(i, &format!("must be one of {{ {}: {{...}} }}", OPS.join(" | ")))),
+        _ => {
+            return Err(invalid(
+                i,
+                &format!("must be one of {{ {}: {{...}} }}", OPS.join(" | ")),
+            ))
+        }
     };
     let mut payload = RawDocumentBuf::new();
     let mut options = RawDocumentBuf::new();
@@ -47,7 +59,10 @@ fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError
         }
     }
     payload.append("options", options);
-    Ok((name.to_string(), Payload::from_bytes(payload.into_bytes(), name)?))
+    Ok((
+        name.to_string(),
+        Payload::from_bytes(payload.into_bytes(), name)?,
+    ))
 }
 
 fn write_error(index: usize, e: &SyncError) -> Option<Document> {
@@ -63,7 +78,9 @@ fn write_error(index: usize, e: &SyncError) -> Option<Document> {
 pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let ops = p.docs_raw("ops")?;
     if ops.is_empty() {
-        return Err(SyncError::invalid("bulkWrite: 'ops' must be a non-empty array of operations"));
+        return Err(SyncError::invalid(
+            "bulkWrite: 'ops' must be a non-empty array of operations",
+        ));
     }
     let (opts, _) = p.options::<Document>()?;
     let ordered = opts.get_bool("ordered").unwrap_or(true);
@@ -75,7 +92,9 @@ pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
     let mut i = 0;
     while i < parsed.len() {
         // A run of inserts becomes one insertMany.
-        let run_end = (i..parsed.len()).find(|&j| parsed[j].0 != "insertOne").unwrap_or(parsed.len());
+        let run_end = (i..parsed.len())
+            .find(|&j| parsed[j].0 != "insertOne")
+            .unwrap_or(parsed.len());
         let stop = if run_end > i {
             let r = insert_run(t, &parsed[i..run_end], i, ordered, &mut tot).await?;
             i = run_end;
@@ -103,7 +122,13 @@ pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
 }
 
 /// Runs one non-insert operation; `Ok(true)` if it failed with a write error.
-async fn single(t: &Target<'_>, name: &str, p: &Payload, i: usize, tot: &mut Totals) -> Result<bool, SyncError> {
+async fn single(
+    t: &Target<'_>,
+    name: &str,
+    p: &Payload,
+    i: usize,
+    tot: &mut Totals,
+) -> Result<bool, SyncError> {
     let p = p.clone_payload()?;
     let r = match name {
         "updateOne" => write::update_one(t, p, false).await,
@@ -165,9 +190,15 @@ async fn insert_run(
             Ok(false)
         }
         Err(SyncError::Mongo(m)) if matches!(m.kind.as_ref(), ErrorKind::InsertMany(_)) => {
-            let ErrorKind::InsertMany(im) = m.kind.as_ref() else { unreachable!() };
+            let ErrorKind::InsertMany(im) = m.kind.as_ref() else {
+                unreachable!()
+            };
             let failed: Vec<usize> = im.write_errors.iter().flatten().map(|w| w.index).collect();
-            let cut = if ordered { failed.iter().min().copied().unwrap_or(ids.len()) } else { ids.len() };
+            let cut = if ordered {
+                failed.iter().min().copied().unwrap_or(ids.len())
+            } else {
+                ids.len()
+            };
             for (k, id) in ids.into_iter().enumerate().take(cut) {
                 if !failed.contains(&k) {
                     tot.inserted += 1;

@@ -74,7 +74,10 @@ impl<'a> Target<'a> {
             (Some(j), true) if !ids.is_empty() => {
                 let keys = ids.iter().map(|id| self.key(id)).collect();
                 let seqs = j.append(keys).await?;
-                self.w.metrics.captured.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                self.w
+                    .metrics
+                    .captured
+                    .fetch_add(ids.len() as u64, Ordering::Relaxed);
                 seqs
             }
             _ => Vec::new(),
@@ -90,7 +93,10 @@ impl<'a> Target<'a> {
 /// The journal key of a document.
 pub fn key_of(ns: &str, id: &Bson) -> DocKey {
     let bytes = mongodb::bson::to_vec(&doc! { "_id": id.clone() }).expect("an _id always encodes");
-    DocKey { ns: ns.to_string(), id: bytes }
+    DocKey {
+        ns: ns.to_string(),
+        id: bytes,
+    }
 }
 
 /// The `_id` a filter pins by plain equality (`{_id: v}` or `{_id: {$eq: v}}`).
@@ -125,11 +131,27 @@ pub fn new_id() -> Bson {
 }
 
 impl Writer {
-    pub fn new(local: Client, journal: Option<Arc<Journal>>, config: Arc<Config>, metrics: Arc<Metrics>) -> Writer {
-        Writer { local, journal, config, metrics, in_flight: AtomicUsize::new(0), idle: Notify::new() }
+    pub fn new(
+        local: Client,
+        journal: Option<Arc<Journal>>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+    ) -> Writer {
+        Writer {
+            local,
+            journal,
+            config,
+            metrics,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+        }
     }
 
-    pub(crate) fn target<'a>(&'a self, db: &'a str, coll: &'a str) -> Result<Target<'a>, SyncError> {
+    pub(crate) fn target<'a>(
+        &'a self,
+        db: &'a str,
+        coll: &'a str,
+    ) -> Result<Target<'a>, SyncError> {
         check_name("database", db)?;
         check_name("collection", coll)?;
         Ok(Target {
@@ -142,7 +164,13 @@ impl Writer {
     }
 
     /// Runs one write method; `op` is the driver's method name.
-    pub async fn write(&self, db: &str, coll: &str, op: &str, p: Payload) -> Result<Document, SyncError> {
+    pub async fn write(
+        &self,
+        db: &str,
+        coll: &str,
+        op: &str,
+        p: Payload,
+    ) -> Result<Document, SyncError> {
         let _g = self.enter();
         let t = self.target(db, coll)?;
         match op {
@@ -156,13 +184,21 @@ impl Writer {
                 write::find_one_and(&t, p, op).await
             }
             "bulkWrite" => bulk::bulk_write(&t, p).await,
-            other => Err(SyncError::invalid(format!("unknown write method '{other}'"))),
+            other => Err(SyncError::invalid(format!(
+                "unknown write method '{other}'"
+            ))),
         }
     }
 
     /// Runs one read method on the local server. Documents come back as
     /// concatenated BSON, exactly as the server sent them.
-    pub async fn read(&self, db: &str, coll: &str, op: &str, p: Payload) -> Result<Vec<u8>, SyncError> {
+    pub async fn read(
+        &self,
+        db: &str,
+        coll: &str,
+        op: &str,
+        p: Payload,
+    ) -> Result<Vec<u8>, SyncError> {
         let _g = self.enter();
         let t = self.target(db, coll)?;
         match op {
@@ -221,15 +257,24 @@ mod tests {
     #[test]
     fn pinned_ids() {
         assert_eq!(pinned_id(&doc! {"_id": 5}), Some(Bson::Int32(5)));
-        assert_eq!(pinned_id(&doc! {"_id": {"$eq": "a"}}), Some(Bson::String("a".into())));
+        assert_eq!(
+            pinned_id(&doc! {"_id": {"$eq": "a"}}),
+            Some(Bson::String("a".into()))
+        );
         assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}), None);
-        assert_eq!(pinned_id(&doc! {"_id": {"a": 1}}), Some(Bson::Document(doc! {"a": 1})));
+        assert_eq!(
+            pinned_id(&doc! {"_id": {"a": 1}}),
+            Some(Bson::Document(doc! {"a": 1}))
+        );
         assert_eq!(pinned_id(&doc! {"x": 1}), None);
     }
 
     #[test]
     fn restriction_keeps_the_filter() {
-        assert_eq!(restrict(&doc! {"x": 1}, Bson::Int32(3)), doc! {"x": 1, "_id": 3});
+        assert_eq!(
+            restrict(&doc! {"x": 1}, Bson::Int32(3)),
+            doc! {"x": 1, "_id": 3}
+        );
         assert_eq!(
             restrict(&doc! {"_id": {"$gt": 1}}, Bson::Int32(3)),
             doc! {"$and": [{"_id": {"$gt": 1}}, {"_id": 3}]}

@@ -19,14 +19,22 @@ fn bad(method: &str, field: &str, what: &str) -> SyncError {
 impl Payload {
     /// Wraps the bytes JS sent; fails if they are not one BSON document.
     pub fn from_bytes(bytes: Vec<u8>, method: &str) -> Result<Payload, SyncError> {
-        let raw = RawDocumentBuf::from_bytes(bytes)
-            .map_err(|e| SyncError::invalid(format!("{method}: arguments are not valid BSON: {e}")))?;
-        Ok(Payload { raw, method: method.to_string() })
+        let raw = RawDocumentBuf::from_bytes(bytes).map_err(|e| {
+            SyncError::invalid(format!("{method}: arguments are not valid BSON: {e}"))
+        })?;
+        Ok(Payload {
+            raw,
+            method: method.to_string(),
+        })
     }
 
     pub fn from_doc(d: &Document, method: &str) -> Result<Payload, SyncError> {
-        let raw = RawDocumentBuf::from_document(d).map_err(|e| SyncError::invalid(e.to_string()))?;
-        Ok(Payload { raw, method: method.to_string() })
+        let raw =
+            RawDocumentBuf::from_document(d).map_err(|e| SyncError::invalid(e.to_string()))?;
+        Ok(Payload {
+            raw,
+            method: method.to_string(),
+        })
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -53,13 +61,17 @@ impl Payload {
 
     /// A document argument, required.
     pub fn doc(&self, field: &str) -> Result<Document, SyncError> {
-        self.opt_doc(field)?.ok_or_else(|| bad(&self.method, field, "an object"))
+        self.opt_doc(field)?
+            .ok_or_else(|| bad(&self.method, field, "an object"))
     }
 
     /// A document argument, optional.
     pub fn opt_doc(&self, field: &str) -> Result<Option<Document>, SyncError> {
         self.raw_doc(field)?
-            .map(|d| Document::try_from(d).map_err(|e| bad(&self.method, field, &format!("valid BSON ({e})"))))
+            .map(|d| {
+                Document::try_from(d)
+                    .map_err(|e| bad(&self.method, field, &format!("valid BSON ({e})")))
+            })
             .transpose()
     }
 
@@ -104,7 +116,11 @@ impl Payload {
         match self.get(field)? {
             Some(RawBsonRef::Document(_)) => Ok(Update::Doc(self.doc(field)?)),
             Some(RawBsonRef::Array(_)) => Ok(Update::Pipeline(self.docs(field)?)),
-            _ => Err(bad(&self.method, field, "an update document or a pipeline array")),
+            _ => Err(bad(
+                &self.method,
+                field,
+                "an update document or a pipeline array",
+            )),
         }
     }
 

@@ -3,7 +3,9 @@
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
-use mongodb::options::{AggregateOptions, CountOptions, DistinctOptions, FindOneOptions, FindOptions};
+use mongodb::options::{
+    AggregateOptions, CountOptions, DistinctOptions, FindOneOptions, FindOptions,
+};
 
 use super::payload::Payload;
 use super::Target;
@@ -61,7 +63,11 @@ const WRITING_STAGES: &[&str] = &["$out", "$merge"];
 pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let pipeline = p.docs("pipeline")?;
     if t.w.journal.is_some() {
-        if let Some(stage) = pipeline.iter().flat_map(|s| s.keys()).find(|k| WRITING_STAGES.contains(&k.as_str())) {
+        if let Some(stage) = pipeline
+            .iter()
+            .flat_map(|s| s.keys())
+            .find(|k| WRITING_STAGES.contains(&k.as_str()))
+        {
             return Err(SyncError::invalid(format!(
                 "aggregate: the {stage} stage writes without being replicated to Atlas; \
                  read the results with toArray() and write them with insertMany/bulkWrite instead"
@@ -69,7 +75,12 @@ pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError>
         }
     }
     let (opts, _) = p.options::<AggregateOptions>()?;
-    let cursor = t.raw().aggregate(pipeline).with_options(opts).with_type::<RawDocumentBuf>().await?;
+    let cursor = t
+        .raw()
+        .aggregate(pipeline)
+        .with_options(opts)
+        .with_type::<RawDocumentBuf>()
+        .await?;
     let docs: Vec<RawDocumentBuf> = cursor.try_collect().await?;
     Ok(concat(docs))
 }

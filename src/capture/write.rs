@@ -3,9 +3,9 @@
 
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::options::{
-    Collation, DeleteOptions, FindOneAndDeleteOptions, FindOneOptions, FindOptions, FindOneAndReplaceOptions,
-    FindOneAndUpdateOptions, Hint, InsertManyOptions, InsertOneOptions, ReplaceOptions,
-    ReturnDocument, UpdateOptions,
+    Collation, DeleteOptions, FindOneAndDeleteOptions, FindOneAndReplaceOptions,
+    FindOneAndUpdateOptions, FindOneOptions, FindOptions, Hint, InsertManyOptions,
+    InsertOneOptions, ReplaceOptions, ReturnDocument, UpdateOptions,
 };
 use mongodb::results::UpdateResult;
 use serde::Deserialize;
@@ -23,7 +23,10 @@ const RETARGET_TRIES: usize = 3;
 /// Returns the document with an `_id` (a new ObjectId first if it had none)
 /// and that `_id`.
 pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncError> {
-    if let Some(id) = doc.get("_id").map_err(|e| SyncError::invalid(e.to_string()))? {
+    if let Some(id) = doc
+        .get("_id")
+        .map_err(|e| SyncError::invalid(e.to_string()))?
+    {
         let id: Bson = id
             .to_raw_bson()
             .try_into()
@@ -46,7 +49,11 @@ pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
     let (doc, id) = ensure_id(p.bytes_doc("doc")?)?;
     let (opts, _) = p.options::<InsertOneOptions>()?;
     t.journaled(std::slice::from_ref(&id), async {
-        t.raw().insert_one(&doc).with_options(opts).await.map_err(SyncError::from)
+        t.raw()
+            .insert_one(&doc)
+            .with_options(opts)
+            .await
+            .map_err(SyncError::from)
     })
     .await?;
     Ok(doc! { "insertedId": id })
@@ -55,7 +62,9 @@ pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
 pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let docs = p.bytes_docs("docs")?;
     if docs.is_empty() {
-        return Err(SyncError::invalid("insertMany: 'docs' must be a non-empty array of objects"));
+        return Err(SyncError::invalid(
+            "insertMany: 'docs' must be a non-empty array of objects",
+        ));
     }
     let (opts, _) = p.options::<InsertManyOptions>()?;
     let mut ids = Vec::with_capacity(docs.len());
@@ -67,7 +76,11 @@ pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
     }
     let n = with_ids.len() as i64;
     t.journaled(&ids, async {
-        t.raw().insert_many(&with_ids).with_options(opts).await.map_err(SyncError::from)
+        t.raw()
+            .insert_many(&with_ids)
+            .with_options(opts)
+            .await
+            .map_err(SyncError::from)
     })
     .await?;
     Ok(doc! { "insertedCount": n, "insertedIds": ids })
@@ -87,8 +100,18 @@ async fn run_update(
     many: bool,
 ) -> Result<UpdateResult, SyncError> {
     Ok(match change {
-        Change::Update(u) if many => t.docs().update_many(filter, u.clone()).with_options(o.clone()).await?,
-        Change::Update(u) => t.docs().update_one(filter, u.clone()).with_options(o.clone()).await?,
+        Change::Update(u) if many => {
+            t.docs()
+                .update_many(filter, u.clone())
+                .with_options(o.clone())
+                .await?
+        }
+        Change::Update(u) => {
+            t.docs()
+                .update_one(filter, u.clone())
+                .with_options(o.clone())
+                .await?
+        }
         Change::Replace(r) => {
             let ro = ReplaceOptions::builder()
                 .upsert(o.upsert)
@@ -142,7 +165,11 @@ async fn target_ids(
     hint: Option<Hint>,
 ) -> Result<Vec<Bson>, SyncError> {
     use futures_util::TryStreamExt;
-    let opts = FindOptions::builder().projection(doc! { "_id": 1 }).collation(collation).hint(hint).build();
+    let opts = FindOptions::builder()
+        .projection(doc! { "_id": 1 })
+        .collation(collation)
+        .hint(hint)
+        .build();
     let cursor = t.docs().find(filter.clone()).with_options(opts).await?;
     let docs: Vec<Document> = cursor.try_collect().await?;
     let mut seen = std::collections::HashSet::new();
@@ -166,29 +193,40 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
     };
     let (opts, _) = p.options::<UpdateOptions>()?;
     if !t.replicated {
-        return Ok(update_result(&run_update(t, filter, &change, &opts, false).await?));
+        return Ok(update_result(
+            &run_update(t, filter, &change, &opts, false).await?,
+        ));
     }
     if let Some(id) = pinned_id(&filter) {
-        let r = t.journaled(&[id], run_update(t, filter, &change, &opts, false)).await?;
+        let r = t
+            .journaled(&[id], run_update(t, filter, &change, &opts, false))
+            .await?;
         return Ok(update_result(&r));
     }
     let mut fixed = opts.clone();
     fixed.upsert = Some(false);
     for _ in 0..RETARGET_TRIES {
         let sort = opts.sort.clone();
-        let Some(id) = target_id(t, &filter, sort, opts.collation.clone(), opts.hint.clone()).await? else {
+        let Some(id) =
+            target_id(t, &filter, sort, opts.collation.clone(), opts.hint.clone()).await?
+        else {
             break;
         };
         let pinned = restrict(&filter, id.clone());
-        let r = t.journaled(&[id], run_update(t, pinned, &change, &fixed, false)).await?;
+        let r = t
+            .journaled(&[id], run_update(t, pinned, &change, &fixed, false))
+            .await?;
         if r.matched_count > 0 {
             return Ok(update_result(&r));
         }
     }
     let r = if opts.upsert == Some(true) {
         let id = upsert_id(&change)?;
-        t.journaled(std::slice::from_ref(&id), run_update(t, restrict(&filter, id.clone()), &change, &opts, false))
-            .await?
+        t.journaled(
+            std::slice::from_ref(&id),
+            run_update(t, restrict(&filter, id.clone()), &change, &opts, false),
+        )
+        .await?
     } else {
         run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?
     };
@@ -198,7 +236,10 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
 /// The `_id` an upsert will insert: the replacement's own, or a new one.
 fn upsert_id(change: &Change) -> Result<Bson, SyncError> {
     if let Change::Replace(r) = change {
-        if r.get("_id").map_err(|e| SyncError::invalid(e.to_string()))?.is_some() {
+        if r.get("_id")
+            .map_err(|e| SyncError::invalid(e.to_string()))?
+            .is_some()
+        {
             return Ok(ensure_id(r.clone())?.1);
         }
     }
@@ -210,18 +251,25 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
     let change = Change::Update(p.update("update")?);
     let (opts, _) = p.options::<UpdateOptions>()?;
     if !t.replicated {
-        return Ok(update_result(&run_update(t, filter, &change, &opts, true).await?));
+        return Ok(update_result(
+            &run_update(t, filter, &change, &opts, true).await?,
+        ));
     }
     if let Some(id) = pinned_id(&filter) {
-        let r = t.journaled(&[id], run_update(t, filter, &change, &opts, true)).await?;
+        let r = t
+            .journaled(&[id], run_update(t, filter, &change, &opts, true))
+            .await?;
         return Ok(update_result(&r));
     }
     let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
     if ids.is_empty() {
         let r = if opts.upsert == Some(true) {
             let id = new_id();
-            t.journaled(std::slice::from_ref(&id), run_update(t, restrict(&filter, id.clone()), &change, &opts, true))
-                .await?
+            t.journaled(
+                std::slice::from_ref(&id),
+                run_update(t, restrict(&filter, id.clone()), &change, &opts, true),
+            )
+            .await?
         } else {
             run_update(t, restrict(&filter, nothing()), &change, &opts, true).await?
         };
@@ -232,11 +280,15 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
     let (mut matched, mut modified) = (0u64, 0u64);
     for chunk in ids.chunks(PIN_CHUNK) {
         let pinned = restrict(&filter, Bson::Document(doc! { "$in": chunk.to_vec() }));
-        let r = t.journaled(chunk, run_update(t, pinned, &change, &fixed, true)).await?;
+        let r = t
+            .journaled(chunk, run_update(t, pinned, &change, &fixed, true))
+            .await?;
         matched += r.matched_count;
         modified += r.modified_count;
     }
-    Ok(doc! { "matchedCount": matched as i64, "modifiedCount": modified as i64, "upsertedCount": 0 })
+    Ok(
+        doc! { "matchedCount": matched as i64, "modifiedCount": modified as i64, "upsertedCount": 0 },
+    )
 }
 
 pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, SyncError> {
@@ -269,10 +321,17 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     } else {
         let mut n = 0;
         for _ in 0..RETARGET_TRIES {
-            let Some(id) = target_id(t, &filter, None, opts.collation.clone(), opts.hint.clone()).await? else {
+            let Some(id) =
+                target_id(t, &filter, None, opts.collation.clone(), opts.hint.clone()).await?
+            else {
                 break;
             };
-            n = t.journaled(std::slice::from_ref(&id), run(restrict(&filter, id.clone()))).await?;
+            n = t
+                .journaled(
+                    std::slice::from_ref(&id),
+                    run(restrict(&filter, id.clone())),
+                )
+                .await?;
             if n > 0 {
                 break;
             }
@@ -323,7 +382,9 @@ async fn run_fam(
                 .bypass_document_validation(o.bypass_document_validation)
                 .max_time(max)
                 .build();
-            c.find_one_and_update(filter, u.clone()).with_options(fo).await?
+            c.find_one_and_update(filter, u.clone())
+                .with_options(fo)
+                .await?
         }
         ("findOneAndReplace", Some(Change::Replace(r))) => {
             let fo = FindOneAndReplaceOptions::builder()
@@ -355,7 +416,12 @@ async fn run_fam(
     })
 }
 
-fn fam_result(value: Option<RawDocumentBuf>, n: bool, updated_existing: bool, upserted: Option<Bson>) -> Document {
+fn fam_result(
+    value: Option<RawDocumentBuf>,
+    n: bool,
+    updated_existing: bool,
+    upserted: Option<Bson>,
+) -> Document {
     let mut leo = doc! { "n": n as i32 };
     if updated_existing || upserted.is_some() {
         leo.insert("updatedExisting", updated_existing);
@@ -382,21 +448,40 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let is_delete = change.is_none();
     let after = matches!(o.return_document, Some(ReturnDocument::After));
     if !t.replicated || pinned_id(&filter).is_some() {
-        let ids: Vec<Bson> = if t.replicated { pinned_id(&filter).into_iter().collect() } else { vec![] };
-        let v = t.journaled(&ids, run_fam(t, op, filter, change.as_ref(), &o, max)).await?;
+        let ids: Vec<Bson> = if t.replicated {
+            pinned_id(&filter).into_iter().collect()
+        } else {
+            vec![]
+        };
+        let v = t
+            .journaled(&ids, run_fam(t, op, filter, change.as_ref(), &o, max))
+            .await?;
         // Without the server's lastErrorObject an upsert that inserted and
         // returned the pre-image (null) still counts as n = 1.
         let n = v.is_some() || (!is_delete && o.upsert == Some(true));
         let existed = v.is_some() && !is_delete && !after;
         return Ok(fam_result(v, n, existed, None));
     }
-    let fixed = FamOptions { upsert: Some(false), ..o.clone() };
+    let fixed = FamOptions {
+        upsert: Some(false),
+        ..o.clone()
+    };
     for _ in 0..RETARGET_TRIES {
-        let Some(id) = target_id(t, &filter, o.sort.clone(), o.collation.clone(), o.hint.clone()).await? else {
+        let Some(id) = target_id(
+            t,
+            &filter,
+            o.sort.clone(),
+            o.collation.clone(),
+            o.hint.clone(),
+        )
+        .await?
+        else {
             break;
         };
         let pinned = restrict(&filter, id.clone());
-        let v = t.journaled(&[id], run_fam(t, op, pinned, change.as_ref(), &fixed, max)).await?;
+        let v = t
+            .journaled(&[id], run_fam(t, op, pinned, change.as_ref(), &fixed, max))
+            .await?;
         if v.is_some() {
             return Ok(fam_result(v, true, !is_delete, None));
         }
@@ -405,7 +490,12 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
         Some(c) if o.upsert == Some(true) => {
             let id = upsert_id(c)?;
             let pinned = restrict(&filter, id.clone());
-            let v = t.journaled(std::slice::from_ref(&id), run_fam(t, op, pinned, change.as_ref(), &o, max)).await?;
+            let v = t
+                .journaled(
+                    std::slice::from_ref(&id),
+                    run_fam(t, op, pinned, change.as_ref(), &o, max),
+                )
+                .await?;
             let value = if after { v } else { None };
             Ok(fam_result(value, true, false, Some(id)))
         }

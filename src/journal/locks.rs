@@ -15,7 +15,12 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
 }
 
 /// Try to take an exclusive lock: `Ok(Some(file))` if taken.
@@ -80,10 +85,16 @@ impl OwnerRegistry {
         if dead {
             let _ = std::fs::remove_file(&path);
             let now = Instant::now();
-            self.dead.lock().expect("owners poisoned").insert(owner.to_string(), now);
+            self.dead
+                .lock()
+                .expect("owners poisoned")
+                .insert(owner.to_string(), now);
             Some(now)
         } else {
-            self.alive.lock().expect("owners poisoned").insert(owner.to_string(), Instant::now());
+            self.alive
+                .lock()
+                .expect("owners poisoned")
+                .insert(owner.to_string(), Instant::now());
             None
         }
     }

@@ -68,7 +68,8 @@ impl Journal {
     pub fn open(dir: &Path, fsync: bool, owner: String) -> Result<Journal, SyncError> {
         std::fs::create_dir_all(dir).map_err(|e| SyncError::journal(dir, e))?;
         let path = dir.join("journal.sqlite3");
-        let owners = OwnerRegistry::register(dir, &owner).map_err(|e| SyncError::journal(dir, e))?;
+        let owners =
+            OwnerRegistry::register(dir, &owner).map_err(|e| SyncError::journal(dir, e))?;
         let writer_conn = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let reader = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let changed = Arc::new(Notify::new());
@@ -245,8 +246,10 @@ fn writer_loop(mut conn: Connection, owner: String, rx: mpsc::Receiver<Cmd>, cha
         let result = store::apply(&mut conn, &owner, &batch);
         let mut notify = false;
         for (cmd, outcome) in batch.into_iter().zip(result) {
-            notify |= matches!(cmd, Cmd::MarkReady(_) | Cmd::Remove(..) | Cmd::DeadLetter(..))
-                || matches!(cmd, Cmd::Append(_, true, _) | Cmd::RequeueDeadLetters(_));
+            notify |= matches!(
+                cmd,
+                Cmd::MarkReady(_) | Cmd::Remove(..) | Cmd::DeadLetter(..)
+            ) || matches!(cmd, Cmd::Append(_, true, _) | Cmd::RequeueDeadLetters(_));
             outcome.answer(cmd);
         }
         if notify {

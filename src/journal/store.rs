@@ -59,7 +59,10 @@ pub struct Stats {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as i64
 }
 
 /// Opens the file in WAL mode. `fsync` chooses `synchronous=FULL` (survives
@@ -103,7 +106,10 @@ impl Outcome {
                     o => Err(err(&o)),
                 });
             }
-            Cmd::Remove(_, r) | Cmd::DeadLetter(_, r) | Cmd::SetMeta(_, _, r) | Cmd::DeleteMeta(_, r) => {
+            Cmd::Remove(_, r)
+            | Cmd::DeadLetter(_, r)
+            | Cmd::SetMeta(_, _, r)
+            | Cmd::DeleteMeta(_, r) => {
                 let _ = r.send(match self {
                     Outcome::Unit => Ok(()),
                     o => Err(err(&o)),
@@ -202,7 +208,10 @@ fn apply_tx(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> rusqlite::Resu
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         seq: r.get(0)?,
-        key: DocKey { ns: r.get(1)?, id: r.get(2)? },
+        key: DocKey {
+            ns: r.get(1)?,
+            id: r.get(2)?,
+        },
         owner: r.get(3)?,
         ready: r.get::<_, i64>(4)? != 0,
         at_ms: r.get(5)?,
@@ -229,9 +238,15 @@ pub fn ready_of(c: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<(i64, bool
 
 pub fn stats(c: &Connection) -> rusqlite::Result<Stats> {
     let (pending, oldest): (i64, Option<i64>) =
-        c.query_row("SELECT COUNT(*), MIN(at_ms) FROM pending", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        c.query_row("SELECT COUNT(*), MIN(at_ms) FROM pending", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let dead: i64 = c.query_row("SELECT COUNT(*) FROM dead_letter", [], |r| r.get(0))?;
-    Ok(Stats { pending: pending as u64, oldest_at_ms: oldest, dead_letters: dead as u64 })
+    Ok(Stats {
+        pending: pending as u64,
+        oldest_at_ms: oldest,
+        dead_letters: dead as u64,
+    })
 }
 
 pub fn min_seq(c: &Connection) -> rusqlite::Result<Option<i64>> {
@@ -240,7 +255,11 @@ pub fn min_seq(c: &Connection) -> rusqlite::Result<Option<i64>> {
 
 pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
     let v: Option<i64> = c
-        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'pending'", [], |r| r.get(0))
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'pending'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(v.unwrap_or(0))
 }
@@ -251,7 +270,10 @@ pub fn dead_letters(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadLe
     )?;
     let rows = stmt.query_map([limit as i64], |r| {
         Ok(DeadLetter {
-            key: DocKey { ns: r.get(0)?, id: r.get(1)? },
+            key: DocKey {
+                ns: r.get(0)?,
+                id: r.get(1)?,
+            },
             seqs: Vec::new(),
             code: r.get(2)?,
             reason: r.get(3)?,
@@ -262,5 +284,6 @@ pub fn dead_letters(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadLe
 }
 
 pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()
+    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
 }

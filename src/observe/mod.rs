@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use crate::config::Config;
 
 const LAG_SAMPLES: usize = 8192;
+/// The success rate covers the final outcomes of this many recent documents.
+const OUTCOME_WINDOW: u64 = 10_000;
 const RATE_WINDOW_SECS: u64 = 10;
 
 /// Live counters of one engine.
@@ -29,7 +31,8 @@ pub struct Metrics {
     pub captured: AtomicU64,
     /// Documents Atlas acknowledged.
     pub synced: AtomicU64,
-    /// Document copies that failed (each failed attempt counts).
+    /// Document copy attempts that failed (each attempt counts; most are
+    /// retried and later succeed).
     pub failed: AtomicU64,
     /// Batches retried after a failure.
     pub retried: AtomicU64,
@@ -42,6 +45,8 @@ pub struct Metrics {
     pub is_leader: AtomicBool,
     pub paused: AtomicBool,
     lag_ms: Mutex<VecDeque<u64>>,
+    /// Recent final outcomes: (reached Atlas?, how many documents).
+    outcomes: Mutex<VecDeque<(bool, u64)>>,
     synced_per_sec: Mutex<VecDeque<(u64, u64)>>,
     last_error: Mutex<Option<(String, i64)>>,
     started: once_cell::sync::OnceCell<Instant>,
@@ -55,12 +60,16 @@ impl Metrics {
     }
 
     fn elapsed_secs(&self) -> u64 {
-        self.started.get().map(|s| s.elapsed().as_secs()).unwrap_or(0)
+        self.started
+            .get()
+            .map(|s| s.elapsed().as_secs())
+            .unwrap_or(0)
     }
 
     /// Records documents acknowledged by Atlas and how long each waited.
     pub fn record_synced(&self, lags_ms: &[u64]) {
         self.synced.fetch_add(lags_ms.len() as u64, Relaxed);
+        self.record_outcome(true, lags_ms.len() as u64);
         let mut lag = self.lag_ms.lock().expect("metrics poisoned");
         for l in lags_ms {
             if lag.len() == LAG_SAMPLES {
@@ -75,19 +84,47 @@ impl Metrics {
             Some((s, n)) if *s == now => *n += lags_ms.len() as u64,
             _ => rate.push_back((now, lags_ms.len() as u64)),
         }
-        while rate.front().is_some_and(|(s, _)| now.saturating_sub(*s) > RATE_WINDOW_SECS) {
+        while rate
+            .front()
+            .is_some_and(|(s, _)| now.saturating_sub(*s) > RATE_WINDOW_SECS)
+        {
             rate.pop_front();
+        }
+    }
+
+    /// Records documents given up on (dead-lettered).
+    pub fn record_dead_lettered(&self, n: u64) {
+        self.dead_lettered.fetch_add(n, Relaxed);
+        self.record_outcome(false, n);
+    }
+
+    fn record_outcome(&self, ok: bool, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut o = self.outcomes.lock().expect("metrics poisoned");
+        o.push_back((ok, n));
+        let mut total: u64 = o.iter().map(|(_, n)| n).sum();
+        while total > OUTCOME_WINDOW && o.len() > 1 {
+            total -= o.pop_front().map(|(_, n)| n).unwrap_or(0);
         }
     }
 
     /// Stores the last error (already free of credentials).
     pub fn record_error(&self, message: String) {
-        *self.last_error.lock().expect("metrics poisoned") = Some((message, crate::journal::now_ms()));
+        *self.last_error.lock().expect("metrics poisoned") =
+            Some((message, crate::journal::now_ms()));
     }
 
     /// Lag percentiles (ms) over the most recent samples.
     pub fn lag_percentiles(&self) -> (Option<u64>, Option<u64>) {
-        let mut v: Vec<u64> = self.lag_ms.lock().expect("metrics poisoned").iter().copied().collect();
+        let mut v: Vec<u64> = self
+            .lag_ms
+            .lock()
+            .expect("metrics poisoned")
+            .iter()
+            .copied()
+            .collect();
         if v.is_empty() {
             return (None, None);
         }
@@ -109,14 +146,17 @@ impl Metrics {
         total as f64 / window as f64
     }
 
-    /// Share of document copies that succeeded (1.0 before any attempt).
+    /// Share of recent documents that reached Atlas rather than the
+    /// dead-letter store (1.0 before any). Retried attempts are not failures:
+    /// an outage delays documents, it does not lose them.
     pub fn success_rate(&self) -> f64 {
-        let ok = self.synced.load(Relaxed) as f64;
-        let bad = self.failed.load(Relaxed) as f64;
-        if ok + bad == 0.0 {
+        let o = self.outcomes.lock().expect("metrics poisoned");
+        let ok: u64 = o.iter().filter(|(k, _)| *k).map(|(_, n)| n).sum();
+        let all: u64 = o.iter().map(|(_, n)| n).sum();
+        if all == 0 {
             1.0
         } else {
-            ok / (ok + bad)
+            ok as f64 / all as f64
         }
     }
 
@@ -232,18 +272,31 @@ mod tests {
         assert_eq!(p50, Some(51));
         assert_eq!(p99, Some(99));
         m.failed.store(100, Relaxed);
+        assert_eq!(m.success_rate(), 1.0, "retried attempts are not failures");
+        m.record_dead_lettered(100);
         assert!((m.success_rate() - 0.5).abs() < 1e-9);
+        m.record_synced(&vec![1; 20_000]);
+        assert_eq!(m.success_rate(), 1.0, "old outcomes leave the window");
     }
 
     #[test]
     fn health_degrades_on_queue_and_fails_on_local() {
         let m = Metrics::new();
-        let cfg = Config { atlas_uri: Some("mongodb://a".into()), ..Config::default() };
+        let cfg = Config {
+            atlas_uri: Some("mongodb://a".into()),
+            ..Config::default()
+        };
         m.local_up.store(true, Relaxed);
         m.atlas_up.store(true, Relaxed);
-        let q = QueueView { size: 5, ..Default::default() };
+        let q = QueueView {
+            size: 5,
+            ..Default::default()
+        };
         assert_eq!(health_json(&m, &cfg, &q, true)["status"], "healthy");
-        let q = QueueView { size: 100, ..Default::default() };
+        let q = QueueView {
+            size: 100,
+            ..Default::default()
+        };
         let h = health_json(&m, &cfg, &q, true);
         assert_eq!(h["status"], "degraded");
         assert_eq!(h["checks"]["queueSize"]["pass"], false);

@@ -5,21 +5,96 @@ use std::fmt::Write;
 
 /// `(name, type, help, path into the metrics JSON)`.
 const SERIES: &[(&str, &str, &str, &[&str])] = &[
-    ("queue_size", "gauge", "Document changes waiting to be copied to Atlas.", &["queueSize"]),
-    ("oldest_pending_age_ms", "gauge", "Age of the oldest waiting change in milliseconds.", &["oldestPendingAgeMs"]),
-    ("captured_total", "counter", "Document changes recorded in the journal by this process.", &["captured"]),
-    ("synced_total", "counter", "Documents acknowledged by Atlas.", &["synced"]),
-    ("failed_total", "counter", "Failed document copy attempts.", &["failed"]),
-    ("retried_total", "counter", "Atlas batches retried after a failure.", &["retried"]),
-    ("dead_lettered_total", "counter", "Documents moved to the dead-letter store.", &["deadLettered"]),
-    ("dead_letter_size", "gauge", "Documents currently in the dead-letter store.", &["deadLetterSize"]),
-    ("batches_total", "counter", "Atlas batches applied.", &["batches"]),
-    ("success_rate", "gauge", "Share of document copies that succeeded.", &["successRate"]),
-    ("lag_p50_ms", "gauge", "Median replication lag in milliseconds (recent samples).", &["lagMs", "p50"]),
-    ("lag_p99_ms", "gauge", "99th percentile replication lag in milliseconds (recent samples).", &["lagMs", "p99"]),
-    ("throughput_per_second", "gauge", "Documents acknowledged by Atlas per second (last 10 s).", &["throughputPerSec"]),
-    ("full_sync_documents_done", "gauge", "Documents copied by the running or last full sync.", &["fullSync", "documentsDone"]),
-    ("full_sync_documents_total", "gauge", "Documents to copy in the running or last full sync.", &["fullSync", "documentsTotal"]),
+    (
+        "queue_size",
+        "gauge",
+        "Document changes waiting to be copied to Atlas.",
+        &["queueSize"],
+    ),
+    (
+        "oldest_pending_age_ms",
+        "gauge",
+        "Age of the oldest waiting change in milliseconds.",
+        &["oldestPendingAgeMs"],
+    ),
+    (
+        "captured_total",
+        "counter",
+        "Document changes recorded in the journal by this process.",
+        &["captured"],
+    ),
+    (
+        "synced_total",
+        "counter",
+        "Documents acknowledged by Atlas.",
+        &["synced"],
+    ),
+    (
+        "failed_total",
+        "counter",
+        "Failed document copy attempts.",
+        &["failed"],
+    ),
+    (
+        "retried_total",
+        "counter",
+        "Atlas batches retried after a failure.",
+        &["retried"],
+    ),
+    (
+        "dead_lettered_total",
+        "counter",
+        "Documents moved to the dead-letter store.",
+        &["deadLettered"],
+    ),
+    (
+        "dead_letter_size",
+        "gauge",
+        "Documents currently in the dead-letter store.",
+        &["deadLetterSize"],
+    ),
+    (
+        "batches_total",
+        "counter",
+        "Atlas batches applied.",
+        &["batches"],
+    ),
+    (
+        "success_rate",
+        "gauge",
+        "Share of document copies that succeeded.",
+        &["successRate"],
+    ),
+    (
+        "lag_p50_ms",
+        "gauge",
+        "Median replication lag in milliseconds (recent samples).",
+        &["lagMs", "p50"],
+    ),
+    (
+        "lag_p99_ms",
+        "gauge",
+        "99th percentile replication lag in milliseconds (recent samples).",
+        &["lagMs", "p99"],
+    ),
+    (
+        "throughput_per_second",
+        "gauge",
+        "Documents acknowledged by Atlas per second (last 10 s).",
+        &["throughputPerSec"],
+    ),
+    (
+        "full_sync_documents_done",
+        "gauge",
+        "Documents copied by the running or last full sync.",
+        &["fullSync", "documentsDone"],
+    ),
+    (
+        "full_sync_documents_total",
+        "gauge",
+        "Documents to copy in the running or last full sync.",
+        &["fullSync", "documentsTotal"],
+    ),
 ];
 
 fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -44,7 +119,10 @@ pub fn to_prometheus(metrics: &Value) -> String {
             let _ = writeln!(out, "dual_sync_{name} {x}");
         }
     }
-    let _ = writeln!(out, "# HELP dual_sync_connection_up Whether a connection is up (1) or down (0).");
+    let _ = writeln!(
+        out,
+        "# HELP dual_sync_connection_up Whether a connection is up (1) or down (0)."
+    );
     let _ = writeln!(out, "# TYPE dual_sync_connection_up gauge");
     for server in ["local", "atlas"] {
         if let Some(state) = at(metrics, &["connections", server]).and_then(Value::as_str) {
@@ -54,9 +132,16 @@ pub fn to_prometheus(metrics: &Value) -> String {
             }
         }
     }
-    let _ = writeln!(out, "# HELP dual_sync_paused Whether replication is paused.");
+    let _ = writeln!(
+        out,
+        "# HELP dual_sync_paused Whether replication is paused."
+    );
     let _ = writeln!(out, "# TYPE dual_sync_paused gauge");
-    let _ = writeln!(out, "dual_sync_paused {}", num(metrics.get("paused")).unwrap_or(0.0));
+    let _ = writeln!(
+        out,
+        "dual_sync_paused {}",
+        num(metrics.get("paused")).unwrap_or(0.0)
+    );
     out
 }
 
@@ -68,7 +153,10 @@ mod tests {
     fn renders_help_type_and_value() {
         let v = serde_json::json!({"queueSize": 3, "lagMs": {"p50": 4, "p99": null}, "connections": {"local": "up", "atlas": "down"}, "paused": false});
         let t = to_prometheus(&v);
-        assert!(t.contains("# TYPE dual_sync_queue_size gauge\ndual_sync_queue_size 3\n"), "{t}");
+        assert!(
+            t.contains("# TYPE dual_sync_queue_size gauge\ndual_sync_queue_size 3\n"),
+            "{t}"
+        );
         assert!(t.contains("dual_sync_lag_p50_ms 4"));
         assert!(!t.contains("lag_p99"), "null values are left out");
         assert!(t.contains("dual_sync_connection_up{server=\"atlas\"} 0"));

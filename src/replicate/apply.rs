@@ -101,13 +101,18 @@ pub async fn apply(
         }
     }
     for chunk in chunk_by_size(upserts) {
-        let refused = replace_docs(&atlas_db, coll, &chunk).await.map_err(|e| (Side::Atlas, e))?;
+        let refused = replace_docs(&atlas_db, coll, &chunk)
+            .await
+            .map_err(|e| (Side::Atlas, e))?;
         for (pos, r) in refused {
             results[chunk[pos].0] = r;
         }
     }
     if !deletes.is_empty() {
-        if let Some(r) = delete_docs(&atlas_db, coll, &deletes).await.map_err(|e| (Side::Atlas, e))? {
+        if let Some(r) = delete_docs(&atlas_db, coll, &deletes)
+            .await
+            .map_err(|e| (Side::Atlas, e))?
+        {
             for (i, _) in &deletes {
                 results[*i] = r.clone();
             }
@@ -151,7 +156,9 @@ fn with_write_concern(db: &Database, mut cmd: RawDocumentBuf) -> RawDocumentBuf 
 /// Per-statement errors of a write command reply, by statement index.
 fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::error::Error> {
     if let Ok(wce) = reply.get_document("writeConcernError") {
-        return Err(mongodb::error::Error::custom(format!("write concern error: {wce}")));
+        return Err(mongodb::error::Error::custom(format!(
+            "write concern error: {wce}"
+        )));
     }
     let mut out = Vec::new();
     if let Ok(errs) = reply.get_array("writeErrors") {
@@ -181,12 +188,17 @@ async fn replace_docs(
             .ok()
             .flatten()
             .map(|v| v.to_raw_bson())
-            .ok_or_else(|| mongodb::error::Error::custom("a local document without _id".to_string()))?;
+            .ok_or_else(|| {
+                mongodb::error::Error::custom("a local document without _id".to_string())
+            })?;
         let mut q = RawDocumentBuf::new();
         q.append("_id", id);
         updates.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
     }
-    let cmd = with_write_concern(db, rawdoc! { "update": coll, "updates": updates, "ordered": false });
+    let cmd = with_write_concern(
+        db,
+        rawdoc! { "update": coll, "updates": updates, "ordered": false },
+    );
     let reply = db.run_raw_command(cmd).await?;
     write_errors(&reply)
 }
@@ -199,7 +211,8 @@ async fn delete_docs(
     let list: Vec<Bson> = ids.iter().map(|(_, id)| id.clone()).collect();
     let stmt = doc! { "q": { "_id": { "$in": list } }, "limit": 0 };
     let cmd = doc! { "delete": coll, "deletes": [stmt], "ordered": false };
-    let cmd = RawDocumentBuf::from_document(&cmd).map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
+    let cmd = RawDocumentBuf::from_document(&cmd)
+        .map_err(|e| mongodb::error::Error::custom(e.to_string()))?;
     let reply = db.run_raw_command(with_write_concern(db, cmd)).await?;
     Ok(write_errors(&reply)?.into_iter().next().map(|(_, r)| r))
 }
@@ -219,14 +232,21 @@ mod tests {
     #[test]
     fn write_errors_are_read_per_statement() {
         let reply = doc! { "ok": 1, "n": 1, "writeErrors": [{ "index": 1, "code": 11000, "errmsg": "dup" }] };
-        assert_eq!(write_errors(&reply).unwrap(), vec![(1, DocResult::Refused(11000, "dup".into()))]);
+        assert_eq!(
+            write_errors(&reply).unwrap(),
+            vec![(1, DocResult::Refused(11000, "dup".into()))]
+        );
         assert!(write_errors(&doc! { "ok": 1, "writeConcernError": { "code": 64 } }).is_err());
     }
 
     #[test]
     fn chunks_respect_the_byte_limit() {
-        let big = RawDocumentBuf::from_document(&doc! { "s": "x".repeat(3 * 1024 * 1024) }).unwrap();
+        let big =
+            RawDocumentBuf::from_document(&doc! { "s": "x".repeat(3 * 1024 * 1024) }).unwrap();
         let chunks = chunk_by_size((0..5).map(|i| (i, big.clone())).collect());
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
     }
 }

@@ -6,9 +6,16 @@ use std::time::Duration;
 /// capped at `max`, with "equal jitter" (a random point in its upper half),
 /// so many failing batches do not retry in lockstep.
 pub fn backoff(attempt: u32, base_ms: u64, max_ms: u64) -> Duration {
-    let exp = base_ms.saturating_mul(1u64 << attempt.min(32)).min(max_ms).max(1);
+    let exp = base_ms
+        .saturating_mul(1u64 << attempt.min(32))
+        .min(max_ms)
+        .max(1);
     let half = exp / 2;
-    let jitter = if exp > half { rand::random_range(0..=exp - half) } else { 0 };
+    let jitter = if exp > half {
+        rand::random_range(0..=exp - half)
+    } else {
+        0
+    };
     Duration::from_millis(half + jitter)
 }
 

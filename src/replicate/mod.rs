@@ -83,7 +83,10 @@ impl Handle {
     pub async fn stop(&self, grace: Duration) {
         self.stop.send_replace(true);
         if let Some(mut t) = self.task.lock().await.take() {
-            if tokio::time::timeout(grace + Duration::from_secs(1), &mut t).await.is_err() {
+            if tokio::time::timeout(grace + Duration::from_secs(1), &mut t)
+                .await
+                .is_err()
+            {
                 t.abort();
             }
         }
@@ -95,7 +98,11 @@ pub fn spawn(ctx: Arc<Ctx>) -> Handle {
     let (paused, paused_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(lead(ctx, paused_rx, stop_rx));
-    Handle { paused, stop, task: tokio::sync::Mutex::new(Some(task)) }
+    Handle {
+        paused,
+        stop,
+        task: tokio::sync::Mutex::new(Some(task)),
+    }
 }
 
 async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
@@ -116,7 +123,10 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Rec
         let since = now_ms() - hb.parse::<i64>().unwrap_or(0);
         let grace = ctx.config.takeover_grace_ms as i64;
         if since >= 0 && since < grace {
-            tracing::info!("previous replicator stopped {since} ms ago; waiting {} ms", grace - since);
+            tracing::info!(
+                "previous replicator stopped {since} ms ago; waiting {} ms",
+                grace - since
+            );
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis((grace - since) as u64)) => {}
                 _ = stop.changed() => return,
@@ -133,7 +143,11 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Rec
 }
 
 /// The leader's loop. Returns whether every batch finished (clean stop).
-async fn run(ctx: &Arc<Ctx>, mut paused: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) -> bool {
+async fn run(
+    ctx: &Arc<Ctx>,
+    mut paused: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     let mut q = Queue::new(MAX_DIRTY);
     let mut tasks: JoinSet<BatchDone> = JoinSet::new();
     let mut last_heartbeat = Instant::now() - HEARTBEAT;
@@ -143,7 +157,10 @@ async fn run(ctx: &Arc<Ctx>, mut paused: watch::Receiver<bool>, mut stop: watch:
         }
         if last_heartbeat.elapsed() >= HEARTBEAT {
             last_heartbeat = Instant::now();
-            let _ = ctx.journal.set_meta(HEARTBEAT_KEY, now_ms().to_string()).await;
+            let _ = ctx
+                .journal
+                .set_meta(HEARTBEAT_KEY, now_ms().to_string())
+                .await;
         }
         let changed = ctx.journal.changed.notified();
         if let Err(e) = refill(ctx, &mut q).await {
@@ -152,7 +169,9 @@ async fn run(ctx: &Arc<Ctx>, mut paused: watch::Receiver<bool>, mut stop: watch:
         let is_paused = *paused.borrow();
         ctx.metrics.paused.store(is_paused, Relaxed);
         while !is_paused && tasks.len() < ctx.config.workers {
-            let Some(batch) = q.take_batch(ctx.config.batch_size) else { break };
+            let Some(batch) = q.take_batch(ctx.config.batch_size) else {
+                break;
+            };
             let (c, s) = (ctx.clone(), stop.clone());
             tasks.spawn(copy_batch(c, batch, s));
         }
@@ -235,7 +254,11 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
     while !todo.is_empty() {
         if attempt > 0 {
             ctx.metrics.retried.fetch_add(1, Relaxed);
-            let delay = backoff(attempt - 1, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+            let delay = backoff(
+                attempt - 1,
+                ctx.config.retry_base_ms,
+                ctx.config.retry_max_ms,
+            );
             let mut stop = stop.clone();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -250,15 +273,33 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
             Ok(r) => r,
             Err((side, e)) => {
                 ctx.metrics.failed.fetch_add(todo.len() as u64, Relaxed);
-                let d = if side == Side::Local { Disposition::Transient } else { disposition(&e) };
+                let d = if side == Side::Local {
+                    Disposition::Transient
+                } else {
+                    disposition(&e)
+                };
                 if side == Side::Atlas && d == Disposition::Transient {
                     ctx.metrics.atlas_up.store(false, Relaxed);
                 }
-                let what = if side == Side::Local { "reading local documents failed" } else { "writing to Atlas failed" };
+                let what = if side == Side::Local {
+                    "reading local documents failed"
+                } else {
+                    "writing to Atlas failed"
+                };
                 ctx.record_error(what, &e);
                 if d != Disposition::Transient && attempt >= ctx.config.max_retries {
-                    let reason = crate::config::scrub(&e.to_string(), &ctx.secrets.iter().map(String::as_str).collect::<Vec<_>>());
-                    dead_letter(&ctx, std::mem::take(&mut todo), None, &reason, &mut unrecorded).await;
+                    let reason = crate::config::scrub(
+                        &e.to_string(),
+                        &ctx.secrets.iter().map(String::as_str).collect::<Vec<_>>(),
+                    );
+                    dead_letter(
+                        &ctx,
+                        std::mem::take(&mut todo),
+                        None,
+                        &reason,
+                        &mut unrecorded,
+                    )
+                    .await;
                 }
                 attempt += 1;
                 continue;
@@ -281,7 +322,10 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                             dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
                         }
                         _ => {
-                            ctx.record_error("Atlas refused a document", &format!("code {code}: {msg}"));
+                            ctx.record_error(
+                                "Atlas refused a document",
+                                &format!("code {code}: {msg}"),
+                            );
                             retry.push(item)
                         }
                     }
@@ -295,13 +339,23 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
     BatchDone { keys, unrecorded }
 }
 
-async fn record_done(ctx: &Ctx, done: Vec<(DocKey, queue::Dirty)>, unrecorded: &mut Vec<(DocKey, queue::Dirty)>) {
+async fn record_done(
+    ctx: &Ctx,
+    done: Vec<(DocKey, queue::Dirty)>,
+    unrecorded: &mut Vec<(DocKey, queue::Dirty)>,
+) {
     if done.is_empty() {
         return;
     }
-    let seqs: Vec<i64> = done.iter().flat_map(|(_, d)| d.seqs.iter().copied()).collect();
+    let seqs: Vec<i64> = done
+        .iter()
+        .flat_map(|(_, d)| d.seqs.iter().copied())
+        .collect();
     let now = now_ms();
-    let lags: Vec<u64> = done.iter().map(|(_, d)| (now - d.newest_at_ms).max(0) as u64).collect();
+    let lags: Vec<u64> = done
+        .iter()
+        .map(|(_, d)| (now - d.newest_at_ms).max(0) as u64)
+        .collect();
     match ctx.journal.remove(seqs).await {
         Ok(()) => ctx.metrics.record_synced(&lags),
         Err(e) => {
@@ -329,10 +383,13 @@ async fn dead_letter(
             at_ms: now_ms(),
         })
         .collect();
-    tracing::error!("dead-lettering {n} document(s) of {}: {reason}", items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?"));
+    tracing::error!(
+        "dead-lettering {n} document(s) of {}: {reason}",
+        items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?")
+    );
     match ctx.journal.dead_letter(letters).await {
         Ok(()) => {
-            ctx.metrics.dead_lettered.fetch_add(n, Relaxed);
+            ctx.metrics.record_dead_lettered(n);
         }
         Err(e) => {
             ctx.record_error("recording a dead letter failed", &e);

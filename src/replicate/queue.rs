@@ -30,7 +30,10 @@ pub struct Batch {
 
 impl Batch {
     pub fn seqs(&self) -> Vec<i64> {
-        self.items.iter().flat_map(|(_, d)| d.seqs.iter().copied()).collect()
+        self.items
+            .iter()
+            .flat_map(|(_, d)| d.seqs.iter().copied())
+            .collect()
     }
 }
 
@@ -104,7 +107,9 @@ impl Queue {
         let mut items = Vec::new();
         let mut keep = Vec::new();
         for _ in 0..scan {
-            let Some(k) = self.order.pop_front() else { break };
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
             let eligible = items.len() < max
                 && !self.in_flight.contains(&k)
                 && ns.as_ref().is_none_or(|n| *n == k.ns);
@@ -136,7 +141,10 @@ mod tests {
     use super::*;
 
     fn key(ns: &str, id: u8) -> DocKey {
-        DocKey { ns: ns.into(), id: vec![id] }
+        DocKey {
+            ns: ns.into(),
+            id: vec![id],
+        }
     }
 
     #[test]
@@ -162,7 +170,13 @@ mod tests {
         let b = q.take_batch(10).unwrap();
         assert_eq!(b.ns, "a.b");
         assert_eq!(b.items.len(), 2);
-        assert_eq!(b.items[0].1, Dirty { seqs: vec![1, 3], newest_at_ms: 12 });
+        assert_eq!(
+            b.items[0].1,
+            Dirty {
+                seqs: vec![1, 3],
+                newest_at_ms: 12
+            }
+        );
         assert_eq!(b.seqs(), vec![1, 3, 4]);
         let b = q.take_batch(10).unwrap();
         assert_eq!(b.ns, "a.c");
@@ -176,9 +190,15 @@ mod tests {
             q.admit(key("a.b", i), i as i64, 0);
         }
         let b = q.take_batch(2).unwrap();
-        assert_eq!(b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         let b = q.take_batch(2).unwrap();
-        assert_eq!(b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(
+            b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
         assert!(!q.is_full());
     }
 

@@ -1,0 +1,115 @@
+'use strict'
+// Configuration (MISSION.md section 4): env vars with defaults, JS options
+// over them, and clear ERR_SYNC_CONFIG errors that never show a password.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { createSync } = require('..')
+const { LOCAL, ATLAS, uniqueDb, withDb, tempDir, driver, closeDrivers } = require('./helpers')
+
+after(closeDrivers)
+
+/** Runs createSync in a child with exactly `env`, returns what it printed. */
+function createInChild(env) {
+  const script = `
+    require(${JSON.stringify(path.join(__dirname, '..'))}).createSync()
+      .then(async (s) => { console.log(JSON.stringify({ ok: true, enabled: s.enabled })); await s.close() })
+      .catch((e) => console.log(JSON.stringify({ ok: false, code: e.code, name: e.name, message: e.message })))`
+  const r = spawnSync(process.execPath, ['-e', script], {
+    env: { PATH: process.env.PATH, SYNC_LOG_LEVEL: 'off', ...env },
+    encoding: 'utf8',
+    timeout: 60000,
+  })
+  const line = r.stdout.trim().split('\n').pop()
+  return { ...JSON.parse(line), stderr: r.stderr }
+}
+
+const base = () => ({ MONGODB_URI: LOCAL, MONGODB_ATLAS_URI: ATLAS, SYNC_DATA_DIR: tempDir() })
+
+test('a bad env value fails createSync with the variable, the value and what is allowed', () => {
+  const cases = [
+    ['SYNC_BATCH_SIZE', 'abc', /SYNC_BATCH_SIZE="abc".*whole number from 1 to 10000/],
+    ['SYNC_WORKERS', '0', /SYNC_WORKERS="0".*1 to 64/],
+    ['SYNC_ENABLED', 'maybe', /SYNC_ENABLED="maybe".*true or false/],
+    ['SYNC_HEALTH_MIN_SUCCESS_RATE', '1.5', /SYNC_HEALTH_MIN_SUCCESS_RATE="1.5".*0 to 1/],
+    ['SYNC_LOG_LEVEL', 'loud', /SYNC_LOG_LEVEL="loud".*one of: off, error, warn, info, debug, trace/],
+    ['SYNC_RETRY_BASE_MS', '-5', /SYNC_RETRY_BASE_MS="-5"/],
+    ['SYNC_MAX_RETRIES', '1e3', /SYNC_MAX_RETRIES="1e3"/],
+    ['MONGODB_URI', 'localhost:27017', /MONGODB_URI="localhost:27017".*connection string/],
+  ]
+  for (const [name, value, re] of cases) {
+    const r = createInChild({ ...base(), [name]: value })
+    assert.equal(r.ok, false, `${name}=${value} was accepted`)
+    assert.equal(r.code, 'ERR_SYNC_CONFIG', `${name}: ${r.message}`)
+    assert.match(r.message, re)
+  }
+})
+
+test('credentials never appear in configuration errors', () => {
+  const r = createInChild({ ...base(), MONGODB_ATLAS_URI: 'mongodb://admin:Sup3rSecret@/nohost' })
+  assert.equal(r.code, 'ERR_SYNC_CONFIG')
+  assert.match(r.message, /MONGODB_ATLAS_URI/)
+  assert.doesNotMatch(r.message + r.stderr, /Sup3rSecret/)
+  const t = createInChild({ ...base(), SYNC_ADMIN_TOKEN: 'short secret' })
+  assert.equal(t.code, 'ERR_SYNC_CONFIG')
+  assert.doesNotMatch(t.message, /short secret/)
+})
+
+test('sync enabled without MONGODB_ATLAS_URI says what to set', () => {
+  const r = createInChild({ MONGODB_URI: LOCAL, SYNC_DATA_DIR: tempDir() })
+  assert.equal(r.code, 'ERR_SYNC_CONFIG')
+  assert.match(r.message, /MONGODB_ATLAS_URI.*SYNC_ENABLED=false/)
+})
+
+test('an unreachable local MongoDB fails createSync with ERR_SYNC_CONNECT, password hidden', () => {
+  const r = createInChild({
+    ...base(),
+    MONGODB_URI: 'mongodb://u:Hidden9@127.0.0.1:1/?serverSelectionTimeoutMS=500&directConnection=true',
+  })
+  assert.equal(r.code, 'ERR_SYNC_CONNECT', r.message)
+  assert.doesNotMatch(r.message + r.stderr, /Hidden9/)
+})
+
+test('JS options override env vars and unknown options are refused', async () => {
+  await assert.rejects(createSync({ localUri: LOCAL, atlasUri: ATLAS, batchsize: 5 }), {
+    code: 'ERR_SYNC_CONFIG',
+    message: /batchsize.*batchSize/,
+  })
+  await assert.rejects(createSync({ localUri: LOCAL, atlasUri: ATLAS, workers: 'many' }), {
+    code: 'ERR_SYNC_CONFIG',
+    message: /option 'workers'="many"/,
+  })
+  await assert.rejects(createSync('mongodb://x'), { code: 'ERR_SYNC_INVALID_ARGUMENT' })
+})
+
+test('SYNC_ENABLED=false writes locally only: no journal, nothing on Atlas', async () => {
+  const db = uniqueDb('disabled')
+  const dataDir = path.join(tempDir(), 'journal-here')
+  const sync = await createSync({ localUri: withDb(LOCAL, db), enabled: false, dataDir, logLevel: 'off' })
+  assert.equal(sync.enabled, false)
+  const c = sync.collection('orders')
+  await c.insertOne({ _id: 1, a: 1 })
+  await c.updateOne({ _id: 1 }, { $inc: { a: 1 } })
+  await sync.flush()
+  const m = await sync.metrics()
+  assert.equal(m.connections.atlas, 'disabled')
+  assert.equal(m.captured, 0)
+  assert.equal((await sync.health()).status, 'healthy')
+  await sync.close()
+  assert.equal(fs.existsSync(dataDir), false, 'no journal folder was created')
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  assert.deepEqual(await local.db(db).collection('orders').findOne({ _id: 1 }), { _id: 1, a: 2 })
+  assert.equal(await atlas.db(db).collection('orders').countDocuments(), 0)
+})
+
+test('sync.collection(name) uses the database of MONGODB_URI', async () => {
+  const db = uniqueDb('defaultdb')
+  const sync = await createSync({ localUri: withDb(LOCAL, db), enabled: false, logLevel: 'off' })
+  await sync.collection('c').insertOne({ _id: 'x' })
+  await sync.close()
+  const local = await driver(LOCAL)
+  assert.equal(await local.db(db).collection('c').countDocuments({ _id: 'x' }), 1)
+})

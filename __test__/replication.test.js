@@ -1,0 +1,237 @@
+'use strict'
+// The engine (MISSION.md section 2): every acknowledged local write reaches
+// Atlas, in order, exactly once in effect, also across crashes, outages and
+// several processes. Each test ends by comparing both servers byte for byte.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const readline = require('node:readline')
+const { spawn } = require('node:child_process')
+const { createSync } = require('..')
+const { startServer } = require('../scripts/servers')
+const { LOCAL, ATLAS, uniqueDb, withDb, tempDir, driver, closeDrivers, assertSame, syncOptions, waitFor } = require('./helpers')
+const { opStream, runOp, COLLS } = require('./fixtures/ops')
+
+after(closeDrivers)
+
+const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 500 }
+
+test('a random mix of every write kind from concurrent writers ends identical on both servers', async () => {
+  const db = uniqueDb('mix')
+  const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 50, workers: 3 }))
+  const writers = [1, 2, 3, 4].map(async (w) => {
+    const next = opStream(1000 + w)
+    for (let i = 0; i < 120; i++) await runOp(next(), sync, db)
+  })
+  await Promise.all(writers)
+  await sync.flush({ timeoutMs: 60000 })
+  const m = await sync.metrics()
+  assert.equal(m.queueSize, 0)
+  assert.equal(m.deadLettered, 0, JSON.stringify(m.lastError))
+  await sync.close()
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await assertSame(local, atlas, db, COLLS)
+  assert.ok((await local.db(db).collection('a').countDocuments()) > 0)
+})
+
+/** Starts the writer fixture; resolves with { child, acks() } once it is ready. */
+function startWriter(env) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'writer.js')], {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  let acks = 0
+  let done = false
+  const waiters = []
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.startsWith('ACK')) acks += 1
+    if (line === 'DONE' || line === 'CLOSED') done = true
+    if (line.startsWith('ERROR')) done = new Error(line)
+    waiters.forEach((w) => w())
+  })
+  const until = (pred) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (done instanceof Error) return reject(done)
+        if (pred()) resolve()
+      }
+      waiters.push(check)
+      child.once('exit', (code) => (pred() ? resolve() : reject(new Error(`writer exited with ${code}`))))
+      check()
+    })
+  return {
+    child,
+    acks: () => acks,
+    untilAcks: (n) => until(() => acks >= n),
+    untilDone: () => until(() => done === true),
+    exited: () => new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r))),
+  }
+}
+
+async function killAndRecover({ db, dataDir, paused, seed, acksBeforeKill }) {
+  const w = startWriter({
+    DB: db,
+    DATA_DIR: dataDir,
+    LOCAL_URI: withDb(LOCAL, db),
+    ATLAS_URI: ATLAS,
+    SEED: String(seed),
+    PAUSE: paused ? '1' : '0',
+  })
+  await w.untilAcks(acksBeforeKill)
+  w.child.kill('SIGKILL')
+  await w.exited()
+  // restart on the same journal: everything acknowledged must reach Atlas
+  const sync = await createSync({ localUri: withDb(LOCAL, db), atlasUri: ATLAS, dataDir, logLevel: 'warn', ...FAST })
+  await sync.flush({ timeoutMs: 60000 })
+  await sync.close()
+  return w.acks()
+}
+
+test('SIGKILL right after acknowledged writes, then restart: both servers end identical', async () => {
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  let acked = 0
+  for (let i = 0; i < 6; i++) {
+    const db = uniqueDb(`crash${i}`)
+    const dataDir = tempDir()
+    // half the runs keep replication paused, so the whole history must come
+    // back from the journal; the others are killed with batches in flight
+    const paused = i % 2 === 0
+    acked += await killAndRecover({ db, dataDir, paused, seed: 7000 + i, acksBeforeKill: 15 + Math.floor(Math.random() * 60) })
+    await assertSame(local, atlas, db, COLLS)
+    const n = await local.db(db).collection('a').countDocuments()
+    const m = await local.db(db).collection('b').countDocuments()
+    assert.ok(n + m > 0, 'the writer wrote something')
+  }
+  assert.ok(acked >= 6 * 15)
+})
+
+test('Atlas down during writes: writes go on, health degrades, the backlog drains after', async () => {
+  const db = uniqueDb('outage')
+  const atlasServer = await startServer({ name: 'atlas-outage' })
+  const sync = await createSync({
+    ...syncOptions(db, FAST),
+    atlasUri: atlasServer.uri,
+    healthMaxQueue: 50,
+  })
+  const c = sync.collection('orders')
+  try {
+    for (let i = 0; i < 50; i++) await c.insertOne({ _id: i, phase: 'before' })
+    await sync.flush({ timeoutMs: 30000 })
+    await atlasServer.stop()
+    for (let i = 50; i < 250; i++) await c.insertOne({ _id: i, phase: 'during' })
+    for (let i = 0; i < 50; i++) await c.updateOne({ _id: i }, { $inc: { n: 1 } })
+    await c.deleteMany({ _id: { $lt: 10 } })
+    const h = await waitFor(async () => {
+      const h = await sync.health()
+      return h.status !== 'healthy' && !h.checks.atlasConnection.pass ? h : null
+    }, { what: 'health to report Atlas down' })
+    assert.equal(h.checks.queueSize.pass, false, 'the backlog shows in health')
+    assert.equal(h.checks.localConnection.pass, true)
+    assert.ok((await sync.metrics()).queueSize >= 200)
+    await waitFor(async () => (await sync.metrics()).failed > 0, { timeoutMs: 30000, what: 'a failed copy attempt' })
+    await atlasServer.start()
+    await sync.flush({ timeoutMs: 120000 })
+    await waitFor(async () => (await sync.health()).status === 'healthy', { what: 'health to recover' })
+    const [local, atlas] = await Promise.all([driver(LOCAL), driver(atlasServer.uri)])
+    await assertSame(local, atlas, db, ['orders'])
+    assert.equal(await atlas.db(db).collection('orders').countDocuments(), 240)
+    const m = await sync.metrics()
+    assert.ok(m.retried > 0, 'the outage caused retries')
+    assert.equal(m.deadLettered, 0, 'an outage dead-letters nothing')
+  } finally {
+    await sync.close()
+    await atlasServer.remove()
+  }
+})
+
+test('excluded collections never reach Atlas', async () => {
+  const db = uniqueDb('excluded')
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['sessions', `${db}.audit`] }))
+  await sync.collection('sessions').insertOne({ s: 1 })
+  await sync.collection('audit').insertMany([{ a: 1 }, { a: 2 }])
+  await sync.collection('audit').updateMany({}, { $set: { b: 1 } })
+  await sync.collection('orders').insertOne({ o: 1 })
+  await sync.flush({ timeoutMs: 30000 })
+  await sync.close()
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const names = (await atlas.db(db).listCollections().toArray()).map((c) => c.name)
+  assert.deepEqual(names, ['orders'])
+  assert.equal(await local.db(db).collection('audit').countDocuments({ b: 1 }), 2)
+  await assertSame(local, atlas, db, ['orders'])
+})
+
+test('two processes on one database and journal: nothing lost, doubled or reordered', async () => {
+  const db = uniqueDb('cluster')
+  const dataDir = tempDir()
+  const env = (i) => ({
+    DB: db,
+    DATA_DIR: dataDir,
+    LOCAL_URI: withDb(LOCAL, db),
+    ATLAS_URI: ATLAS,
+    SEED: String(9100 + i),
+    COUNT: '150',
+    NODE_APP_INSTANCE: String(i),
+  })
+  const writers = [startWriter(env(0)), startWriter(env(1))]
+  await Promise.all(writers.map((w) => w.untilDone()))
+  writers.forEach((w) => w.child.stdin.write('close\n'))
+  await Promise.all(writers.map((w) => w.exited()))
+  const sync = await createSync({ localUri: withDb(LOCAL, db), atlasUri: ATLAS, dataDir, logLevel: 'warn', ...FAST })
+  await sync.flush({ timeoutMs: 60000 })
+  await sync.close()
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await assertSame(local, atlas, db, COLLS)
+})
+
+test('pause stops replication without stopping writes; resume catches up; flush times out while paused', async () => {
+  const db = uniqueDb('pause')
+  const sync = await createSync(syncOptions(db, FAST))
+  const atlas = await driver(ATLAS)
+  const c = sync.collection('p')
+  await c.insertOne({ _id: 'before' })
+  await sync.flush({ timeoutMs: 30000 })
+  sync.pause()
+  await c.insertOne({ _id: 'while-paused' })
+  await assert.rejects(sync.flush({ timeoutMs: 300 }), { code: 'ERR_SYNC_TIMEOUT', message: /waiting for Atlas/ })
+  assert.equal(await atlas.db(db).collection('p').countDocuments({ _id: 'while-paused' }), 0)
+  assert.equal((await sync.metrics()).paused, true)
+  sync.resume()
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal(await atlas.db(db).collection('p').countDocuments({ _id: 'while-paused' }), 1)
+  await sync.close()
+})
+
+test('$inc is never double-applied, however often a document is copied', async () => {
+  const db = uniqueDb('inc')
+  const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 1 }))
+  const c = sync.collection('counters')
+  await c.insertOne({ _id: 'c', n: 0 })
+  await Promise.all(Array.from({ length: 200 }, () => c.updateOne({ _id: 'c' }, { $inc: { n: 1 } })))
+  await sync.flush({ timeoutMs: 30000 })
+  await sync.close()
+  const atlas = await driver(ATLAS)
+  assert.deepEqual(await atlas.db(db).collection('counters').findOne({ _id: 'c' }), { _id: 'c', n: 200 })
+})
+
+test('a document Atlas refuses is dead-lettered with its reason, and can be retried', async () => {
+  const db = uniqueDb('dead')
+  const atlas = await driver(ATLAS)
+  await atlas.db(db).collection('users').createIndex({ email: 1 }, { unique: true })
+  const sync = await createSync(syncOptions(db, FAST))
+  const users = sync.collection('users')
+  await users.insertOne({ _id: 1, email: 'same@example.com' })
+  await users.insertOne({ _id: 2, email: 'same@example.com' })
+  await sync.flush({ timeoutMs: 30000 })
+  const m = await sync.metrics()
+  assert.equal(m.deadLettered, 1)
+  assert.equal(m.deadLetterSize, 1)
+  assert.match(m.lastError ? m.lastError.message : 'E11000', /E11000|duplicate/i)
+  assert.equal(await atlas.db(db).collection('users').countDocuments(), 1)
+  await atlas.db(db).collection('users').dropIndex('email_1')
+  assert.equal(await sync.retryDeadLetters(), 1)
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal((await sync.metrics()).deadLetterSize, 0)
+  await sync.close()
+  const local = await driver(LOCAL)
+  await assertSame(local, atlas, db, ['users'])
+})

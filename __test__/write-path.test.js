@@ -1,0 +1,263 @@
+'use strict'
+// The drop-in write path (MISSION.md section 1): every Collection method gives
+// the official driver's results, stores the same bytes, and replicates them.
+const { test, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { createSync, ObjectId, Decimal128, Long, Int32, Double, Binary, UUID, Timestamp, BSONRegExp, MinKey, MaxKey, Code } = require('..')
+const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, rawDump, dump, assertSame, syncOptions } = require('./helpers')
+
+const db = uniqueDb('writepath')
+let sync, local, atlas
+
+before(async () => {
+  sync = await createSync(syncOptions(db))
+  local = await driver(LOCAL)
+  atlas = await driver(ATLAS)
+})
+
+after(async () => {
+  await sync.close()
+  await closeDrivers()
+})
+
+/** One document holding every BSON type the mission lists, and a few more. */
+function everyType(i) {
+  return {
+    _id: new ObjectId(),
+    i,
+    objectId: new ObjectId(),
+    date: new Date(Date.UTC(2024, 1, 29, 12, 34, 56, 789)),
+    decimal: Decimal128.fromString('1234567890.123456789012345678901234'),
+    long: Long.fromString('9007199254740993'),
+    smallLong: Long.fromNumber(42),
+    int32: new Int32(7),
+    double: new Double(3),
+    plainNumber: 3.25,
+    negZero: -0,
+    binary: new Binary(Buffer.from([0, 1, 2, 250, 255]), 0),
+    uuid: new UUID('5f4dcc3b-5aa7-4c8a-9d2e-3c7d1a2b4e6f'),
+    timestamp: new Timestamp({ t: 1700000000, i: 3 }),
+    regexp: /ab+c/gim,
+    bsonRegExp: new BSONRegExp('^x\\d', 'imsux'),
+    nil: null,
+    bool: true,
+    string: 'héllo ✓ \u0000 inside',
+    nested: { a: { b: { c: [1, 'two', { three: 3 }] } }, empty: {} },
+    array: [new Int32(1), new Double(2), Long.fromNumber(3), [], [null]],
+    minKey: new MinKey(),
+    maxKey: new MaxKey(),
+    code: new Code('function () { return 1 }'),
+  }
+}
+
+test('every BSON type is stored with the same bytes as the official driver writes, locally and on Atlas', async () => {
+  const docs = [everyType(1), everyType(2)]
+  const copies = docs.map((d) => ({ ...d }))
+  await sync.db(db).collection('types').insertOne(docs[0])
+  await sync.db(db).collection('types').insertMany([docs[1]])
+  await local.db(db).collection('types_driver').insertMany(copies)
+  const ours = await rawDump(local, db, 'types')
+  const theirs = await rawDump(local, db, 'types_driver')
+  assert.equal(ours.length, 2)
+  assert.deepEqual(ours, theirs, 'the addon stored different bytes than the driver')
+  await sync.flush({ timeoutMs: 30000 })
+  assert.deepEqual(await rawDump(atlas, db, 'types'), ours, 'Atlas holds different bytes than local')
+  // and reads through the addon return the same values as the driver's reads
+  const viaAddon = await sync.db(db).collection('types').find({}).sort({ i: 1 }).toArray()
+  const viaDriver = await local.db(db).collection('types').find({}).sort({ i: 1 }).toArray()
+  assert.deepEqual(viaAddon, viaDriver)
+  assert.ok(viaAddon[0].decimal instanceof Decimal128)
+  assert.ok(viaAddon[0].long instanceof Long)
+})
+
+/** Runs the same calls through the addon and through the driver and compares results. */
+async function sideBySide(name, fn) {
+  const ours = await fn(sync.db(db).collection(`${name}_addon`))
+  const theirs = await fn(local.db(db).collection(`${name}_driver`))
+  return { ours, theirs }
+}
+
+const ID_KEYS = ['_id', 'insertedId', 'upsertedId']
+const stripIds = (v) =>
+  JSON.parse(
+    JSON.stringify(v, (k, x) => {
+      if (ID_KEYS.includes(k)) return typeof x
+      if (k === 'insertedIds' || k === 'upsertedIds') return Object.keys(x)
+      return x
+    }),
+  )
+
+test('results have the driver shapes for every write method', async () => {
+  const { ours, theirs } = await sideBySide('shapes', async (c) => {
+    const out = []
+    out.push(await c.insertOne({ n: 1, tag: 'a' }))
+    out.push(await c.insertMany([{ n: 2, tag: 'b' }, { n: 3, tag: 'b' }, { n: 4, tag: 'c' }]))
+    out.push(await c.updateOne({ tag: 'b' }, { $inc: { n: 10 } }))
+    out.push(await c.updateOne({ tag: 'zzz' }, { $set: { n: 0 } }))
+    out.push(await c.updateOne({ tag: 'new' }, { $set: { n: 100 } }, { upsert: true }))
+    out.push(await c.updateMany({ tag: 'b' }, { $inc: { n: 1 } }))
+    out.push(await c.updateMany({ tag: 'b' }, [{ $set: { piped: { $add: ['$n', 1] } } }]))
+    out.push(await c.replaceOne({ tag: 'c' }, { n: 40, tag: 'c2' }))
+    out.push(await c.replaceOne({ tag: 'r' }, { n: 50, tag: 'r' }, { upsert: true }))
+    out.push(await c.findOneAndUpdate({ tag: 'a' }, { $set: { x: 1 } }))
+    out.push(await c.findOneAndUpdate({ tag: 'a' }, { $set: { x: 2 } }, { returnDocument: 'after', projection: { _id: 0 } }))
+    out.push(await c.findOneAndUpdate({ tag: 'none' }, { $set: { x: 3 } }, { upsert: true, returnDocument: 'after', projection: { _id: 0 } }))
+    out.push(await c.findOneAndReplace({ tag: 'c2' }, { n: 41, tag: 'c3' }, { returnDocument: 'after', projection: { _id: 0 } }))
+    out.push(await c.findOneAndDelete({ tag: 'c3' }, { projection: { _id: 0 } }))
+    out.push(await c.findOneAndDelete({ tag: 'gone' }))
+    out.push(await c.deleteOne({ tag: 'r' }))
+    out.push(await c.deleteMany({ tag: 'b' }))
+    out.push(await c.deleteMany({ tag: 'nothing' }))
+    const bulk = await c.bulkWrite([
+      { insertOne: { document: { n: 7, tag: 'bulk' } } },
+      { insertOne: { document: { n: 8, tag: 'bulk' } } },
+      { updateOne: { filter: { n: 7 }, update: { $set: { y: 1 } } } },
+      { updateMany: { filter: { tag: 'bulk' }, update: { $inc: { n: 1 } } } },
+      { replaceOne: { filter: { n: 9 }, replacement: { n: 90, tag: 'bulk' } } },
+      { updateOne: { filter: { n: 1000 }, update: { $set: { n: 1000 } }, upsert: true } },
+      { deleteOne: { filter: { n: 90 } } },
+      { deleteMany: { filter: { n: 1000 } } },
+    ])
+    out.push({
+      insertedCount: bulk.insertedCount,
+      matchedCount: bulk.matchedCount,
+      modifiedCount: bulk.modifiedCount,
+      deletedCount: bulk.deletedCount,
+      upsertedCount: bulk.upsertedCount,
+      insertedKeys: Object.keys(bulk.insertedIds),
+      upsertedKeys: Object.keys(bulk.upsertedIds),
+    })
+    out.push(await c.countDocuments())
+    out.push(await c.countDocuments({ tag: 'a' }))
+    out.push(await c.find({}, { projection: { _id: 0 } }).sort({ n: -1 }).skip(1).limit(2).toArray())
+    out.push(await c.findOne({ tag: 'a' }, { projection: { _id: 0 } }))
+    out.push(await c.findOne({ tag: 'none-at-all' }))
+    out.push(await c.aggregate([{ $group: { _id: '$tag', total: { $sum: '$n' } } }, { $sort: { _id: 1 } }]).toArray())
+    out.push((await c.distinct('tag')).sort())
+    return out
+  })
+  assert.deepEqual(stripIds(ours), stripIds(theirs))
+  await sync.flush({ timeoutMs: 30000 })
+  assert.deepEqual(await dump(atlas, db, 'shapes_addon'), await dump(local, db, 'shapes_addon'))
+})
+
+test('insertOne and bulkWrite give documents without _id a new ObjectId, like the driver', async () => {
+  const c = sync.db(db).collection('ids')
+  const doc = { a: 1 }
+  const r = await c.insertOne(doc)
+  assert.ok(doc._id instanceof ObjectId, 'the document was given its _id')
+  assert.ok(r.insertedId.equals(doc._id))
+  const docs = [{ b: 1 }, { _id: 'mine', b: 2 }]
+  const m = await c.insertMany(docs)
+  assert.equal(m.insertedIds[1], 'mine')
+  assert.ok(m.insertedIds[0].equals(docs[0]._id))
+  const found = await local.db(db).collection('ids').findOne({ _id: 'mine' })
+  assert.deepEqual(found, { _id: 'mine', b: 2 })
+})
+
+test('local write errors reject with the driver error: code, name, message', async () => {
+  const c = sync.db(db).collection('errors')
+  await c.insertOne({ _id: 1 })
+  await assert.rejects(c.insertOne({ _id: 1 }), (e) => {
+    assert.equal(e.name, 'MongoServerError')
+    assert.equal(e.code, 11000)
+    assert.match(e.message, /duplicate key/i)
+    return true
+  })
+  await assert.rejects(c.insertMany([{ _id: 2 }, { _id: 1 }, { _id: 3 }]), (e) => {
+    assert.equal(e.name, 'MongoBulkWriteError')
+    assert.equal(e.code, 11000)
+    assert.equal(e.insertedCount, 1, 'ordered insertMany stops at the first error')
+    assert.deepEqual(Object.keys(e.insertedIds), ['0'])
+    assert.equal(e.writeErrors[0].index, 1)
+    return true
+  })
+  await assert.rejects(c.insertMany([{ _id: 1 }, { _id: 4 }], { ordered: false }), (e) => {
+    assert.equal(e.insertedCount, 1)
+    assert.deepEqual(Object.keys(e.insertedIds), ['1'])
+    return true
+  })
+  await assert.rejects(c.updateOne({ _id: 1 }, { n: 1 }), { name: 'MongoInvalidArgumentError', message: 'Update document requires atomic operators' })
+  await assert.rejects(c.replaceOne({ _id: 1 }, { $set: { n: 1 } }), { name: 'MongoInvalidArgumentError' })
+  await assert.rejects(c.updateOne({ _id: 1 }, { $inc: { s: 'x' } }), (e) => e.name === 'MongoServerError' && typeof e.code === 'number')
+  await assert.rejects(c.bulkWrite([{ insertOne: { document: { _id: 10 } } }, { insertOne: { document: { _id: 10 } } }, { insertOne: { document: { _id: 11 } } }]), (e) => {
+    assert.equal(e.name, 'MongoBulkWriteError')
+    assert.equal(e.writeErrors[0].index, 1)
+    assert.equal(e.result.insertedCount, 1)
+    return true
+  })
+  await sync.flush({ timeoutMs: 30000 })
+  await assertSame(local, atlas, db, ['errors'])
+  assert.deepEqual((await local.db(db).collection('errors').find().toArray()).map((d) => d._id).sort(), [1, 10, 2, 4])
+})
+
+test('bad arguments get a clear error naming what was wrong, and break nothing', async () => {
+  const c = sync.db(db).collection('bad')
+  const code = 'ERR_SYNC_INVALID_ARGUMENT'
+  await assert.rejects(c.insertOne(5), { code, message: /insertOne: document must be an object, got number 5/ })
+  await assert.rejects(c.insertOne(null), { code })
+  await assert.rejects(c.insertMany('x'), { code, message: /must be an array/ })
+  const circular = { a: 1 }
+  circular.self = circular
+  await assert.rejects(c.insertOne(circular), { code, message: /circular/i })
+  await assert.rejects(c.updateOne({}, { $set: { a: 1 } }, { upsret: true }), { code, message: /unknown option 'upsret'.*allowed: .*upsert/ })
+  assert.throws(() => c.find({}, { session: {} }), { code, message: /session/ })
+  await assert.rejects(c.findOneAndUpdate({}, { $set: { a: 1 } }, { returnDocument: 'later' }), { code })
+  await assert.rejects(c.bulkWrite([{ insertTwo: {} }]), { code, message: /operation 0/ })
+  assert.throws(() => sync.db(db).collection(''), { code })
+  await assert.rejects(sync.db('bad.name').collection('x').insertOne({}), { code, message: /database name/ })
+  // the instance still works
+  await c.insertOne({ ok: true })
+  assert.equal(await c.countDocuments(), 1)
+})
+
+test('aggregate stages that write ($out, $merge) are refused while sync is on', async () => {
+  const c = sync.db(db).collection('agg')
+  await c.insertOne({ a: 1 })
+  await assert.rejects(c.aggregate([{ $out: 'elsewhere' }]).toArray(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /\$out/ })
+})
+
+test('cursors chain like the driver: sort/skip/limit/project/map and async iteration', async () => {
+  const c = sync.db(db).collection('cursor')
+  await c.insertMany(Array.from({ length: 10 }, (_, i) => ({ _id: i, sq: i * i })))
+  const docs = await c.find({ _id: { $gte: 2 } }).sort('_id', -1).skip(1).limit(3).project({ sq: 1 }).map((d) => d.sq).toArray()
+  assert.deepEqual(docs, [64, 49, 36])
+  const seen = []
+  for await (const d of c.find({}, { sort: [['_id', 1]], limit: 3 })) seen.push(d._id)
+  assert.deepEqual(seen, [0, 1, 2])
+  const cur = c.find({ _id: 5 })
+  assert.equal(await cur.hasNext(), true)
+  assert.deepEqual(await cur.next(), { _id: 5, sq: 25 })
+  assert.equal(await cur.next(), null)
+})
+
+test('the metrics and health read as the mission describes', async () => {
+  const m = await sync.metrics()
+  for (const k of ['queueSize', 'captured', 'synced', 'failed', 'retried', 'deadLettered', 'successRate', 'lagMs', 'connections']) {
+    assert.ok(k in m, `metrics has ${k}`)
+  }
+  assert.ok(m.captured > 0)
+  const h = await sync.health()
+  assert.equal(h.status, 'healthy', JSON.stringify(h))
+  assert.equal(h.checks.localConnection.pass, true)
+  const text = await sync.metrics({ format: 'prometheus' })
+  assert.match(text, /# TYPE dual_sync_queue_size gauge\ndual_sync_queue_size \d+/)
+})
+
+test('after close every call fails with ERR_SYNC_CLOSED', async () => {
+  const s = await createSync(syncOptions(db))
+  const c = s.collection('closed')
+  await c.insertOne({ a: 1 })
+  await s.close()
+  await assert.rejects(c.insertOne({ a: 2 }), { code: 'ERR_SYNC_CLOSED' })
+  await assert.rejects(s.flush(), { code: 'ERR_SYNC_CLOSED' })
+  assert.throws(() => s.pause(), { code: 'ERR_SYNC_CLOSED' })
+  await s.close() // closing twice is fine
+})
+
+test('ESM import exposes the same API', async () => {
+  const esm = await import('../index.mjs')
+  assert.equal(typeof esm.createSync, 'function')
+  assert.equal(esm.ObjectId, ObjectId)
+  assert.equal(esm.default.createSync, createSync)
+})
