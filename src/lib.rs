@@ -26,7 +26,7 @@ pub mod journal;
 pub mod observe;
 pub mod replicate;
 
-#[cfg(feature = "napi")]
+#[cfg(all(feature = "napi", not(test)))]
 mod binding;
 
 pub use config::Config;

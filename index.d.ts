@@ -1,0 +1,379 @@
+// Type definitions for dual-mongo-sync: local-first MongoDB writes replicated to Atlas.
+import * as BSON from 'bson'
+
+export { BSON }
+export {
+  ObjectId,
+  Decimal128,
+  Long,
+  Int32,
+  Double,
+  Binary,
+  UUID,
+  Timestamp,
+  BSONRegExp,
+  MinKey,
+  MaxKey,
+  Code,
+} from 'bson'
+
+/** A MongoDB document. */
+export type Document = { [key: string]: any }
+/** A query filter. */
+export type Filter = Document
+/** An update: an operator document (`{ $set: ... }`) or an aggregation pipeline. */
+export type UpdateFilter = Document | Document[]
+
+/**
+ * Settings of {@link createSync}. Each overrides its environment variable;
+ * where neither is set, the default applies. Invalid values make
+ * `createSync` reject with `code: 'ERR_SYNC_CONFIG'`.
+ */
+export interface SyncOptions {
+  /** The local MongoDB, always primary. Env `MONGODB_URI`, default `mongodb://127.0.0.1:27017`. Its path names the default database (else `test`). */
+  localUri?: string
+  /** The Atlas cluster writes are replicated to. Env `MONGODB_ATLAS_URI`, no default; required while sync is enabled. */
+  atlasUri?: string
+  /** Replicate to Atlas. `false`: no Atlas connection, no journal, writes go local only. Env `SYNC_ENABLED`, default `true`. */
+  enabled?: boolean
+  /** Collections never replicated: `coll` (any database) or `db.coll`. Env `SYNC_EXCLUDED_COLLECTIONS` (comma list), default none. */
+  excludedCollections?: string[]
+  /** Folder of the durable journal. Env `SYNC_DATA_DIR`, default `./dual-mongo-sync-data`. */
+  dataDir?: string
+  /** Documents per Atlas write, 1 to 10000. Env `SYNC_BATCH_SIZE`, default `500`. */
+  batchSize?: number
+  /** Atlas writes in flight at once, 1 to 64. Env `SYNC_WORKERS`, default `4`. */
+  workers?: number
+  /** Attempts for errors that are neither clearly transient nor permanent, before dead-lettering, 0 to 1000. Env `SYNC_MAX_RETRIES`, default `10`. */
+  maxRetries?: number
+  /** First retry delay in ms, 1 to 60000. Env `SYNC_RETRY_BASE_MS`, default `100`. */
+  retryBaseMs?: number
+  /** Retry delay ceiling in ms, at least `retryBaseMs`, at most 3600000. Env `SYNC_RETRY_MAX_MS`, default `30000`. */
+  retryMaxMs?: number
+  /** Queue size at which health turns `degraded`. Env `SYNC_HEALTH_MAX_QUEUE`, default `100`. */
+  healthMaxQueue?: number
+  /** Success rate (0 to 1) below which health turns `degraded`. Env `SYNC_HEALTH_MIN_SUCCESS_RATE`, default `0.99`. */
+  healthMinSuccessRate?: number
+  /** `off`, `error`, `warn`, `info`, `debug` or `trace` (to stderr). Env `SYNC_LOG_LEVEL`, default `info`. */
+  logLevel?: 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
+  /** Bearer token for the mutating HTTP endpoints, 16+ characters. Env `SYNC_ADMIN_TOKEN`, no default. */
+  adminToken?: string
+  /** fsync every journal commit: survives power loss, not only process crashes; slower writes. Env `SYNC_JOURNAL_FSYNC`, default `false`. */
+  journalFsync?: boolean
+  /** How long a new replicator waits after the previous one's last heartbeat, in ms, 0 to 60000. Env `SYNC_TAKEOVER_GRACE_MS`, default `2000`. */
+  takeoverGraceMs?: number
+}
+
+/** One check of {@link Sync.health}. */
+export interface HealthCheck {
+  pass: boolean
+  value: unknown
+  threshold?: number
+}
+
+export interface Health {
+  /** `unhealthy`: local MongoDB or journal failing; `degraded`: Atlas down, queue too long or success rate too low. */
+  status: 'healthy' | 'degraded' | 'unhealthy'
+  checks: {
+    localConnection: HealthCheck
+    atlasConnection: HealthCheck
+    queueSize: HealthCheck
+    successRate: HealthCheck
+    journal: HealthCheck
+    deadLetters: HealthCheck
+  }
+}
+
+export interface Metrics {
+  enabled: boolean
+  paused: boolean
+  /** Whether this process runs the replicator of its data directory. */
+  leader: boolean
+  /** Document changes waiting for Atlas (all processes of the data directory). */
+  queueSize: number
+  oldestPendingAgeMs: number | null
+  /** Document changes this process recorded in the journal. */
+  captured: number
+  /** Documents Atlas acknowledged. */
+  synced: number
+  /** Failed copy attempts (most are retried and succeed later). */
+  failed: number
+  /** Batches retried. */
+  retried: number
+  /** Documents moved to the dead-letter store by this process. */
+  deadLettered: number
+  /** Documents in the dead-letter store now. */
+  deadLetterSize: number
+  batches: number
+  /** Share of recent documents that reached Atlas rather than the dead-letter store. */
+  successRate: number
+  /** Replication lag (local write recorded to Atlas acknowledged), recent samples. */
+  lagMs: { p50: number | null; p99: number | null }
+  throughputPerSec: number
+  connections: { local: 'up' | 'down'; atlas: 'up' | 'down' | 'disabled' }
+  fullSync: {
+    id: string | null
+    state: string
+    collectionsDone: number
+    collectionsTotal: number
+    documentsDone: number
+    documentsTotal: number
+    ratePerSec: number
+  }
+  lastError: { message: string; atMs: number } | null
+}
+
+/** The object {@link createSync} resolves to. */
+export declare class Sync {
+  /** Whether writes are replicated (`SYNC_ENABLED`). */
+  readonly enabled: boolean
+  /** A database; without a name, the database of `MONGODB_URI`. */
+  db(name?: string): Db
+  /** `sync.db().collection(name)`. */
+  collection<T extends Document = Document>(name: string): Collection<T>
+  /** Resolves when every change captured before the call is on Atlas; rejects with `ERR_SYNC_TIMEOUT` after `timeoutMs` (default 30000). */
+  flush(options?: { timeoutMs?: number }): Promise<void>
+  /** Stops sending batches to Atlas; writes go on and queue up on disk. */
+  pause(): void
+  /** Undoes {@link Sync.pause}. */
+  resume(): void
+  health(): Promise<Health>
+  metrics(): Promise<Metrics>
+  metrics(options: { format: 'json' }): Promise<Metrics>
+  /** Prometheus text exposition, metric names prefixed `dual_sync_`. */
+  metrics(options: { format: 'prometheus' }): Promise<string>
+  /** Puts dead-lettered documents back in the queue; resolves with how many. */
+  retryDeadLetters(): Promise<number>
+  /** Refuses new calls, lets running ones finish, drains the queue for up to `timeoutMs` (default 5000), then stops. Later calls fail with `ERR_SYNC_CLOSED`. */
+  close(options?: { timeoutMs?: number }): Promise<void>
+}
+
+export declare class Db {
+  readonly databaseName: string
+  collection<T extends Document = Document>(name: string): Collection<T>
+}
+
+export interface InsertOneResult {
+  acknowledged: true
+  insertedId: any
+}
+export interface InsertManyResult {
+  acknowledged: true
+  insertedCount: number
+  insertedIds: { [index: number]: any }
+}
+export interface UpdateResult {
+  acknowledged: true
+  matchedCount: number
+  modifiedCount: number
+  upsertedCount: number
+  upsertedId: any | null
+}
+export interface DeleteResult {
+  acknowledged: true
+  deletedCount: number
+}
+export interface ModifyResult<T> {
+  value: T | null
+  ok: 1
+  lastErrorObject?: Document
+}
+export interface BulkWriteResult {
+  ok: 1
+  insertedCount: number
+  matchedCount: number
+  modifiedCount: number
+  deletedCount: number
+  upsertedCount: number
+  insertedIds: { [index: number]: any }
+  upsertedIds: { [index: number]: any }
+  isOk(): boolean
+  hasWriteErrors(): boolean
+  getWriteErrors(): Array<{ index: number; code: number; errmsg: string }>
+}
+
+export type AnyBulkWriteOperation =
+  | { insertOne: { document: Document } }
+  | { updateOne: { filter: Filter; update: UpdateFilter; upsert?: boolean; arrayFilters?: Document[]; collation?: Document; hint?: string | Document } }
+  | { updateMany: { filter: Filter; update: UpdateFilter; upsert?: boolean; arrayFilters?: Document[]; collation?: Document; hint?: string | Document } }
+  | { replaceOne: { filter: Filter; replacement: Document; upsert?: boolean; collation?: Document; hint?: string | Document } }
+  | { deleteOne: { filter: Filter; collation?: Document; hint?: string | Document } }
+  | { deleteMany: { filter: Filter; collation?: Document; hint?: string | Document } }
+
+interface CommonWriteOptions {
+  comment?: unknown
+}
+export interface InsertOneOptions extends CommonWriteOptions {
+  bypassDocumentValidation?: boolean
+}
+export interface BulkWriteOptions extends InsertOneOptions {
+  /** Stop at the first error (default `true`). */
+  ordered?: boolean
+  let?: Document
+}
+export interface UpdateOptions extends CommonWriteOptions {
+  upsert?: boolean
+  arrayFilters?: Document[]
+  collation?: Document
+  hint?: string | Document
+  bypassDocumentValidation?: boolean
+  let?: Document
+  sort?: Document
+}
+export interface ReplaceOptions extends Omit<UpdateOptions, 'arrayFilters'> {}
+export interface DeleteOptions extends CommonWriteOptions {
+  collation?: Document
+  hint?: string | Document
+  let?: Document
+}
+export interface FindOneAndUpdateOptions extends UpdateOptions {
+  projection?: Document
+  /** `'before'` (default) or `'after'` the change. */
+  returnDocument?: 'before' | 'after'
+  /** Resolve with `{ value, ok, lastErrorObject }` instead of the document. */
+  includeResultMetadata?: boolean
+  maxTimeMS?: number
+}
+export interface FindOneAndReplaceOptions extends Omit<FindOneAndUpdateOptions, 'arrayFilters'> {}
+export interface FindOneAndDeleteOptions extends DeleteOptions {
+  sort?: Document
+  projection?: Document
+  includeResultMetadata?: boolean
+  maxTimeMS?: number
+}
+export interface FindOptions {
+  sort?: Document | string | Array<[string, 1 | -1 | 'asc' | 'desc']>
+  projection?: Document
+  limit?: number
+  skip?: number
+  hint?: string | Document
+  collation?: Document
+  maxTimeMS?: number
+  batchSize?: number
+  comment?: unknown
+  let?: Document
+  allowDiskUse?: boolean
+  min?: Document
+  max?: Document
+  returnKey?: boolean
+  showRecordId?: boolean
+  noCursorTimeout?: boolean
+}
+export interface CountDocumentsOptions {
+  limit?: number
+  skip?: number
+  hint?: string | Document
+  collation?: Document
+  maxTimeMS?: number
+  comment?: unknown
+}
+export interface AggregateOptions {
+  allowDiskUse?: boolean
+  batchSize?: number
+  collation?: Document
+  hint?: string | Document
+  let?: Document
+  maxTimeMS?: number
+  comment?: unknown
+  bypassDocumentValidation?: boolean
+}
+
+/** Results of a query, read from the local MongoDB when first needed. */
+export declare class FindCursor<T = Document> implements AsyncIterable<T> {
+  sort(sort: Document | string | Array<[string, 1 | -1]>, direction?: 1 | -1): this
+  limit(n: number): this
+  skip(n: number): this
+  project<P = Document>(projection: Document): FindCursor<P>
+  batchSize(n: number): this
+  hint(hint: string | Document): this
+  collation(collation: Document): this
+  comment(comment: unknown): this
+  maxTimeMS(ms: number): this
+  map<U>(fn: (doc: T) => U): FindCursor<U>
+  toArray(): Promise<T[]>
+  hasNext(): Promise<boolean>
+  next(): Promise<T | null>
+  tryNext(): Promise<T | null>
+  forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
+  rewind(): void
+  close(): Promise<void>
+  [Symbol.asyncIterator](): AsyncIterator<T>
+}
+
+export declare class AggregationCursor<T = Document> implements AsyncIterable<T> {
+  map<U>(fn: (doc: T) => U): AggregationCursor<U>
+  toArray(): Promise<T[]>
+  hasNext(): Promise<boolean>
+  next(): Promise<T | null>
+  forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
+  close(): Promise<void>
+  [Symbol.asyncIterator](): AsyncIterator<T>
+}
+
+/**
+ * A drop-in for the official driver's `Collection`. Writes resolve after the
+ * local write and are replicated to Atlas in the background; reads are local.
+ */
+export declare class Collection<T extends Document = Document> {
+  readonly dbName: string
+  readonly collectionName: string
+  /** `db.collection` */
+  readonly namespace: string
+  /** Inserts a document; one without `_id` is given a new ObjectId (the object is changed, as with the driver). */
+  insertOne(doc: T, options?: InsertOneOptions): Promise<InsertOneResult>
+  insertMany(docs: T[], options?: BulkWriteOptions): Promise<InsertManyResult>
+  updateOne(filter: Filter, update: UpdateFilter, options?: UpdateOptions): Promise<UpdateResult>
+  updateMany(filter: Filter, update: UpdateFilter, options?: Omit<UpdateOptions, 'sort'>): Promise<UpdateResult>
+  replaceOne(filter: Filter, replacement: T, options?: ReplaceOptions): Promise<UpdateResult>
+  deleteOne(filter?: Filter, options?: DeleteOptions): Promise<DeleteResult>
+  deleteMany(filter?: Filter, options?: DeleteOptions): Promise<DeleteResult>
+  findOneAndUpdate(filter: Filter, update: UpdateFilter, options: FindOneAndUpdateOptions & { includeResultMetadata: true }): Promise<ModifyResult<T>>
+  findOneAndUpdate(filter: Filter, update: UpdateFilter, options?: FindOneAndUpdateOptions): Promise<T | null>
+  findOneAndReplace(filter: Filter, replacement: T, options: FindOneAndReplaceOptions & { includeResultMetadata: true }): Promise<ModifyResult<T>>
+  findOneAndReplace(filter: Filter, replacement: T, options?: FindOneAndReplaceOptions): Promise<T | null>
+  findOneAndDelete(filter: Filter, options: FindOneAndDeleteOptions & { includeResultMetadata: true }): Promise<ModifyResult<T>>
+  findOneAndDelete(filter: Filter, options?: FindOneAndDeleteOptions): Promise<T | null>
+  /** Runs the operations in order (`ordered: false`: all, errors collected); rejects with `MongoBulkWriteError` on write errors. */
+  bulkWrite(operations: AnyBulkWriteOperation[], options?: BulkWriteOptions): Promise<BulkWriteResult>
+  find(filter?: Filter, options?: FindOptions): FindCursor<T>
+  findOne(filter?: Filter, options?: FindOptions): Promise<T | null>
+  countDocuments(filter?: Filter, options?: CountDocumentsOptions): Promise<number>
+  distinct(key: string, filter?: Filter, options?: { collation?: Document; maxTimeMS?: number; comment?: unknown; hint?: string | Document }): Promise<any[]>
+  /** Pipelines with `$out` or `$merge` are refused while sync is enabled (their writes would bypass replication). */
+  aggregate<R = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<R>
+}
+
+/**
+ * Opens the local connection (and fails if it is unreachable), the journal
+ * and the replicator. Settings come from the environment; `options` override
+ * them.
+ */
+export declare function createSync(options?: SyncOptions): Promise<Sync>
+
+/** An error of the engine itself. */
+export declare class SyncError extends Error {
+  name: 'SyncError'
+  /** `ERR_SYNC_CONFIG`, `ERR_SYNC_CONNECT`, `ERR_SYNC_CLOSED`, `ERR_SYNC_INVALID_ARGUMENT`, `ERR_SYNC_TIMEOUT`, `ERR_SYNC_JOURNAL`, `ERR_SYNC_NATIVE` or `ERR_SYNC_INTERNAL`. */
+  code: string
+}
+
+/** A MongoDB error, with the official driver's fields. */
+export declare class MongoError extends Error {
+  code?: number | string
+  codeName?: string
+  errmsg?: string
+  readonly errorLabels: string[]
+  hasErrorLabel(label: string): boolean
+}
+export declare class MongoServerError extends MongoError {
+  code: number
+}
+export declare class MongoBulkWriteError extends MongoServerError {
+  writeErrors: Array<{ index: number; code: number; errmsg: string }>
+  result?: Partial<BulkWriteResult>
+  insertedCount?: number
+  insertedIds?: { [index: number]: any }
+}
+export declare class MongoNetworkError extends MongoError {}
+export declare class MongoServerSelectionError extends MongoError {}
+export declare class MongoInvalidArgumentError extends MongoError {}
