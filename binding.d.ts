@@ -30,6 +30,24 @@ export declare class NativeSync {
   get defaultDb(): string
   /** Whether replication is enabled. */
   get enabled(): boolean
+  /** Starts a full sync; `options` is JSON `{ collections? }`. Returns its id. */
+  startFullSync(options: string): Promise<string>
+  /** The current or last full sync, as JSON. */
+  fullSyncStatus(): string
+  /** Waits for the running full sync; returns its final status as JSON. */
+  waitFullSync(): Promise<string>
+  /**
+   * Compares local and Atlas; `options` is JSON `{ collections?, repair? }`.
+   * Returns the report as BSON (its `_id` lists keep their types).
+   */
+  verify(options: string): Promise<Buffer>
+  /**
+   * Starts a verify in the background; returns its id. (async: it spawns
+   * on the tokio runtime, which a sync napi function must not do.)
+   */
+  startVerify(options: string): Promise<string>
+  /** The current or last verify (`{ id, state, report, error }`) as BSON. */
+  verifyStatus(): Buffer
 }
 
 /**

@@ -1,6 +1,7 @@
 'use strict'
 // The object `createSync()` resolves to.
 const { Collection } = require('./collection')
+const { decode } = require('./bson')
 const { fromNative, SyncError, invalidArgument } = require('./errors')
 const { describe } = require('./options')
 const { loadNative } = require('./native')
@@ -109,6 +110,52 @@ class Sync {
     }
   }
 
+  /** Starts a full sync in the background; resolves with `{ id }` (the running one's, if any). */
+  async startFullSync(options) {
+    const json = JSON.stringify(reconcileOptions('startFullSync', options, false))
+    return { id: await this._call((n) => n.startFullSync(json)) }
+  }
+
+  /** Runs a full sync and resolves with its final status when it ends. */
+  async fullSync(options) {
+    const { id } = await this.startFullSync(options)
+    const status = JSON.parse(await this._call((n) => n.waitFullSync()))
+    if (status.id === id && status.state === 'failed') {
+      throw new SyncError(`full sync ${id} failed: ${status.error}`, 'ERR_SYNC_FULL_SYNC', { status })
+    }
+    return status
+  }
+
+  /** Progress of the running (or last) full sync. */
+  async fullSyncStatus() {
+    return JSON.parse(await this._call((n) => n.fullSyncStatus()))
+  }
+
+  /** Compares local and Atlas; with `repair: true`, re-syncs only what differs. */
+  async verify(options) {
+    const json = JSON.stringify(reconcileOptions('verify', options, true))
+    return decode(await this._call((n) => n.verify(json)))
+  }
+
+  /** Starts a verify in the background; resolves with `{ id }`. */
+  async startVerify(options) {
+    const json = JSON.stringify(reconcileOptions('startVerify', options, true))
+    return { id: await this._call((n) => n.startVerify(json)) }
+  }
+
+  /** `{ id, state, report, error }` of the running (or last) verify. */
+  async verifyStatus() {
+    return decode(await this._call((n) => n.verifyStatus()))
+  }
+
+  async _call(fn) {
+    try {
+      return await fn(this._native())
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
   async close(options) {
     const t = timeoutOf('close', options, 5000)
     const native = this._inner
@@ -120,6 +167,25 @@ class Sync {
       throw fromNative(e)
     }
   }
+}
+
+function reconcileOptions(method, options, withRepair) {
+  if (options === undefined || options === null) return {}
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgument(`${method}: options must be an object, got ${describe(options)}`)
+  }
+  const allowed = withRepair ? ['collections', 'repair'] : ['collections']
+  const out = {}
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined) continue
+    if (!allowed.includes(k)) throw invalidArgument(`${method}: unknown option '${k}'; allowed: ${allowed.join(', ')}`)
+    if (k === 'collections' && (!Array.isArray(v) || v.some((c) => typeof c !== 'string' || !c))) {
+      throw invalidArgument(`${method}: collections must be an array of 'coll' or 'db.coll' names, got ${describe(v)}`)
+    }
+    if (k === 'repair' && typeof v !== 'boolean') throw invalidArgument(`${method}: repair must be a boolean, got ${describe(v)}`)
+    out[k] = v
+  }
+  return out
 }
 
 function stringifyOptions(options) {

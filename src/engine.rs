@@ -10,7 +10,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use mongodb::options::ClientOptions;
@@ -22,6 +22,7 @@ use crate::config::{redact_uri, scrub, Config};
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::{self, FullSyncView, Metrics, QueueView};
+use crate::reconcile::{self, FullSync, VerifyJob, VerifyOptions};
 use crate::replicate;
 
 /// How often connections are checked for health.
@@ -29,10 +30,11 @@ const PING_EVERY: Duration = Duration::from_secs(2);
 
 struct Inner {
     writer: Writer,
-    atlas: Option<Client>,
     journal: Option<Arc<Journal>>,
     replicator: Option<replicate::Handle>,
-    pinger: tokio::task::JoinHandle<()>,
+    /// Full sync and verify; `None` while sync is disabled.
+    reconcile: Option<Arc<reconcile::Ctx>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// A running dual-mongo-sync instance.
@@ -42,6 +44,8 @@ pub struct Engine {
     default_db: String,
     secrets: Vec<String>,
     inner: RwLock<Option<Arc<Inner>>>,
+    full_sync: Arc<FullSync>,
+    verify_job: Arc<VerifyJob>,
 }
 
 fn init_logging(level: &str) {
@@ -154,11 +158,25 @@ impl Engine {
         } else {
             (None, None, None)
         };
-        let pinger = tokio::spawn(watch_connections(
-            local.clone(),
-            atlas.clone(),
-            metrics.clone(),
-        ));
+        let default_db = db.unwrap_or_else(|| "test".to_string());
+        let full_sync = Arc::new(FullSync::default());
+        let pinger = watch_connections(local.clone(), atlas.clone(), metrics.clone());
+        let mut background = vec![tokio::spawn(pinger)];
+        let reconcile = match (&atlas, &journal) {
+            (Some(a), Some(j)) => {
+                let ctx = Arc::new(reconcile::Ctx {
+                    config: config.clone(),
+                    local: local.clone(),
+                    atlas: a.clone(),
+                    journal: j.clone(),
+                    default_db: default_db.clone(),
+                });
+                let resume = resume_when_leader(full_sync.clone(), ctx.clone(), metrics.clone());
+                background.push(tokio::spawn(resume));
+                Some(ctx)
+            }
+            _ => None,
+        };
         tracing::info!(
             "dual-mongo-sync started: local {}, sync {}",
             redact_uri(&config.local_uri),
@@ -171,17 +189,19 @@ impl Engine {
         let writer = Writer::new(local, journal.clone(), config.clone(), metrics.clone());
         let inner = Inner {
             writer,
-            atlas,
             journal,
             replicator,
-            pinger,
+            reconcile,
+            background,
         };
         Ok(Engine {
             config,
             metrics,
-            default_db: db.unwrap_or_else(|| "test".to_string()),
+            default_db,
             secrets,
             inner: RwLock::new(Some(Arc::new(inner))),
+            full_sync,
+            verify_job: Arc::new(VerifyJob::default()),
         })
     }
 
@@ -254,6 +274,60 @@ impl Engine {
         }
     }
 
+    fn reconcile_ctx(&self) -> Result<Arc<reconcile::Ctx>, SyncError> {
+        self.inner()?.reconcile.clone().ok_or_else(|| {
+            SyncError::invalid("full sync and verify need replication on (SYNC_ENABLED=true)")
+        })
+    }
+
+    /// Starts a full sync (or returns the running one's id).
+    pub async fn start_full_sync(
+        &self,
+        collections: Option<Vec<String>>,
+    ) -> Result<String, SyncError> {
+        let ctx = self.reconcile_ctx()?;
+        self.full_sync.start(ctx, collections).await
+    }
+
+    pub fn full_sync_status(&self) -> FullSyncView {
+        self.full_sync.status()
+    }
+
+    /// Waits for the running full sync to end.
+    pub async fn wait_full_sync(&self) -> FullSyncView {
+        self.full_sync.wait().await
+    }
+
+    /// Compares local and Atlas (and repairs, if asked); records the run.
+    pub async fn verify(&self, opts: VerifyOptions) -> Result<Document, SyncError> {
+        let ctx = self.reconcile_ctx()?;
+        self.verify_job
+            .begin()
+            .map_err(|id| SyncError::invalid(format!("verify {id} is already running")))?;
+        let r = reconcile::verify(&ctx, opts).await;
+        self.verify_job.end(&r);
+        r
+    }
+
+    /// Starts a verify in the background; returns its id.
+    pub fn start_verify(&self, opts: VerifyOptions) -> Result<String, SyncError> {
+        let ctx = self.reconcile_ctx()?;
+        let id = match self.verify_job.begin() {
+            Ok(id) => id,
+            Err(running) => return Ok(running),
+        };
+        let job = self.verify_job.clone();
+        tokio::spawn(async move {
+            let r = reconcile::verify(&ctx, opts).await;
+            job.end(&r);
+        });
+        Ok(id)
+    }
+
+    pub fn verify_status(&self) -> Document {
+        self.verify_job.status()
+    }
+
     /// Puts dead-lettered documents back in the queue; returns how many.
     pub async fn retry_dead_letters(&self) -> Result<u64, SyncError> {
         match &self.inner()?.journal {
@@ -290,7 +364,7 @@ impl Engine {
             &self.metrics,
             &self.config,
             &q,
-            &FullSyncView::default(),
+            &self.full_sync.status(),
         ))
     }
 
@@ -319,37 +393,35 @@ impl Engine {
             }
             r.stop(Duration::from_secs(5)).await;
         }
-        inner.pinger.abort();
+        inner.background.iter().for_each(|t| t.abort());
         if let Some(j) = inner.journal.clone() {
             let _ = tokio::task::spawn_blocking(move || j.close()).await;
         }
-        let _ = &inner.atlas;
         tracing::info!("dual-mongo-sync closed");
         Ok(())
     }
 }
 
 async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> {
-    let deadline = Instant::now() + timeout;
     let target = j.max_seq().await?;
-    loop {
-        let changed = j.changed.notified();
-        match j.min_seq().await? {
-            None => return Ok(()),
-            Some(min) if min > target => return Ok(()),
-            Some(_) => {}
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
-            return Err(SyncError::Timeout(format!(
-                "flush timed out after {} ms with {left} change(s) still waiting for Atlas; \
-                 check sync.health() for the Atlas connection",
-                timeout.as_millis()
-            )));
-        }
-        let wait = (deadline - now).min(Duration::from_millis(20));
-        let _ = tokio::time::timeout(wait, changed).await;
+    if reconcile::drained(j, target, Some(timeout)).await? {
+        return Ok(());
+    }
+    let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
+    Err(SyncError::Timeout(format!(
+        "flush timed out after {} ms with {left} change(s) still waiting for Atlas; \
+         check sync.health() for the Atlas connection",
+        timeout.as_millis()
+    )))
+}
+
+/// Resumes an unfinished full sync once this process leads replication.
+async fn resume_when_leader(fs: Arc<FullSync>, ctx: Arc<reconcile::Ctx>, metrics: Arc<Metrics>) {
+    while !metrics.is_leader.load(Relaxed) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let Err(e) = reconcile::resume_full_sync(&fs, ctx).await {
+        tracing::warn!("could not resume the full sync: {e}");
     }
 }
 
@@ -369,7 +441,7 @@ impl Drop for Engine {
     fn drop(&mut self) {
         if let Ok(mut g) = self.inner.write() {
             if let Some(inner) = g.take() {
-                inner.pinger.abort();
+                inner.background.iter().for_each(|t| t.abort());
                 if let Some(r) = &inner.replicator {
                     r.pause();
                 }

@@ -15,6 +15,7 @@
 //! - [`journal`]: durable pending work (SQLite, WAL), leader and owner locks.
 //! - [`replicate`]: the leader's loop: batches, workers, backoff, apply to Atlas.
 //! - [`observe`]: counters, lag, health checks, Prometheus text.
+//! - [`reconcile`]: full sync and verify/repair of whole collections.
 //! - [`engine`]: opens and closes all of the above as one instance.
 //! - `binding` (feature `napi`): the Node.js surface; the only napi code.
 
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod journal;
 pub mod observe;
+pub mod reconcile;
 pub mod replicate;
 
 #[cfg(all(feature = "napi", not(test)))]

@@ -151,3 +151,76 @@ impl NativeSync {
         self.engine.config.enabled
     }
 }
+
+fn collections_of(options: &str) -> std::result::Result<(Option<Vec<String>>, bool), SyncError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct O {
+        collections: Option<Vec<String>>,
+        repair: Option<bool>,
+    }
+    let o: O =
+        serde_json::from_str(options).map_err(|e| SyncError::invalid(format!("options: {e}")))?;
+    Ok((o.collections, o.repair.unwrap_or(false)))
+}
+
+#[napi]
+impl NativeSync {
+    /// Starts a full sync; `options` is JSON `{ collections? }`. Returns its id.
+    #[napi]
+    pub async fn start_full_sync(&self, options: String) -> Result<String> {
+        let (collections, _) = collections_of(&options).map_err(|e| self.err(e))?;
+        self.engine
+            .start_full_sync(collections)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The current or last full sync, as JSON.
+    #[napi]
+    pub fn full_sync_status(&self) -> String {
+        serde_json::to_string(&self.engine.full_sync_status()).unwrap_or_default()
+    }
+
+    /// Waits for the running full sync; returns its final status as JSON.
+    #[napi]
+    pub async fn wait_full_sync(&self) -> Result<String> {
+        let v = self.engine.wait_full_sync().await;
+        Ok(serde_json::to_string(&v).unwrap_or_default())
+    }
+
+    /// Compares local and Atlas; `options` is JSON `{ collections?, repair? }`.
+    /// Returns the report as BSON (its `_id` lists keep their types).
+    #[napi]
+    pub async fn verify(&self, options: String) -> Result<Buffer> {
+        let (collections, repair) = collections_of(&options).map_err(|e| self.err(e))?;
+        let opts = crate::reconcile::VerifyOptions {
+            collections,
+            repair,
+        };
+        let report = self.engine.verify(opts).await.map_err(|e| self.err(e))?;
+        let bytes = mongodb::bson::to_vec(&report)
+            .map_err(|e| self.err(SyncError::Internal(e.to_string())))?;
+        Ok(bytes.into())
+    }
+
+    /// Starts a verify in the background; returns its id. (async: it spawns
+    /// on the tokio runtime, which a sync napi function must not do.)
+    #[napi]
+    pub async fn start_verify(&self, options: String) -> Result<String> {
+        let (collections, repair) = collections_of(&options).map_err(|e| self.err(e))?;
+        let opts = crate::reconcile::VerifyOptions {
+            collections,
+            repair,
+        };
+        self.engine.start_verify(opts).map_err(|e| self.err(e))
+    }
+
+    /// The current or last verify (`{ id, state, report, error }`) as BSON.
+    #[napi]
+    pub fn verify_status(&self) -> Result<Buffer> {
+        let bytes = mongodb::bson::to_vec(&self.engine.verify_status())
+            .map_err(|e| self.err(SyncError::Internal(e.to_string())))?;
+        Ok(bytes.into())
+    }
+}

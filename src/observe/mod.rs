@@ -173,17 +173,24 @@ pub struct QueueView {
     pub dead_letters: u64,
 }
 
-/// Full-sync progress, shown in metrics.
+/// Full-sync progress, shown in metrics and `sync.fullSyncStatus()`.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FullSyncView {
     pub id: Option<String>,
+    /// `idle`, `running`, `done` or `failed`.
     pub state: String,
+    /// `copy`, `extras` (removing Atlas-only documents) or `drain` (waiting
+    /// for the replicator), while running.
+    pub phase: Option<String>,
     pub collections_done: u64,
     pub collections_total: u64,
     pub documents_done: u64,
     pub documents_total: u64,
     pub rate_per_sec: f64,
+    pub error: Option<String>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
 }
 
 impl Default for FullSyncView {
@@ -191,11 +198,15 @@ impl Default for FullSyncView {
         FullSyncView {
             id: None,
             state: "idle".to_string(),
+            phase: None,
             collections_done: 0,
             collections_total: 0,
             documents_done: 0,
             documents_total: 0,
             rate_per_sec: 0.0,
+            error: None,
+            started_at_ms: None,
+            finished_at_ms: None,
         }
     }
 }

@@ -37,13 +37,13 @@ pub enum DocResult {
 /// Numeric `_id`s compare by value on the server (1 == 1.0 == 1L); match
 /// them the same way when pairing keys with the documents read back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Canon {
+pub enum Canon {
     Int(i64),
     Float(u64),
     Bytes(Vec<u8>),
 }
 
-fn canon(id: &Bson) -> Canon {
+pub fn canon_id(id: &Bson) -> Canon {
     match id {
         Bson::Int32(i) => Canon::Int(*i as i64),
         Bson::Int64(i) => Canon::Int(*i),
@@ -82,7 +82,7 @@ pub async fn apply(
     for d in found {
         if let Ok(Some(id)) = d.get("_id") {
             if let Ok(id) = Bson::try_from(id.to_raw_bson()) {
-                by_id.insert(canon(&id), d);
+                by_id.insert(canon_id(&id), d);
             }
         }
     }
@@ -95,7 +95,7 @@ pub async fn apply(
             results[i] = DocResult::Refused(2, "journal key does not hold an _id".into());
             continue;
         };
-        match by_id.remove(&canon(&id)) {
+        match by_id.remove(&canon_id(&id)) {
             Some(d) => upserts.push((i, d)),
             None => deletes.push((i, id)),
         }
@@ -223,10 +223,13 @@ mod tests {
 
     #[test]
     fn numeric_ids_compare_by_value() {
-        assert_eq!(canon(&Bson::Int32(1)), canon(&Bson::Double(1.0)));
-        assert_eq!(canon(&Bson::Int64(1)), canon(&Bson::Int32(1)));
-        assert_ne!(canon(&Bson::Double(1.5)), canon(&Bson::Int32(1)));
-        assert_ne!(canon(&Bson::String("1".into())), canon(&Bson::Int32(1)));
+        assert_eq!(canon_id(&Bson::Int32(1)), canon_id(&Bson::Double(1.0)));
+        assert_eq!(canon_id(&Bson::Int64(1)), canon_id(&Bson::Int32(1)));
+        assert_ne!(canon_id(&Bson::Double(1.5)), canon_id(&Bson::Int32(1)));
+        assert_ne!(
+            canon_id(&Bson::String("1".into())),
+            canon_id(&Bson::Int32(1))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod apply;
 mod backoff;
 mod queue;
 
-pub use apply::{apply, id_of, DocResult, Side};
+pub use apply::{apply, canon_id, id_of, Canon, DocResult, Side};
 pub use backoff::backoff;
 pub use queue::{Batch, Queue};
 

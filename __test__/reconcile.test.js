@@ -1,0 +1,129 @@
+'use strict'
+// Full sync and verify (MISSION.md section 3): correct under concurrent
+// writes, resumable after a crash, and verify finds exactly what differs.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const readline = require('node:readline')
+const { spawn } = require('node:child_process')
+const { createSync, Double } = require('..')
+const { LOCAL, ATLAS, uniqueDb, withDb, tempDir, driver, closeDrivers, assertSame, syncOptions, waitFor } = require('./helpers')
+const { opStream, runOp, COLLS } = require('./fixtures/ops')
+
+after(closeDrivers)
+
+const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 500 }
+
+/** Documents written straight to local (as if they predate the sync). */
+async function seedLocal(local, db, coll, n, from = 0) {
+  const docs = Array.from({ length: n }, (_, i) => ({ _id: from + i, k: (from + i) % 10, n: 0, body: 'x'.repeat(100) }))
+  await local.db(db).collection(coll).insertMany(docs)
+}
+
+test('full sync copies what Atlas lacks, removes what local lacks, and ends identical while the app writes', async () => {
+  const db = uniqueDb('full')
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await seedLocal(local, db, 'a', 1500)
+  await seedLocal(local, db, 'b', 500)
+  await atlas.db(db).collection('a').insertMany([{ _id: 'stale-extra' }, { _id: 3, k: 'old version' }])
+  await atlas.db(db).collection('atlas_only').insertMany([{ _id: 1 }, { _id: 2 }])
+  const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 200 }))
+  const writing = (async () => {
+    const next = opStream(4242)
+    for (let i = 0; i < 150; i++) await runOp(next(), sync, db)
+  })()
+  const status = await sync.fullSync()
+  await writing
+  assert.equal(status.state, 'done')
+  assert.equal(status.collectionsTotal, 3, 'a, b and the Atlas-only collection')
+  assert.ok(status.documentsDone >= 2000, JSON.stringify(status))
+  await sync.flush({ timeoutMs: 60000 })
+  const m = await sync.metrics()
+  assert.equal(m.fullSync.state, 'done')
+  await sync.close()
+  await assertSame(local, atlas, db, [...COLLS, 'atlas_only'])
+  assert.equal(await atlas.db(db).collection('atlas_only').countDocuments(), 0)
+})
+
+test('a full sync killed mid-way resumes from its checkpoint on restart', async () => {
+  const db = uniqueDb('fullcrash')
+  const dataDir = tempDir()
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await seedLocal(local, db, 'big', 6000)
+  const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'fullsync.js')], {
+    env: { ...process.env, DATA_DIR: dataDir, LOCAL_URI: withDb(LOCAL, db), ATLAS_URI: ATLAS },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const seen = await new Promise((resolve, reject) => {
+    readline.createInterface({ input: child.stdout }).on('line', (line) => {
+      const s = JSON.parse(line)
+      if (s.error) reject(new Error(s.error))
+      if (s.done >= 1000) {
+        child.kill('SIGKILL')
+        resolve(s)
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)))
+  })
+  await new Promise((r) => (child.exitCode !== null || child.signalCode ? r() : child.once('exit', r)))
+  assert.equal(await atlas.db(db).collection('big').countDocuments(), 0, 'replication was paused in the child')
+  const sync = await createSync({ localUri: withDb(LOCAL, db), atlasUri: ATLAS, dataDir, logLevel: 'warn', ...FAST })
+  const resumed = await waitFor(async () => {
+    const s = await sync.fullSyncStatus()
+    return s.id === seen.id && s.state === 'done' ? s : null
+  }, { timeoutMs: 120000, what: `full sync ${seen.id} to resume and finish` })
+  assert.ok(resumed.documentsDone >= 6000)
+  await sync.flush({ timeoutMs: 60000 })
+  await sync.close()
+  await assertSame(local, atlas, db, ['big'])
+})
+
+test('verify reports exactly the planted differences, and repair removes them', async () => {
+  const db = uniqueDb('verify')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.collection('v')
+  await c.insertMany(Array.from({ length: 300 }, (_, i) => ({ _id: i, n: i })))
+  await sync.collection('w').insertOne({ _id: 'w1', same: true })
+  await sync.flush({ timeoutMs: 30000 })
+  const clean = await sync.verify()
+  assert.equal(clean.ok, true, JSON.stringify(clean))
+  assert.equal(clean.differences, 0)
+  const atlas = await driver(ATLAS)
+  const av = atlas.db(db).collection('v')
+  await av.deleteOne({ _id: 10 }) // missing on Atlas
+  await av.insertOne({ _id: 'extra', n: -1 }) // extra on Atlas
+  await av.updateOne({ _id: 20 }, { $set: { n: 2000 } }) // different content
+  await av.updateOne({ _id: 30 }, { $set: { n: new Double(30) } }) // same value, other type
+  const report = await sync.verify()
+  assert.equal(report.ok, false)
+  assert.equal(report.differences, 4)
+  const v = report.collections.find((r) => r.ns === `${db}.v`)
+  assert.deepEqual(v.missing, [10])
+  assert.deepEqual(v.extra, ['extra'])
+  assert.deepEqual(v.different.sort(), [20, 30])
+  assert.equal(v.localCount, 300)
+  assert.equal(v.atlasCount, 300)
+  assert.notEqual(v.localHash, v.atlasHash)
+  const w = report.collections.find((r) => r.ns === `${db}.w`)
+  assert.equal(w.localHash, w.atlasHash)
+  const repaired = await sync.verify({ repair: true })
+  assert.equal(repaired.repaired, 4)
+  const after = await sync.verify({ collections: ['v'] })
+  assert.equal(after.ok, true, JSON.stringify(after))
+  assert.equal((await sync.verifyStatus()).state, 'done')
+  await sync.close()
+  const local = await driver(LOCAL)
+  await assertSame(local, atlas, db, ['v', 'w'])
+})
+
+test('full sync and verify refuse excluded collections and bad options', async () => {
+  const db = uniqueDb('refuse')
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['secret'] }))
+  await assert.rejects(sync.verify({ collections: ['secret'] }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /excluded/ })
+  await assert.rejects(sync.startFullSync({ collections: 'a' }), { code: 'ERR_SYNC_INVALID_ARGUMENT' })
+  await assert.rejects(sync.verify({ repiar: true }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /repiar/ })
+  await sync.close()
+  const off = await createSync({ localUri: withDb(LOCAL, db), enabled: false, logLevel: 'off' })
+  await assert.rejects(off.verify(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /SYNC_ENABLED/ })
+  await off.close()
+})

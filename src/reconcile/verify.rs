@@ -1,0 +1,318 @@
+//! Verify: compare local and Atlas per collection (counts, content hash, then
+//! the exact differing `_id`s); with `repair`, mark only those dirty.
+//!
+//! Invariants:
+//! - memory is bounded: pass 1 keeps one sum per hash bucket; pass 2 keeps
+//!   the ids of a group of differing buckets at a time (at most
+//!   `GROUP_DOCS` documents' worth), streaming the collection once per group;
+//! - documents are compared by their exact BSON bytes, so a changed type
+//!   (Int32 vs Double) is a difference;
+//! - `_id`s that are equal as values (1, 1.0) are the same document, as on
+//!   the server.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
+use mongodb::Client;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{drained, resolve_scope, Ctx};
+use crate::capture::key_of;
+use crate::error::SyncError;
+use crate::journal::now_ms;
+use crate::replicate::{canon_id, Canon};
+
+const BUCKETS: usize = 4096;
+/// Documents whose ids one pass-2 group may hold in memory.
+const GROUP_DOCS: u64 = 200_000;
+/// Ids listed per kind of difference in a report (all are repaired).
+const LIST_CAP: usize = 1000;
+/// How long verify waits for the queue to drain before comparing.
+const SETTLE: Duration = Duration::from_secs(30);
+/// How long a repair waits for the replicator.
+const REPAIR_WAIT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    pub collections: Option<Vec<String>>,
+    pub repair: bool,
+}
+
+fn bucket_of(id: &Canon) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % BUCKETS as u64) as usize
+}
+
+/// Per-bucket document counts and hash sums of one side.
+struct Summary {
+    count: Vec<u64>,
+    sum: Vec<u64>,
+}
+
+impl Summary {
+    fn hash_hex(&self) -> String {
+        let mut bytes = Vec::with_capacity(BUCKETS * 16);
+        for (c, s) in self.count.iter().zip(&self.sum) {
+            bytes.extend_from_slice(&c.to_le_bytes());
+            bytes.extend_from_slice(&s.to_le_bytes());
+        }
+        format!("{:016x}", xxh3_64(&bytes))
+    }
+}
+
+fn id_of_raw(d: &RawDocumentBuf) -> Option<Bson> {
+    d.get("_id")
+        .ok()
+        .flatten()
+        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+}
+
+/// Streams a collection, calling `f(id, canon, bucket, doc hash)` per document.
+async fn stream(
+    client: &Client,
+    db: &str,
+    coll: &str,
+    mut f: impl FnMut(Bson, Canon, usize, u64),
+) -> Result<(), SyncError> {
+    let mut cursor = client
+        .database(db)
+        .collection::<RawDocumentBuf>(coll)
+        .find(doc! {})
+        .await?;
+    while let Some(d) = cursor.try_next().await? {
+        let Some(id) = id_of_raw(&d) else { continue };
+        let c = canon_id(&id);
+        let b = bucket_of(&c);
+        f(id, c, b, xxh3_64(d.as_bytes()));
+    }
+    Ok(())
+}
+
+async fn summarize(client: &Client, db: &str, coll: &str) -> Result<Summary, SyncError> {
+    let mut s = Summary {
+        count: vec![0; BUCKETS],
+        sum: vec![0; BUCKETS],
+    };
+    stream(client, db, coll, |_, _, b, h| {
+        s.count[b] += 1;
+        s.sum[b] = s.sum[b].wrapping_add(h);
+    })
+    .await?;
+    Ok(s)
+}
+
+/// The ids that differ, by kind.
+#[derive(Default)]
+struct Diff {
+    missing: Vec<Bson>,
+    extra: Vec<Bson>,
+    different: Vec<Bson>,
+}
+
+/// Pass 2 over the buckets whose summaries differ, a group at a time.
+async fn diff_buckets(
+    ctx: &Ctx,
+    db: &str,
+    coll: &str,
+    l: &Summary,
+    a: &Summary,
+) -> Result<Diff, SyncError> {
+    let differing: Vec<usize> = (0..BUCKETS)
+        .filter(|&b| l.count[b] != a.count[b] || l.sum[b] != a.sum[b])
+        .collect();
+    let mut diff = Diff::default();
+    let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut load = 0;
+    for b in differing {
+        let n = l.count[b].max(a.count[b]);
+        if load + n > GROUP_DOCS && !groups.last().is_some_and(Vec::is_empty) {
+            groups.push(Vec::new());
+            load = 0;
+        }
+        load += n;
+        groups.last_mut().expect("a group").push(b);
+    }
+    for group in groups.into_iter().filter(|g| !g.is_empty()) {
+        let mut wanted = vec![false; BUCKETS];
+        group.iter().for_each(|&b| wanted[b] = true);
+        let mut local: HashMap<Canon, (Bson, u64)> = HashMap::new();
+        stream(&ctx.local, db, coll, |id, c, b, h| {
+            if wanted[b] {
+                local.insert(c, (id, h));
+            }
+        })
+        .await?;
+        stream(&ctx.atlas, db, coll, |id, c, b, h| {
+            if wanted[b] {
+                match local.remove(&c) {
+                    Some((_, lh)) if lh == h => {}
+                    Some((lid, _)) => diff.different.push(lid),
+                    None => diff.extra.push(id),
+                }
+            }
+        })
+        .await?;
+        diff.missing.extend(local.into_values().map(|(id, _)| id));
+    }
+    Ok(diff)
+}
+
+fn listed(ids: &[Bson]) -> Bson {
+    Bson::Array(ids.iter().take(LIST_CAP).cloned().collect())
+}
+
+/// Compares the collections in scope; with `repair`, queues the differing
+/// documents and waits for the replicator to copy them.
+pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncError> {
+    let settled = drained(&ctx.journal, ctx.journal.max_seq().await?, Some(SETTLE)).await?;
+    let scope = resolve_scope(ctx, opts.collections).await?;
+    let mut reports = Vec::new();
+    let (mut differences, mut repaired) = (0u64, 0u64);
+    for (db, coll) in scope {
+        let (l, a) = tokio::try_join!(
+            summarize(&ctx.local, &db, &coll),
+            summarize(&ctx.atlas, &db, &coll)
+        )?;
+        let diff = diff_buckets(ctx, &db, &coll, &l, &a).await?;
+        let n = (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;
+        differences += n;
+        let mut fixed = 0u64;
+        if opts.repair && n > 0 {
+            let ns = format!("{db}.{coll}");
+            let all = diff
+                .missing
+                .iter()
+                .chain(&diff.extra)
+                .chain(&diff.different);
+            let keys: Vec<_> = all.map(|id| key_of(&ns, id)).collect();
+            for chunk in keys.chunks(1000) {
+                ctx.journal.append_ready(chunk.to_vec()).await?;
+            }
+            if drained(
+                &ctx.journal,
+                ctx.journal.max_seq().await?,
+                Some(REPAIR_WAIT),
+            )
+            .await?
+            {
+                fixed = n;
+            }
+            repaired += fixed;
+        }
+        let capped = [&diff.missing, &diff.extra, &diff.different]
+            .iter()
+            .any(|v| v.len() > LIST_CAP);
+        reports.push(doc! {
+            "ns": format!("{db}.{coll}"),
+            "localCount": l.count.iter().sum::<u64>() as i64,
+            "atlasCount": a.count.iter().sum::<u64>() as i64,
+            "localHash": l.hash_hex(),
+            "atlasHash": a.hash_hex(),
+            "missing": listed(&diff.missing),
+            "extra": listed(&diff.extra),
+            "different": listed(&diff.different),
+            "missingCount": diff.missing.len() as i64,
+            "extraCount": diff.extra.len() as i64,
+            "differentCount": diff.different.len() as i64,
+            "truncated": capped,
+            "repaired": fixed as i64,
+        });
+    }
+    Ok(doc! {
+        "ok": differences == 0,
+        "differences": differences as i64,
+        "repaired": repaired as i64,
+        "settled": settled,
+        "checkedAtMs": now_ms(),
+        "collections": reports,
+    })
+}
+
+/// One verify run as `GET /verify` shows it.
+#[derive(Default)]
+struct Run {
+    id: Option<String>,
+    /// `running`, `done` or `failed` (empty before the first run).
+    state: String,
+    report: Option<Document>,
+    error: Option<String>,
+}
+
+/// The latest verify run of an engine, for `GET /verify`.
+#[derive(Default)]
+pub struct VerifyJob {
+    run: Mutex<Run>,
+}
+
+impl VerifyJob {
+    /// `{ id, state, report, error }`.
+    pub fn status(&self) -> Document {
+        let r = self.run.lock().expect("verify poisoned");
+        let or_null = |v: Option<Bson>| v.unwrap_or(Bson::Null);
+        doc! {
+            "id": or_null(r.id.clone().map(Bson::String)),
+            "state": if r.state.is_empty() { "idle" } else { r.state.as_str() },
+            "report": or_null(r.report.clone().map(Bson::Document)),
+            "error": or_null(r.error.clone().map(Bson::String)),
+        }
+    }
+
+    /// Marks a run started and returns its id; `Err(id)` of the one running.
+    pub fn begin(&self) -> Result<String, String> {
+        let mut r = self.run.lock().expect("verify poisoned");
+        if r.state == "running" {
+            return Err(r.id.clone().unwrap_or_default());
+        }
+        let id = format!("verify-{:x}-{:04x}", now_ms(), rand::random::<u16>());
+        *r = Run {
+            id: Some(id.clone()),
+            state: "running".into(),
+            ..Run::default()
+        };
+        Ok(id)
+    }
+
+    pub fn end(&self, result: &Result<Document, SyncError>) {
+        let mut r = self.run.lock().expect("verify poisoned");
+        match result {
+            Ok(report) => {
+                r.state = "done".into();
+                r.report = Some(report.clone());
+            }
+            Err(e) => {
+                r.state = "failed".into();
+                r.error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_treat_equal_numbers_as_one_id() {
+        assert_eq!(
+            bucket_of(&canon_id(&Bson::Int32(7))),
+            bucket_of(&canon_id(&Bson::Double(7.0)))
+        );
+    }
+
+    #[test]
+    fn summary_hash_changes_with_content() {
+        let mut s = Summary {
+            count: vec![0; BUCKETS],
+            sum: vec![0; BUCKETS],
+        };
+        let h1 = s.hash_hex();
+        s.count[3] = 1;
+        s.sum[3] = 42;
+        assert_ne!(h1, s.hash_hex());
+    }
+}
