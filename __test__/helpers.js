@@ -73,7 +73,7 @@ function syncOptions(db, extra = {}) {
     localUri: withDb(LOCAL, db),
     atlasUri: ATLAS,
     dataDir: tempDir(),
-    logLevel: 'warn',
+    logLevel: 'error',
     ...extra,
   }
 }

@@ -31,6 +31,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("SYNC_ADMIN_TOKEN", "adminToken"),
     ("SYNC_JOURNAL_FSYNC", "journalFsync"),
     ("SYNC_TAKEOVER_GRACE_MS", "takeoverGraceMs"),
+    ("SYNC_ATLAS_TIMEOUT_MS", "atlasTimeoutMs"),
 ];
 
 /// The default for `MONGODB_URI`.
@@ -81,6 +82,11 @@ pub struct Config {
     /// replicator waits after a previous one stopped heartbeating, so that a
     /// write the dead one had already sent to Atlas lands first.
     pub takeover_grace_ms: u64,
+    /// `SYNC_ATLAS_TIMEOUT_MS`, default 30000 (100..=600000): how long one
+    /// batch may take (local read plus Atlas write) before it counts as a
+    /// transient failure and is retried; guards against a connection that
+    /// accepts but never answers.
+    pub atlas_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -117,6 +123,7 @@ impl Default for Config {
             admin_token: None,
             journal_fsync: false,
             takeover_grace_ms: 2000,
+            atlas_timeout_ms: 30_000,
         }
     }
 }
@@ -246,6 +253,9 @@ impl Config {
         }
         if let Some((name, v)) = src.get("SYNC_TAKEOVER_GRACE_MS") {
             c.takeover_grace_ms = parse_int(&name, &v, 0, 60_000)?;
+        }
+        if let Some((name, v)) = src.get("SYNC_ATLAS_TIMEOUT_MS") {
+            c.atlas_timeout_ms = parse_int(&name, &v, 100, 600_000)?;
         }
         c.validate()?;
         Ok(c)

@@ -65,11 +65,11 @@ fn init_logging(level: &str) {
 /// and is retried with backoff (unless the URI sets serverSelectionTimeoutMS).
 const ATLAS_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn client_for(
+async fn options_for(
     var: &'static str,
     uri: &str,
     secrets: &[&str],
-) -> Result<(Client, Option<String>), SyncError> {
+) -> Result<ClientOptions, SyncError> {
     let mut opts = ClientOptions::parse(uri).await.map_err(|e| {
         SyncError::config(
             var,
@@ -86,24 +86,40 @@ async fn client_for(
         opts.server_selection_timeout
             .get_or_insert(ATLAS_SELECTION_TIMEOUT);
     }
-    let db = opts.default_database.clone();
-    let client = Client::with_options(opts).map_err(|e| SyncError::Connect {
-        which: var,
-        message: scrub(&e.to_string(), secrets),
-    })?;
-    Ok((client, db))
+    Ok(opts)
 }
 
-async fn ping(client: &Client, within: Duration) -> Result<(), String> {
-    match tokio::time::timeout(
-        within,
-        client.database("admin").run_command(doc! { "ping": 1 }),
-    )
-    .await
-    {
+fn connect_error<'a>(
+    var: &'static str,
+    secrets: &'a [&'a str],
+) -> impl Fn(mongodb::error::Error) -> SyncError + 'a {
+    move |e| SyncError::Connect {
+        which: var,
+        message: scrub(&e.to_string(), secrets),
+    }
+}
+
+/// Why a ping failed: an error, or no answer at all (a silent network).
+enum PingError {
+    Failed(String),
+    Silent(Duration),
+}
+
+impl std::fmt::Display for PingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PingError::Failed(m) => f.write_str(m),
+            PingError::Silent(d) => write!(f, "no answer within {} ms", d.as_millis()),
+        }
+    }
+}
+
+async fn ping(client: &Client, within: Duration) -> Result<(), PingError> {
+    let admin = client.database("admin");
+    match tokio::time::timeout(within, admin.run_command(doc! { "ping": 1 })).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", within.as_millis())),
+        Ok(Err(e)) => Err(PingError::Failed(e.to_string())),
+        Err(_) => Err(PingError::Silent(within)),
     }
 }
 
@@ -127,18 +143,24 @@ impl Engine {
             .flatten()
             .collect();
         let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let (local, db) = client_for("MONGODB_URI", &config.local_uri, &s).await?;
+        let local_opts = options_for("MONGODB_URI", &config.local_uri, &s).await?;
+        let db = local_opts.default_database.clone();
+        let local = Client::with_options(local_opts).map_err(connect_error("MONGODB_URI", &s))?;
         ping(&local, Duration::from_secs(30))
             .await
             .map_err(|m| SyncError::Connect {
                 which: "the local MongoDB (MONGODB_URI)",
-                message: scrub(&m, &s),
+                message: scrub(&m.to_string(), &s),
             })?;
         let metrics = Arc::new(Metrics::new());
         metrics.local_up.store(true, Relaxed);
         let (atlas, journal, replicator) = if config.enabled {
             let uri = config.atlas_uri.clone().unwrap_or_default();
-            let (atlas, _) = client_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+            let atlas_opts = options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+            let atlas = Arc::new(
+                replicate::Atlas::new(atlas_opts)
+                    .map_err(connect_error("MONGODB_ATLAS_URI", &s))?,
+            );
             let dir = config.data_dir.clone();
             let fsync = config.journal_fsync;
             let journal =
@@ -425,11 +447,18 @@ async fn resume_when_leader(fs: Arc<FullSync>, ctx: Arc<reconcile::Ctx>, metrics
     }
 }
 
-async fn watch_connections(local: Client, atlas: Option<Client>, metrics: Arc<Metrics>) {
+async fn watch_connections(
+    local: Client,
+    atlas: Option<Arc<replicate::Atlas>>,
+    metrics: Arc<Metrics>,
+) {
     loop {
         if let Some(a) = &atlas {
-            let up = ping(a, PING_EVERY).await.is_ok();
-            metrics.atlas_up.store(up, Relaxed);
+            let r = ping(&a.get(), PING_EVERY).await;
+            if let Err(PingError::Silent(_)) = r {
+                a.recycle();
+            }
+            metrics.atlas_up.store(r.is_ok(), Relaxed);
         }
         tokio::time::sleep(PING_EVERY).await;
         let up = ping(&local, PING_EVERY).await.is_ok();

@@ -223,6 +223,9 @@ pub fn disposition(e: &mongodb::error::Error) -> Disposition {
         MongoKind::Command(c) => write_error_disposition(c.code),
         MongoKind::Write(WriteFailure::WriteError(w)) => write_error_disposition(w.code),
         MongoKind::Write(WriteFailure::WriteConcernError(_)) => Disposition::Transient,
+        // Raised by the replicator itself for a write concern error in a raw
+        // command reply: the write may not be durable yet, so copy again.
+        MongoKind::Custom(_) => Disposition::Transient,
         _ => Disposition::Unknown,
     }
 }

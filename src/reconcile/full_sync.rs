@@ -244,7 +244,8 @@ async fn scan(
     coll: &str,
     extras: bool,
 ) -> Result<(), SyncError> {
-    let source = if extras { &ctx.atlas } else { &ctx.local };
+    let atlas = ctx.atlas.get();
+    let source = if extras { &atlas } else { &ctx.local };
     let opts = FindOptions::builder()
         .projection(doc! { "_id": 1 })
         .sort(doc! { "_id": 1 })

@@ -31,7 +31,7 @@ use crate::journal::Journal;
 pub struct Ctx {
     pub config: Arc<Config>,
     pub local: Client,
-    pub atlas: Client,
+    pub atlas: Arc<crate::replicate::Atlas>,
     pub journal: Arc<Journal>,
     pub default_db: String,
 }

@@ -42,7 +42,7 @@ pub async fn resolve_scope(
         _ => {
             let db = ctx.default_db.clone();
             let mut names = collection_names(&ctx.local, &db).await?;
-            names.extend(collection_names(&ctx.atlas, &db).await?);
+            names.extend(collection_names(&ctx.atlas.get(), &db).await?);
             for coll in names {
                 if !coll.starts_with("system.") && ctx.config.is_replicated(&db, &coll) {
                     out.insert((db.clone(), coll));

@@ -147,7 +147,7 @@ async fn diff_buckets(
             }
         })
         .await?;
-        stream(&ctx.atlas, db, coll, |id, c, b, h| {
+        stream(&ctx.atlas.get(), db, coll, |id, c, b, h| {
             if wanted[b] {
                 match local.remove(&c) {
                     Some((_, lh)) if lh == h => {}
@@ -174,9 +174,10 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
     let mut reports = Vec::new();
     let (mut differences, mut repaired) = (0u64, 0u64);
     for (db, coll) in scope {
+        let atlas = ctx.atlas.get();
         let (l, a) = tokio::try_join!(
             summarize(&ctx.local, &db, &coll),
-            summarize(&ctx.atlas, &db, &coll)
+            summarize(&atlas, &db, &coll)
         )?;
         let diff = diff_buckets(ctx, &db, &coll, &l, &a).await?;
         let n = (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;

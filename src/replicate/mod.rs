@@ -14,10 +14,12 @@
 //! - pausing stops new batches; the journal keeps growing on disk.
 
 mod apply;
+mod atlas;
 mod backoff;
 mod queue;
 
 pub use apply::{apply, canon_id, id_of, Canon, DocResult, Side};
+pub use atlas::Atlas;
 pub use backoff::backoff;
 pub use queue::{Batch, Queue};
 
@@ -48,7 +50,7 @@ const HEARTBEAT_KEY: &str = "leader_heartbeat_ms";
 pub struct Ctx {
     pub config: Arc<Config>,
     pub local: Client,
-    pub atlas: Client,
+    pub atlas: Arc<Atlas>,
     pub journal: Arc<Journal>,
     pub metrics: Arc<Metrics>,
     pub secrets: Vec<String>,
@@ -269,7 +271,20 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
             break;
         }
         let batch_keys: Vec<DocKey> = todo.iter().map(|(k, _)| k.clone()).collect();
-        let results = match apply(&ctx.local, &ctx.atlas, &ns, &batch_keys).await {
+        let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+        let attempt_result = match tokio::time::timeout(
+            limit,
+            apply(&ctx.local, &ctx.atlas.get(), &ns, &batch_keys),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                ctx.atlas.recycle();
+                Err((Side::Atlas, timed_out(limit)))
+            }
+        };
+        let results = match attempt_result {
             Ok(r) => r,
             Err((side, e)) => {
                 ctx.metrics.failed.fetch_add(todo.len() as u64, Relaxed);
@@ -337,6 +352,19 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         attempt += 1;
     }
     BatchDone { keys, unrecorded }
+}
+
+/// A batch that took longer than `SYNC_ATLAS_TIMEOUT_MS`: retried like a
+/// network error (the copy is idempotent, so a late success does no harm).
+fn timed_out(limit: Duration) -> mongodb::error::Error {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer within {} ms (SYNC_ATLAS_TIMEOUT_MS)",
+            limit.as_millis()
+        ),
+    );
+    mongodb::error::Error::from(io)
 }
 
 async fn record_done(

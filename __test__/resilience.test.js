@@ -1,0 +1,175 @@
+'use strict'
+// Resilience (issue 5): faults between the engine and Atlas, the local server
+// going down, a model-based randomized run under random faults, and bad
+// input. Every scenario ends with Atlas byte-identical to local.
+// SYNC_SOAK=N multiplies the work (`npm run soak`).
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { createSync } = require('..')
+const { startServer } = require('../scripts/servers')
+const { startProxy } = require('./proxy')
+const { LOCAL, ATLAS, uniqueDb, withDb, driver, closeDrivers, assertSame, syncOptions, waitFor } = require('./helpers')
+const { opStream, runOp, COLLS } = require('./fixtures/ops')
+
+const SOAK = Math.max(1, Number(process.env.SYNC_SOAK || 1))
+const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 300, atlasTimeoutMs: 1500 }
+const totals = { faults: 0, ops: 0, differences: 0 }
+
+after(async () => {
+  await closeDrivers()
+  console.log(`# resilience totals: ${JSON.stringify(totals)}`)
+})
+
+/** An Atlas URI through the proxy that gives up quickly on a dead server. */
+const viaProxy = (proxy) => `${proxy.uri}&serverSelectionTimeoutMS=1000&connectTimeoutMS=1000`
+const atlasPort = () => Number(new URL(ATLAS).port)
+
+async function compareAll(db, colls) {
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  try {
+    await assertSame(local, atlas, db, colls)
+  } catch (e) {
+    totals.differences += 1
+    throw e
+  }
+}
+
+for (const [mode, opts] of [
+  ['cut', {}],
+  ['blackhole', {}],
+  ['latency', { ms: 40 }],
+  ['reset', { afterBytes: 3000 }],
+]) {
+  test(`Atlas fault '${mode}': local writes go on, health shows it, everything arrives after`, async () => {
+    const db = uniqueDb(`fault_${mode}`)
+    const proxy = await startProxy(atlasPort())
+    const sync = await createSync({ ...syncOptions(db, { ...FAST, batchSize: 50 }), atlasUri: viaProxy(proxy) })
+    try {
+      const next = opStream(500 + mode.length)
+      for (let i = 0; i < 40; i++) await runOp(next(), sync, db)
+      proxy.set(mode, opts)
+      totals.faults += 1
+      for (let i = 0; i < 120 * SOAK; i++) await runOp(next(), sync, db)
+      totals.ops += 40 + 120 * SOAK
+      if (mode === 'cut' || mode === 'blackhole') {
+        await waitFor(async () => !(await sync.health()).checks.atlasConnection.pass, { what: 'health to show Atlas down' })
+        assert.notEqual((await sync.health()).status, 'healthy')
+      }
+      proxy.set('pass')
+      await sync.flush({ timeoutMs: 120000 })
+      const m = await sync.metrics()
+      assert.equal(m.deadLettered, 0, `a fault must not dead-letter anything: ${JSON.stringify(m.lastError)}`)
+      if (mode === 'reset') assert.ok(proxy.state.resets > 0, 'connections were reset mid-stream')
+    } finally {
+      await sync.close()
+      await proxy.close()
+    }
+    await compareAll(db, COLLS)
+  })
+}
+
+test('local MongoDB down: writes reject with the driver error, nothing phantom reaches Atlas, recovery after', async () => {
+  const db = uniqueDb('localdown')
+  const localServer = await startServer({ name: 'local-down' })
+  const localUri = `${withDb(localServer.uri, db)}&serverSelectionTimeoutMS=1000`
+  const sync = await createSync({ ...syncOptions(db, FAST), localUri })
+  const c = sync.collection('orders')
+  try {
+    await c.insertMany([{ _id: 1 }, { _id: 2 }])
+    await sync.flush({ timeoutMs: 30000 })
+    await localServer.stop()
+    totals.faults += 1
+    await assert.rejects(c.insertOne({ _id: 'phantom' }), (e) => /MongoServerSelectionError|MongoNetworkError/.test(e.name))
+    await assert.rejects(c.updateOne({ _id: 1 }, { $set: { phantom: true } }), (e) => e.name !== 'SyncError')
+    await assert.rejects(c.find({}).toArray(), (e) => e.name !== 'SyncError')
+    await waitFor(async () => (await sync.health()).status === 'unhealthy', { what: 'health to show local down' })
+    await localServer.start()
+    await waitFor(async () => (await sync.health()).checks.localConnection.pass, { timeoutMs: 30000, what: 'local back' })
+    await c.insertOne({ _id: 3 })
+    await sync.flush({ timeoutMs: 60000 })
+    const [local, atlas] = await Promise.all([driver(localServer.uri), driver(ATLAS)])
+    await assertSame(local, atlas, db, ['orders'])
+    assert.deepEqual((await atlas.db(db).collection('orders').find().toArray()).map((d) => d._id), [1, 2, 3])
+  } finally {
+    await sync.close()
+    await localServer.remove()
+  }
+})
+
+/** The model: what each writer's documents must be after its own operations. */
+function modelStep(model, id, r, c) {
+  const has = model.has(id)
+  const kind = Math.floor(r() * 6)
+  switch (kind) {
+    case 0:
+      if (has) return { run: () => c.insertOne({ _id: id, n: 0 }).then(() => assert.fail('duplicate accepted'), (e) => assert.equal(e.code, 11000)) }
+      model.set(id, { _id: id, n: 0 })
+      return { run: () => c.insertOne({ _id: id, n: 0 }) }
+    case 1:
+      if (has) model.get(id).n += 1
+      return { run: () => c.updateOne({ _id: id }, { $inc: { n: 1 } }) }
+    case 2: {
+      const s = `s${Math.floor(r() * 1000)}`
+      if (has) model.get(id).s = s
+      return { run: () => c.updateOne({ _id: id }, { $set: { s } }) }
+    }
+    case 3: {
+      const v = Math.floor(r() * 100)
+      if (has) model.set(id, { _id: id, n: v, replaced: true })
+      return { run: () => c.replaceOne({ _id: id }, { n: v, replaced: true }) }
+    }
+    case 4:
+      model.delete(id)
+      return { run: () => c.deleteOne({ _id: id }) }
+    default:
+      if (has) model.get(id).n += 10
+      else model.set(id, { _id: id, n: 10 })
+      return { run: () => c.updateOne({ _id: id }, { $inc: { n: 10 } }, { upsert: true }) }
+  }
+}
+
+test('model-based: concurrent writers under random faults; local equals the model, Atlas equals local', async () => {
+  const db = uniqueDb('model')
+  const proxy = await startProxy(atlasPort())
+  const sync = await createSync({ ...syncOptions(db, { ...FAST, batchSize: 20, workers: 3 }), atlasUri: viaProxy(proxy) })
+  const c = sync.collection('m')
+  const models = [new Map(), new Map(), new Map()]
+  let seed = 12345
+  const r = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    return seed / 2147483648
+  }
+  let chaos = true
+  const chaosLoop = (async () => {
+    const modes = [['cut'], ['blackhole'], ['latency', { ms: 20 }], ['reset', { afterBytes: 1500 }], ['pass']]
+    while (chaos) {
+      const [mode, opts] = modes[Math.floor(Math.random() * modes.length)]
+      proxy.set(mode, opts)
+      totals.faults += 1
+      await new Promise((res) => setTimeout(res, 100 + Math.random() * 400))
+    }
+  })()
+  try {
+    await Promise.all(
+      models.map(async (model, w) => {
+        for (let i = 0; i < 150 * SOAK; i++) {
+          const id = `w${w}-${Math.floor(r() * 15)}`
+          await modelStep(model, id, r, c).run()
+          totals.ops += 1
+        }
+      }),
+    )
+  } finally {
+    chaos = false
+    await chaosLoop
+    proxy.set('pass')
+  }
+  await sync.flush({ timeoutMs: 120000 })
+  await sync.close()
+  await proxy.close()
+  const local = await driver(LOCAL)
+  const expected = models.flatMap((m) => [...m.values()]).sort((a, b) => (a._id < b._id ? -1 : 1))
+  const actual = await local.db(db).collection('m').find({}).sort({ _id: 1 }).toArray()
+  assert.deepEqual(actual, expected, 'local differs from the model')
+  await compareAll(db, ['m'])
+})
