@@ -111,16 +111,85 @@ export interface Metrics {
   lagMs: { p50: number | null; p99: number | null }
   throughputPerSec: number
   connections: { local: 'up' | 'down'; atlas: 'up' | 'down' | 'disabled' }
-  fullSync: {
-    id: string | null
-    state: string
-    collectionsDone: number
-    collectionsTotal: number
-    documentsDone: number
-    documentsTotal: number
-    ratePerSec: number
-  }
+  /** The running or last full sync of this process. */
+  fullSync: FullSyncStatus
   lastError: { message: string; atMs: number } | null
+}
+
+/** Progress of the running or last full sync ({@link Sync.fullSyncStatus}). */
+export interface FullSyncStatus {
+  /** Id of the running or last full sync; `null` before the first. */
+  id: string | null
+  state: 'idle' | 'running' | 'done' | 'failed'
+  /** While running: `copy` (local to Atlas), `extras` (removing Atlas-only documents) or `drain` (waiting for the replicator). */
+  phase: 'copy' | 'extras' | 'drain' | null
+  collectionsDone: number
+  collectionsTotal: number
+  documentsDone: number
+  documentsTotal: number
+  /** Documents copied per second. */
+  ratePerSec: number
+  /** Why the full sync failed, when `state` is `failed`. */
+  error: string | null
+  startedAtMs: number | null
+  finishedAtMs: number | null
+}
+
+/** The comparison of one collection in a {@link VerifyReport}. */
+export interface VerifyCollectionReport {
+  /** `db.coll` */
+  ns: string
+  localCount: number
+  atlasCount: number
+  /** Digest of the local collection's documents; equal digests mean equal contents. */
+  localHash: string
+  atlasHash: string
+  /** `_id`s of documents that are local but not on Atlas (first 1000). */
+  missing: any[]
+  /** `_id`s of documents that are on Atlas but not local (first 1000). */
+  extra: any[]
+  /** `_id`s of documents that differ between local and Atlas (first 1000). */
+  different: any[]
+  /** How many are missing, when the list is truncated. */
+  missingCount?: number
+  extraCount?: number
+  differentCount?: number
+  /** `true` when a list was capped at 1000 entries. */
+  truncated?: boolean
+  /** Documents of this collection copied again by `repair`. */
+  repaired: number
+}
+
+/** What {@link Sync.verify} found. `_id`s keep their BSON types (ObjectId, string, ...). */
+export interface VerifyReport {
+  /** No differences found. */
+  ok: boolean
+  /** Documents missing, extra or different, over all collections. */
+  differences: number
+  /** Documents copied again by `repair: true`. */
+  repaired: number
+  collections: VerifyCollectionReport[]
+}
+
+/** The running or last verify ({@link Sync.verifyStatus}). */
+export interface VerifyStatus {
+  id: string | null
+  state: 'idle' | 'running' | 'done' | 'failed'
+  /** The report once `state` is `done`. */
+  report: VerifyReport | null
+  /** Why the verify failed, when `state` is `failed`. */
+  error: string | null
+}
+
+/** Which collections a full sync or verify covers: `coll` (the database of `MONGODB_URI`) or `db.coll`. Default: every replicated collection of that database. */
+export interface ReconcileOptions {
+  collections?: string[]
+}
+
+/** Options of {@link Sync.verify}. */
+export interface VerifyOptions extends ReconcileOptions {
+  /** Copy the documents that differ again, from local to Atlas. Default `false`. */
+  repair?: boolean
 }
 
 /** The object {@link createSync} resolves to. */
@@ -144,6 +213,28 @@ export declare class Sync {
   metrics(options: { format: 'prometheus' }): Promise<string>
   /** Puts dead-lettered documents back in the queue; resolves with how many. */
   retryDeadLetters(): Promise<number>
+  /**
+   * Starts a full sync in the background: copies every document of the
+   * collections (default: every replicated collection) from local to Atlas
+   * and deletes Atlas documents that no longer exist locally. Safe while the
+   * app keeps writing; resumed after a crash. Resolves with its id, or with
+   * the id of the one already running.
+   */
+  startFullSync(options?: ReconcileOptions): Promise<{ id: string }>
+  /** {@link Sync.startFullSync} and wait until it ends; resolves with its final status. */
+  fullSync(options?: ReconcileOptions): Promise<FullSyncStatus>
+  /** Progress of the running or last full sync. */
+  fullSyncStatus(): Promise<FullSyncStatus>
+  /** Starts a verify in the background (see {@link Sync.verify}); resolves with its id, or the running one's. */
+  startVerify(options?: VerifyOptions): Promise<{ id: string }>
+  /**
+   * Compares local and Atlas per collection (counts, hashes, then per
+   * document) and resolves with the differences; with `repair: true`, copies
+   * only the differing documents again.
+   */
+  verify(options?: VerifyOptions): Promise<VerifyReport>
+  /** The running or last verify, with its report once done. */
+  verifyStatus(): Promise<VerifyStatus>
   /** Refuses new calls, lets running ones finish, drains the queue for up to `timeoutMs` (default 5000), then stops. Later calls fail with `ERR_SYNC_CLOSED`. */
   close(options?: { timeoutMs?: number }): Promise<void>
 }
@@ -377,3 +468,64 @@ export declare class MongoBulkWriteError extends MongoServerError {
 export declare class MongoNetworkError extends MongoError {}
 export declare class MongoServerSelectionError extends MongoError {}
 export declare class MongoInvalidArgumentError extends MongoError {}
+
+/** The parts of an HTTP request the router reads (Node's `IncomingMessage` and Express's `Request` fit). */
+export interface SyncRouterRequest {
+  method?: string
+  url?: string
+  headers: { [name: string]: string | string[] | undefined }
+  /** Set by a body parser such as `express.json()`; used instead of reading the stream. */
+  body?: unknown
+}
+
+/** The parts of an HTTP response the router writes (Node's `ServerResponse` and Express's `Response` fit). */
+export interface SyncRouterResponse {
+  statusCode: number
+  setHeader(name: string, value: string | number | readonly string[]): unknown
+  end(chunk?: any): unknown
+}
+
+/** Options of {@link syncRouter}. */
+export interface SyncRouterOptions<Req extends SyncRouterRequest = SyncRouterRequest> {
+  /**
+   * Token the POST routes require as `Authorization: Bearer <token>`
+   * (16+ characters, compared in constant time). Default: env `SYNC_ADMIN_TOKEN`.
+   */
+  adminToken?: string
+  /**
+   * Your own check for the POST routes (a session, a role): truthy allows.
+   * A valid admin token is accepted too. Without a token and a hook, every
+   * POST route answers 403.
+   */
+  authorize?: (req: Req) => boolean | Promise<boolean>
+  /** Path prefix stripped when present, for use without a mount (`http.createServer`). Default `'/api/sync'`; `''` for none. */
+  prefix?: string
+}
+
+/** A `(req, res, next)` middleware; unknown paths call `next()`. */
+export type SyncRouter<Req extends SyncRouterRequest = SyncRouterRequest> = (
+  req: Req,
+  res: SyncRouterResponse,
+  next: (err?: unknown) => void,
+) => Promise<void>
+
+/**
+ * The sync operations over HTTP, for Express (`app.use('/api/sync',
+ * syncRouter(sync))`) or `http.createServer`. Answers are relaxed Extended
+ * JSON; errors are `{ error: { code, message } }` (400 invalid argument or
+ * body, 401 wrong or missing token, 403 no token configured or refused by
+ * `authorize`, 405 wrong method, 413 body over 64 KiB, 503 closed, 504
+ * timeout, else 500).
+ *
+ * - `GET /health`: {@link Health}; 200 when healthy, 503 when degraded or unhealthy.
+ * - `GET /metrics`: {@link Metrics}; Prometheus text with `?format=prometheus` or `Accept: text/plain`.
+ * - `POST /full` `{ collections? }`: starts a full sync; 202 `{ id }`. `GET /full`: {@link FullSyncStatus}.
+ * - `POST /verify` `{ collections?, repair? }`: starts a verify; 202 `{ id }`. `GET /verify`: {@link VerifyStatus}.
+ * - `POST /pause`, `POST /resume`, `POST /flush` `{ timeoutMs? }`.
+ *
+ * POST routes need the admin token or the `authorize` hook.
+ */
+export declare function syncRouter<Req extends SyncRouterRequest = SyncRouterRequest>(
+  sync: Sync,
+  options?: SyncRouterOptions<Req>,
+): SyncRouter<Req>

@@ -8,6 +8,7 @@ export const {
   Collection,
   FindCursor,
   AggregationCursor,
+  syncRouter,
   SyncError,
   MongoError,
   MongoServerError,

@@ -4,6 +4,7 @@ const errors = require('./errors')
 const { createSync, Sync, Db } = require('./sync')
 const { Collection } = require('./collection')
 const { FindCursor, AggregationCursor } = require('./cursor')
+const { syncRouter } = require('./router')
 
 module.exports = {
   createSync,
@@ -12,6 +13,7 @@ module.exports = {
   Collection,
   FindCursor,
   AggregationCursor,
+  syncRouter,
   ...errors,
   BSON,
   ObjectId: BSON.ObjectId,
