@@ -258,3 +258,109 @@ fn writer_loop(mut conn: Connection, owner: String, rx: mpsc::Receiver<Cmd>, cha
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn key(id: u8) -> DocKey {
+        DocKey { ns: "db.c".into(), id: vec![id] }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dms-journal-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intents_become_ready_and_leave_only_when_removed() {
+        let dir = temp_dir("cycle");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let seqs = j.append(vec![key(1), key(2)]).await.unwrap();
+        assert_eq!(seqs.len(), 2);
+        assert!(seqs[0] < seqs[1], "sequence numbers grow");
+        let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!(e.len(), 2);
+        assert!(!e[0].ready, "an intent is not ready before its write finished");
+        assert_eq!(e[0].owner, "me");
+        j.mark_ready(vec![seqs[0]]);
+        tokio::time::timeout(Duration::from_secs(5), j.changed.notified()).await.unwrap();
+        assert_eq!(j.ready_of(seqs.clone()).await.unwrap(), vec![(seqs[0], true), (seqs[1], false)]);
+        j.remove(vec![seqs[0]]).await.unwrap();
+        assert_eq!(j.min_seq().await.unwrap(), Some(seqs[1]));
+        assert_eq!(j.max_seq().await.unwrap(), seqs[1]);
+        assert_eq!(j.stats().await.unwrap().pending, 1);
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seqs_never_repeat_after_removal_and_reopen() {
+        let dir = temp_dir("reopen");
+        let j = Journal::open(&dir, false, "a".into()).unwrap();
+        let s = j.append_ready(vec![key(1)]).await.unwrap();
+        j.remove(s.clone()).await.unwrap();
+        j.close();
+        drop(j);
+        let j = Journal::open(&dir, true, "b".into()).unwrap();
+        let t = j.append_ready(vec![key(1)]).await.unwrap();
+        assert!(t[0] > s[0], "AUTOINCREMENT keeps seqs growing");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_letters_leave_the_queue_and_come_back_on_request() {
+        let dir = temp_dir("dead");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let s = j.append_ready(vec![key(1), key(2)]).await.unwrap();
+        let letter = DeadLetter { key: key(1), seqs: vec![s[0]], code: Some(11000), reason: "dup".into(), at_ms: 1 };
+        j.dead_letter(vec![letter]).await.unwrap();
+        let st = j.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead_letters), (1, 1));
+        assert_eq!(j.dead_letters(10).await.unwrap()[0].reason, "dup");
+        assert_eq!(j.requeue_dead_letters().await.unwrap(), 1);
+        let st = j.stats().await.unwrap();
+        assert_eq!((st.pending, st.dead_letters), (2, 0));
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_writers_share_one_journal() {
+        let dir = temp_dir("two");
+        let a = Arc::new(Journal::open(&dir, false, "a".into()).unwrap());
+        let b = Arc::new(Journal::open(&dir, false, "b".into()).unwrap());
+        let mut tasks = Vec::new();
+        for (j, n) in [(a.clone(), 0u8), (b.clone(), 100u8)] {
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50u8 {
+                    j.append_ready(vec![key(n + i)]).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let all = a.read_after(0, 1000).await.unwrap();
+        assert_eq!(all.len(), 100);
+        let mut seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 100, "no seq is handed out twice");
+        a.close();
+        b.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_damaged_file_is_refused() {
+        let dir = temp_dir("damaged");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("journal.sqlite3"), vec![0xabu8; 8192]).unwrap();
+        let err = Journal::open(&dir, false, "me".into()).err().expect("refused");
+        assert_eq!(err.code(), "ERR_SYNC_JOURNAL");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
