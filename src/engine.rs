@@ -271,17 +271,24 @@ impl Engine {
         inner.writer.read(db, coll, op, p).await
     }
 
+    /// Pauses replication for every process of the data directory (pm2
+    /// cluster mode: whichever instance leads honours it) until `resume`, or
+    /// until this process ends.
     pub fn pause(&self) -> Result<(), SyncError> {
-        if let Some(r) = &self.inner()?.replicator {
+        let inner = self.inner()?;
+        if let (Some(r), Some(j)) = (&inner.replicator, &inner.journal) {
             r.pause();
+            j.set_shared_pause(true);
             self.metrics.paused.store(true, Relaxed);
         }
         Ok(())
     }
 
     pub fn resume(&self) -> Result<(), SyncError> {
-        if let Some(r) = &self.inner()?.replicator {
+        let inner = self.inner()?;
+        if let (Some(r), Some(j)) = (&inner.replicator, &inner.journal) {
             r.resume();
+            j.set_shared_pause(false);
             self.metrics.paused.store(false, Relaxed);
         }
         Ok(())
@@ -328,6 +335,10 @@ impl Engine {
             .map_err(|id| SyncError::invalid(format!("verify {id} is already running")))?;
         let r = reconcile::verify(&ctx, opts).await;
         self.verify_job.end(&r);
+        if let Err(e) = &r {
+            self.metrics
+                .record_error(scrub(&format!("verify failed: {e}"), &self.secrets()));
+        }
         r
     }
 
@@ -382,12 +393,14 @@ impl Engine {
     pub async fn metrics_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, _) = self.queue_view(&inner).await;
-        Ok(observe::metrics_json(
-            &self.metrics,
-            &self.config,
-            &q,
-            &self.full_sync.status(),
-        ))
+        let mut v =
+            observe::metrics_json(&self.metrics, &self.config, &q, &self.full_sync.status());
+        if let Some(j) = &inner.journal {
+            // paused here, or by another process of the data directory
+            let shared = j.shared_pause().await.unwrap_or(false);
+            v["paused"] = Value::Bool(self.metrics.paused.load(Relaxed) || shared);
+        }
+        Ok(v)
     }
 
     pub async fn health_json(&self) -> Result<Value, SyncError> {

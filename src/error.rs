@@ -35,7 +35,7 @@ pub enum SyncError {
     Journal { path: String, message: String },
     #[error("{0}")]
     Timeout(String),
-    #[error(transparent)]
+    #[error("{}", describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     #[error("internal error: {0}")]
     Internal(String),
@@ -119,6 +119,31 @@ impl SyncError {
     }
 }
 
+/// A driver error as an operator reads it: what happened and, where it
+/// helps, what to check; not the driver's debug dump.
+pub fn describe(e: &mongodb::error::Error) -> String {
+    let text = match e.kind.as_ref() {
+        MongoKind::Authentication { message, .. } => format!(
+            "authentication failed ({message}); check the user, password and authSource of the connection string"
+        ),
+        MongoKind::ServerSelection { message, .. } => format!("no reachable server: {message}"),
+        MongoKind::Io(io) => format!("network error: {io}"),
+        MongoKind::Command(c) => format!("{} ({}): {}", c.code_name, c.code, c.message),
+        MongoKind::Write(WriteFailure::WriteError(w)) => format!("write error {}: {}", w.code, w.message),
+        MongoKind::Write(WriteFailure::WriteConcernError(w)) => {
+            format!("write concern error {}: {}", w.code, w.message)
+        }
+        MongoKind::InvalidTlsConfig { message, .. } => format!("invalid TLS settings: {message}"),
+        MongoKind::DnsResolve { message, .. } => format!("DNS lookup failed: {message}"),
+        other => other.to_string(),
+    };
+    const MAX: usize = 600;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}
+
 fn mongo_payload(e: &mongodb::error::Error) -> Value {
     let labels: Vec<&String> = e.labels().iter().collect();
     match e.kind.as_ref() {
@@ -170,7 +195,14 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
         }),
         MongoKind::Io(_) | MongoKind::ConnectionPoolCleared { .. } => json!({
             "name": "MongoNetworkError",
-            "message": e.to_string(),
+            "message": describe(e),
+            "errorLabels": labels,
+        }),
+        MongoKind::Authentication { .. } => json!({
+            "name": "MongoServerError",
+            "code": 18,
+            "codeName": "AuthenticationFailed",
+            "message": describe(e),
             "errorLabels": labels,
         }),
         MongoKind::InvalidArgument { message, .. } => json!({
@@ -178,7 +210,7 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
             "code": "ERR_SYNC_INVALID_ARGUMENT",
             "message": message,
         }),
-        _ => json!({ "name": "MongoError", "message": e.to_string(), "errorLabels": labels }),
+        _ => json!({ "name": "MongoError", "message": describe(e), "errorLabels": labels }),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct DocKey {
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
+/// Meta key naming the engine that paused replication.
+const PAUSED_BY_KEY: &str = "paused_by";
+
 enum Cmd {
     Append(Vec<DocKey>, bool, Reply<Vec<i64>>),
     MarkReady(Vec<i64>),
@@ -163,6 +166,36 @@ impl Journal {
         self.call(|r| Cmd::SetMeta(key, value, r)).await
     }
 
+    /// Sets a meta value without waiting for the commit (for sync callers).
+    pub fn set_meta_nowait(&self, key: &str, value: String) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.send(Cmd::SetMeta(key.to_string(), value, reply));
+    }
+
+    /// Deletes a meta value without waiting for the commit.
+    pub fn delete_meta_nowait(&self, key: &str) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.send(Cmd::DeleteMeta(key.to_string(), reply));
+    }
+
+    /// Whether a live engine paused replication for the whole data
+    /// directory (a pause ends with the process that asked for it).
+    pub async fn shared_pause(&self) -> Result<bool, SyncError> {
+        Ok(match self.get_meta(PAUSED_BY_KEY).await? {
+            Some(owner) => owner == self.owner || self.owners.dead_since(&owner).is_none(),
+            None => false,
+        })
+    }
+
+    /// Pauses (or resumes) replication for every process of the directory.
+    pub fn set_shared_pause(&self, paused: bool) {
+        if paused {
+            self.set_meta_nowait(PAUSED_BY_KEY, self.owner.clone());
+        } else {
+            self.delete_meta_nowait(PAUSED_BY_KEY);
+        }
+    }
+
     pub async fn delete_meta(&self, key: &str) -> Result<(), SyncError> {
         let key = key.to_string();
         self.call(|r| Cmd::DeleteMeta(key, r)).await
@@ -265,7 +298,10 @@ mod tests {
     use std::time::Duration;
 
     fn key(id: u8) -> DocKey {
-        DocKey { ns: "db.c".into(), id: vec![id] }
+        DocKey {
+            ns: "db.c".into(),
+            id: vec![id],
+        }
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -283,11 +319,19 @@ mod tests {
         assert!(seqs[0] < seqs[1], "sequence numbers grow");
         let e = j.read_after(0, 10).await.unwrap();
         assert_eq!(e.len(), 2);
-        assert!(!e[0].ready, "an intent is not ready before its write finished");
+        assert!(
+            !e[0].ready,
+            "an intent is not ready before its write finished"
+        );
         assert_eq!(e[0].owner, "me");
         j.mark_ready(vec![seqs[0]]);
-        tokio::time::timeout(Duration::from_secs(5), j.changed.notified()).await.unwrap();
-        assert_eq!(j.ready_of(seqs.clone()).await.unwrap(), vec![(seqs[0], true), (seqs[1], false)]);
+        tokio::time::timeout(Duration::from_secs(5), j.changed.notified())
+            .await
+            .unwrap();
+        assert_eq!(
+            j.ready_of(seqs.clone()).await.unwrap(),
+            vec![(seqs[0], true), (seqs[1], false)]
+        );
         j.remove(vec![seqs[0]]).await.unwrap();
         assert_eq!(j.min_seq().await.unwrap(), Some(seqs[1]));
         assert_eq!(j.max_seq().await.unwrap(), seqs[1]);
@@ -316,7 +360,13 @@ mod tests {
         let dir = temp_dir("dead");
         let j = Journal::open(&dir, false, "me".into()).unwrap();
         let s = j.append_ready(vec![key(1), key(2)]).await.unwrap();
-        let letter = DeadLetter { key: key(1), seqs: vec![s[0]], code: Some(11000), reason: "dup".into(), at_ms: 1 };
+        let letter = DeadLetter {
+            key: key(1),
+            seqs: vec![s[0]],
+            code: Some(11000),
+            reason: "dup".into(),
+            at_ms: 1,
+        };
         j.dead_letter(vec![letter]).await.unwrap();
         let st = j.stats().await.unwrap();
         assert_eq!((st.pending, st.dead_letters), (1, 1));
@@ -359,7 +409,9 @@ mod tests {
         let dir = temp_dir("damaged");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("journal.sqlite3"), vec![0xabu8; 8192]).unwrap();
-        let err = Journal::open(&dir, false, "me".into()).err().expect("refused");
+        let err = Journal::open(&dir, false, "me".into())
+            .err()
+            .expect("refused");
         assert_eq!(err.code(), "ERR_SYNC_JOURNAL");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -153,6 +153,7 @@ async fn run(
     let mut q = Queue::new(MAX_DIRTY);
     let mut tasks: JoinSet<BatchDone> = JoinSet::new();
     let mut last_heartbeat = Instant::now() - HEARTBEAT;
+    let mut shared_paused = false;
     loop {
         if *stop.borrow() {
             break;
@@ -168,7 +169,10 @@ async fn run(
         if let Err(e) = refill(ctx, &mut q).await {
             ctx.record_error("reading the journal failed", &e);
         }
-        let is_paused = *paused.borrow();
+        // Read after the entries: a pause committed before an entry is
+        // always seen before that entry is dispatched.
+        shared_paused = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
+        let is_paused = *paused.borrow() || shared_paused;
         ctx.metrics.paused.store(is_paused, Relaxed);
         while !is_paused && tasks.len() < ctx.config.workers {
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
@@ -301,12 +305,10 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                 } else {
                     "writing to Atlas failed"
                 };
-                ctx.record_error(what, &e);
+                ctx.record_error(what, &crate::error::describe(&e));
                 if d != Disposition::Transient && attempt >= ctx.config.max_retries {
-                    let reason = crate::config::scrub(
-                        &e.to_string(),
-                        &ctx.secrets.iter().map(String::as_str).collect::<Vec<_>>(),
-                    );
+                    let secrets: Vec<&str> = ctx.secrets.iter().map(String::as_str).collect();
+                    let reason = crate::config::scrub(&crate::error::describe(&e), &secrets);
                     dead_letter(
                         &ctx,
                         std::mem::take(&mut todo),
