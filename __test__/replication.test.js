@@ -15,6 +15,8 @@ const { opStream, runOp, COLLS } = require('./fixtures/ops')
 after(closeDrivers)
 
 const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 500 }
+/** `npm run soak` multiplies the crash iterations. */
+const SOAK = Math.max(1, Number(process.env.SYNC_SOAK || 1))
 
 test('a random mix of every write kind from concurrent writers ends identical on both servers', async () => {
   const db = uniqueDb('mix')
@@ -90,7 +92,7 @@ async function killAndRecover({ db, dataDir, paused, seed, acksBeforeKill }) {
 test('SIGKILL right after acknowledged writes, then restart: both servers end identical', async () => {
   const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
   let acked = 0
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < 6 * SOAK; i++) {
     const db = uniqueDb(`crash${i}`)
     const dataDir = tempDir()
     // half the runs keep replication paused, so the whole history must come
@@ -102,7 +104,8 @@ test('SIGKILL right after acknowledged writes, then restart: both servers end id
     const m = await local.db(db).collection('b').countDocuments()
     assert.ok(n + m > 0, 'the writer wrote something')
   }
-  assert.ok(acked >= 6 * 15)
+  assert.ok(acked >= 6 * SOAK * 15)
+  console.log(`# crash iterations: ${6 * SOAK}, acknowledged writes before the kills: ${acked}`)
 })
 
 test('Atlas down during writes: writes go on, health degrades, the backlog drains after', async () => {
