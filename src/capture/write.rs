@@ -8,7 +8,6 @@ use mongodb::options::{
     InsertOneOptions, ReplaceOptions, ReturnDocument, UpdateOptions,
 };
 use mongodb::results::UpdateResult;
-use serde::Deserialize;
 
 use super::payload::{max_time, Payload, Update};
 use super::{new_id, pinned_id, restrict, Target};
@@ -341,79 +340,111 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     Ok(doc! { "deletedCount": n as i64 })
 }
 
-/// Options of the findOneAnd* family, in the Node driver's names.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-struct FamOptions {
-    sort: Option<Document>,
-    projection: Option<Document>,
-    return_document: Option<ReturnDocument>,
-    upsert: Option<bool>,
-    collation: Option<Collation>,
-    hint: Option<Hint>,
-    #[serde(rename = "let")]
-    let_vars: Option<Document>,
-    comment: Option<Bson>,
-    array_filters: Option<Vec<Document>>,
-    bypass_document_validation: Option<bool>,
+/// One findOneAnd* call: the change and the driver's own options struct
+/// (deserialized from the Node driver's option names).
+enum FamOp {
+    Update(Update, FindOneAndUpdateOptions),
+    Replace(RawDocumentBuf, FindOneAndReplaceOptions),
+    Delete(FindOneAndDeleteOptions),
 }
 
-async fn run_fam(
-    t: &Target<'_>,
-    op: &str,
-    filter: Document,
-    change: Option<&Change>,
-    o: &FamOptions,
-    max: Option<std::time::Duration>,
-) -> Result<Option<RawDocumentBuf>, SyncError> {
-    let c = t.raw();
-    Ok(match (op, change) {
-        ("findOneAndUpdate", Some(Change::Update(u))) => {
-            let fo = FindOneAndUpdateOptions::builder()
-                .sort(o.sort.clone())
-                .projection(o.projection.clone())
-                .return_document(o.return_document.clone())
-                .upsert(o.upsert)
-                .collation(o.collation.clone())
-                .hint(o.hint.clone())
-                .let_vars(o.let_vars.clone())
-                .comment(o.comment.clone())
-                .array_filters(o.array_filters.clone())
-                .bypass_document_validation(o.bypass_document_validation)
-                .max_time(max)
-                .build();
-            c.find_one_and_update(filter, u.clone())
-                .with_options(fo)
-                .await?
+impl FamOp {
+    fn parse(p: &Payload, op: &str) -> Result<FamOp, SyncError> {
+        let (_, raw) = p.options::<Document>()?;
+        let max = max_time(&raw);
+        Ok(match op {
+            "findOneAndUpdate" => {
+                let (mut fo, _) = p.options::<FindOneAndUpdateOptions>()?;
+                fo.max_time = max;
+                FamOp::Update(p.update("update")?, fo)
+            }
+            "findOneAndReplace" => {
+                let (mut fo, _) = p.options::<FindOneAndReplaceOptions>()?;
+                fo.max_time = max;
+                FamOp::Replace(p.bytes_doc("replacement")?, fo)
+            }
+            _ => {
+                let (mut fo, _) = p.options::<FindOneAndDeleteOptions>()?;
+                fo.max_time = max;
+                FamOp::Delete(fo)
+            }
+        })
+    }
+
+    fn upsert(&self) -> bool {
+        match self {
+            FamOp::Update(_, o) => o.upsert == Some(true),
+            FamOp::Replace(_, o) => o.upsert == Some(true),
+            FamOp::Delete(_) => false,
         }
-        ("findOneAndReplace", Some(Change::Replace(r))) => {
-            let fo = FindOneAndReplaceOptions::builder()
-                .sort(o.sort.clone())
-                .projection(o.projection.clone())
-                .return_document(o.return_document.clone())
-                .upsert(o.upsert)
-                .collation(o.collation.clone())
-                .hint(o.hint.clone())
-                .let_vars(o.let_vars.clone())
-                .comment(o.comment.clone())
-                .bypass_document_validation(o.bypass_document_validation)
-                .max_time(max)
-                .build();
-            c.find_one_and_replace(filter, r).with_options(fo).await?
+    }
+
+    fn returns_after(&self) -> bool {
+        let r = match self {
+            FamOp::Update(_, o) => &o.return_document,
+            FamOp::Replace(_, o) => &o.return_document,
+            FamOp::Delete(_) => &None,
+        };
+        matches!(r, Some(ReturnDocument::After))
+    }
+
+    /// `(sort, collation, hint)`: what picks the target document.
+    fn targeting(&self) -> (Option<Document>, Option<Collation>, Option<Hint>) {
+        match self {
+            FamOp::Update(_, o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
+            FamOp::Replace(_, o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
+            FamOp::Delete(o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
         }
-        _ => {
-            let fo = FindOneAndDeleteOptions::builder()
-                .sort(o.sort.clone())
-                .projection(o.projection.clone())
-                .collation(o.collation.clone())
-                .hint(o.hint.clone())
-                .let_vars(o.let_vars.clone())
-                .comment(o.comment.clone())
-                .max_time(max)
-                .build();
-            c.find_one_and_delete(filter).with_options(fo).await?
+    }
+
+    /// The same call that never inserts (for a write pinned to a found `_id`).
+    fn without_upsert(&self) -> FamOp {
+        match self {
+            FamOp::Update(u, o) => {
+                let mut o = o.clone();
+                o.upsert = Some(false);
+                FamOp::Update(u.clone(), o)
+            }
+            FamOp::Replace(r, o) => {
+                let mut o = o.clone();
+                o.upsert = Some(false);
+                FamOp::Replace(r.clone(), o)
+            }
+            FamOp::Delete(o) => FamOp::Delete(o.clone()),
         }
-    })
+    }
+
+    fn upsert_id(&self) -> Result<Bson, SyncError> {
+        match self {
+            FamOp::Replace(r, _) => upsert_id(&Change::Replace(r.clone())),
+            _ => Ok(new_id()),
+        }
+    }
+
+    async fn run(
+        &self,
+        t: &Target<'_>,
+        filter: Document,
+    ) -> Result<Option<RawDocumentBuf>, SyncError> {
+        let c = t.raw();
+        Ok(match self {
+            FamOp::Update(u, o) => {
+                c.find_one_and_update(filter, u.clone())
+                    .with_options(o.clone())
+                    .await?
+            }
+            FamOp::Replace(r, o) => {
+                c.find_one_and_replace(filter, r)
+                    .with_options(o.clone())
+                    .await?
+            }
+            FamOp::Delete(o) => {
+                c.find_one_and_delete(filter)
+                    .with_options(o.clone())
+                    .await?
+            }
+        })
+    }
 }
 
 fn fam_result(
@@ -438,67 +469,41 @@ fn fam_result(
 
 pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Document, SyncError> {
     let filter = p.doc("filter")?;
-    let change = match op {
-        "findOneAndUpdate" => Some(Change::Update(p.update("update")?)),
-        "findOneAndReplace" => Some(Change::Replace(p.bytes_doc("replacement")?)),
-        _ => None,
-    };
-    let (o, raw_opts) = p.options::<FamOptions>()?;
-    let max = max_time(&raw_opts);
-    let is_delete = change.is_none();
-    let after = matches!(o.return_document, Some(ReturnDocument::After));
+    let fam = FamOp::parse(&p, op)?;
+    let is_delete = matches!(fam, FamOp::Delete(_));
+    let after = fam.returns_after();
     if !t.replicated || pinned_id(&filter).is_some() {
         let ids: Vec<Bson> = if t.replicated {
             pinned_id(&filter).into_iter().collect()
         } else {
             vec![]
         };
-        let v = t
-            .journaled(&ids, run_fam(t, op, filter, change.as_ref(), &o, max))
-            .await?;
+        let v = t.journaled(&ids, fam.run(t, filter)).await?;
         // Without the server's lastErrorObject an upsert that inserted and
         // returned the pre-image (null) still counts as n = 1.
-        let n = v.is_some() || (!is_delete && o.upsert == Some(true));
+        let n = v.is_some() || fam.upsert();
         let existed = v.is_some() && !is_delete && !after;
         return Ok(fam_result(v, n, existed, None));
     }
-    let fixed = FamOptions {
-        upsert: Some(false),
-        ..o.clone()
-    };
+    let pinned_op = fam.without_upsert();
+    let (sort, collation, hint) = fam.targeting();
     for _ in 0..RETARGET_TRIES {
-        let Some(id) = target_id(
-            t,
-            &filter,
-            o.sort.clone(),
-            o.collation.clone(),
-            o.hint.clone(),
-        )
-        .await?
-        else {
-            break;
-        };
+        let found = target_id(t, &filter, sort.clone(), collation.clone(), hint.clone()).await?;
+        let Some(id) = found else { break };
         let pinned = restrict(&filter, id.clone());
-        let v = t
-            .journaled(&[id], run_fam(t, op, pinned, change.as_ref(), &fixed, max))
-            .await?;
+        let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
         if v.is_some() {
             return Ok(fam_result(v, true, !is_delete, None));
         }
     }
-    match &change {
-        Some(c) if o.upsert == Some(true) => {
-            let id = upsert_id(c)?;
-            let pinned = restrict(&filter, id.clone());
-            let v = t
-                .journaled(
-                    std::slice::from_ref(&id),
-                    run_fam(t, op, pinned, change.as_ref(), &o, max),
-                )
-                .await?;
-            let value = if after { v } else { None };
-            Ok(fam_result(value, true, false, Some(id)))
-        }
-        _ => Ok(fam_result(None, false, false, None)),
+    if !fam.upsert() {
+        return Ok(fam_result(None, false, false, None));
     }
+    let id = fam.upsert_id()?;
+    let pinned = restrict(&filter, id.clone());
+    let v = t
+        .journaled(std::slice::from_ref(&id), fam.run(t, pinned))
+        .await?;
+    let value = if after { v } else { None };
+    Ok(fam_result(value, true, false, Some(id)))
 }
