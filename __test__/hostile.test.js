@@ -8,6 +8,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { createSync } = require('..')
+const { startServer } = require('../scripts/servers')
 const { LOCAL, ATLAS, uniqueDb, withDb, tempDir, driver, closeDrivers, assertSame, syncOptions } = require('./helpers')
 
 after(closeDrivers)
@@ -166,4 +167,42 @@ test('TLS options of the Atlas URI are honoured: tls=true against a plain server
   await sync.close({ timeoutMs: 100 })
   const atlas = await driver(ATLAS)
   assert.equal(await atlas.db(db).collection('c').countDocuments(), 0, 'nothing went over plain TCP')
+})
+
+/** A CA and a server certificate for 127.0.0.1 signed by it, made with openssl. */
+function certificates(dir) {
+  const f = (n) => path.join(dir, n)
+  const run = (args) => {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' })
+    assert.equal(r.status, 0, `openssl ${args[0]} failed: ${r.stderr}`)
+  }
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=test CA'])
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('key.pem'), '-out', f('server.csr'), '-subj', '/CN=127.0.0.1'])
+  fs.writeFileSync(f('ext.cnf'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n')
+  run(['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('cert.pem'), '-days', '2', '-extfile', f('ext.cnf')])
+  return { ca: f('ca.pem'), cert: f('cert.pem'), key: f('key.pem') }
+}
+
+test('TLS to Atlas: replicates with the CA of the URI, refuses a server the CA does not vouch for', async () => {
+  const { ca, cert, key } = certificates(tempDir())
+  const other = certificates(tempDir())
+  const atlasServer = await startServer({ name: 'atlas-tls', args: ['--tls-cert-file', cert, '--tls-key-file', key] })
+  const tlsUri = `${atlasServer.uri}&tls=true&tlsCAFile=${encodeURIComponent(ca)}`
+  const db = uniqueDb('tlsok')
+  try {
+    const sync = await createSync({ ...syncOptions(db), atlasUri: tlsUri })
+    await sync.collection('c').insertOne({ _id: 'over-tls' })
+    await sync.flush({ timeoutMs: 30000 })
+    await sync.close()
+    const atlas = await driver(tlsUri)
+    assert.equal(await atlas.db(db).collection('c').countDocuments({ _id: 'over-tls' }), 1)
+    const wrongCa = `${atlasServer.uri}&tls=true&tlsCAFile=${encodeURIComponent(other.ca)}&serverSelectionTimeoutMS=500`
+    const untrusted = await createSync({ ...syncOptions(uniqueDb('tlsbad')), atlasUri: wrongCa, retryMaxMs: 200 })
+    await untrusted.collection('c').insertOne({ a: 1 })
+    await assert.rejects(untrusted.flush({ timeoutMs: 1500 }), { code: 'ERR_SYNC_TIMEOUT' })
+    assert.equal((await untrusted.metrics()).connections.atlas, 'down')
+    await untrusted.close({ timeoutMs: 100 })
+  } finally {
+    await atlasServer.remove()
+  }
 })

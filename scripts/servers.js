@@ -59,16 +59,17 @@ function canConnect(port) {
 }
 
 /**
- * Starts one server. Returns `{ uri, port, dir, stop(), kill(), restart() }`.
+ * Starts one server (`args`: extra server flags, e.g. TLS files). Returns
+ * `{ uri, port, dir, stop(), kill(), restart() }`.
  * `stop()` waits for a clean exit (SIGTERM, then SIGKILL after 15 s).
  */
-async function startServer({ name = 'server', port, dir, log = () => {} } = {}) {
+async function startServer({ name = 'server', port, dir, args: extra = [], log = () => {} } = {}) {
   const { bin } = ensureServerBinary()
   port = port || (await freePort())
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), `dms-${name}-`))
   const cfg = path.join(dir, '..', `${path.basename(dir)}.toml`)
   fs.writeFileSync(cfg, '') // an empty config: no auto-discovered secantusd.toml
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--storage-path', dir]
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--storage-path', dir, ...extra]
   if (bin.endsWith('secantusd-py')) args.unshift('--config', cfg)
   const server = { name, port, dir, uri: `mongodb://127.0.0.1:${port}/?directConnection=true`, proc: null }
   const launch = async () => {
