@@ -182,13 +182,8 @@ impl Config {
         if let Some((name, v)) = src.get("SYNC_ENABLED") {
             c.enabled = parse_bool(&name, &v)?;
         }
-        if let Some((_, v)) = src.get("SYNC_EXCLUDED_COLLECTIONS") {
-            c.excluded_collections = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
+        if let Some((name, v)) = src.get("SYNC_EXCLUDED_COLLECTIONS") {
+            c.excluded_collections = parse_collections(&name, &v)?;
         }
         if let Some((name, v)) = src.get("SYNC_DATA_DIR") {
             if v.trim().is_empty() {
@@ -285,6 +280,24 @@ impl Config {
                     None => e == coll,
                 })
     }
+}
+
+/// A comma list of `coll` or `db.coll` names (empty entries are skipped).
+fn parse_collections(name: &str, v: &str) -> Result<Vec<String>, SyncError> {
+    let allowed = "a comma list of collection names, each `coll` or `db.coll` (no spaces, `$` or empty parts)";
+    let mut out = Vec::new();
+    for entry in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad_part = |p: &str| p.is_empty() || p.contains(['$', ' ', '\0', '/', '\\', '"']);
+        let bad = match entry.split_once('.') {
+            Some((db, coll)) => bad_part(db) || bad_part(coll),
+            None => bad_part(entry),
+        };
+        if bad {
+            return Err(SyncError::config(name, v, allowed));
+        }
+        out.push(entry.to_string());
+    }
+    Ok(out)
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, SyncError> {
@@ -533,6 +546,44 @@ mod tests {
             scrub("failed hunter2 at mongodb://bob:hunter2@h", &[uri]),
             "failed *** at mongodb://bob:***@h"
         );
+    }
+
+    /// Every setting rejects a malformed value, naming itself; a setting
+    /// added to SETTINGS without a case here fails this test.
+    #[test]
+    fn every_setting_rejects_a_malformed_value() {
+        let cases = [
+            ("MONGODB_URI", "localhost:27017"),
+            ("MONGODB_ATLAS_URI", "http://atlas"),
+            ("SYNC_ENABLED", "maybe"),
+            ("SYNC_EXCLUDED_COLLECTIONS", "orders,.logs"),
+            ("SYNC_DATA_DIR", "  "),
+            ("SYNC_BATCH_SIZE", "abc"),
+            ("SYNC_WORKERS", "65"),
+            ("SYNC_MAX_RETRIES", "-1"),
+            ("SYNC_RETRY_BASE_MS", "0"),
+            ("SYNC_RETRY_MAX_MS", "1.5"),
+            ("SYNC_HEALTH_MAX_QUEUE", "0"),
+            ("SYNC_HEALTH_MIN_SUCCESS_RATE", "99%"),
+            ("SYNC_LOG_LEVEL", "verbose"),
+            ("SYNC_ADMIN_TOKEN", "short"),
+            ("SYNC_JOURNAL_FSYNC", "sometimes"),
+            ("SYNC_TAKEOVER_GRACE_MS", "soon"),
+            ("SYNC_ATLAS_TIMEOUT_MS", "10"),
+        ];
+        for (var, _) in SETTINGS {
+            let (_, bad) = cases
+                .iter()
+                .find(|(v, _)| v == var)
+                .unwrap_or_else(|| panic!("no malformed case for {var}"));
+            let mut env = with_atlas(vec![]);
+            env.insert(var.to_string(), bad.to_string());
+            let e = Config::from_sources(&env, &HashMap::new())
+                .map(|_| ())
+                .expect_err(var);
+            assert_eq!(e.code(), "ERR_SYNC_CONFIG");
+            assert!(e.to_string().contains(var), "{var}: {e}");
+        }
     }
 
     #[test]
