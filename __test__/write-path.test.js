@@ -3,7 +3,7 @@
 // the official driver's results, stores the same bytes, and replicates them.
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
-const { createSync, ObjectId, Decimal128, Long, Int32, Double, Binary, UUID, Timestamp, BSONRegExp, MinKey, MaxKey, Code } = require('..')
+const { createSync, BSON, ObjectId, Decimal128, Long, Int32, Double, Binary, UUID, Timestamp, BSONRegExp, MinKey, MaxKey, Code } = require('..')
 const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, rawDump, dump, assertSame, syncOptions } = require('./helpers')
 
 const db = uniqueDb('writepath')
@@ -61,7 +61,17 @@ test('every BSON type is stored with the same bytes as the official driver write
   assert.equal(ours.length, 2)
   assert.deepEqual(ours, theirs, 'the addon stored different bytes than the driver')
   await sync.flush({ timeoutMs: 30000 })
-  assert.deepEqual(await rawDump(atlas, db, 'types'), ours, 'Atlas holds different bytes than local')
+  const onAtlas = await rawDump(atlas, db, 'types')
+  if (process.env.TEST_SERVER_KIND === 'rs') {
+    // secantusd-rs re-sorts the option letters of regular expressions in a
+    // document that arrives through an update (the engine's copy is a
+    // replace-with-upsert); MongoDB stores the bytes it is given, and
+    // secantusd-py does too. So here, and only here, regex options are
+    // compared as sorted; every other byte must still be equal.
+    assert.deepEqual(onAtlas.map(sortRegexOptions), ours.map(sortRegexOptions), 'Atlas holds different bytes than local')
+  } else {
+    assert.deepEqual(onAtlas, ours, 'Atlas holds different bytes than local')
+  }
   // and reads through the addon return the same values as the driver's reads
   const viaAddon = await sync.db(db).collection('types').find({}).sort({ i: 1 }).toArray()
   const viaDriver = await local.db(db).collection('types').find({}).sort({ i: 1 }).toArray()
@@ -69,6 +79,20 @@ test('every BSON type is stored with the same bytes as the official driver write
   assert.ok(viaAddon[0].decimal instanceof Decimal128)
   assert.ok(viaAddon[0].long instanceof Long)
 })
+
+/** Hex BSON with the option letters of every regular expression sorted. */
+function sortRegexOptions(hex) {
+  const sortAll = (v) => {
+    if (v instanceof BSONRegExp) return new BSONRegExp(v.pattern, [...v.options].sort().join(''))
+    if (Array.isArray(v)) return v.map(sortAll)
+    if (v && typeof v === 'object' && !v._bsontype && !(v instanceof Date)) {
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, sortAll(x)]))
+    }
+    return v
+  }
+  const doc = BSON.deserialize(Buffer.from(hex, 'hex'), { bsonRegExp: true, promoteValues: false, promoteLongs: false })
+  return Buffer.from(BSON.serialize(sortAll(doc))).toString('hex')
+}
 
 /** Runs the same calls through the addon and through the driver and compares results. */
 async function sideBySide(name, fn) {

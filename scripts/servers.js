@@ -69,8 +69,8 @@ async function startServer({ name = 'server', port, dir, args: extra = [], log =
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), `dms-${name}-`))
   const cfg = path.join(dir, '..', `${path.basename(dir)}.toml`)
   fs.writeFileSync(cfg, '') // an empty config: no auto-discovered secantusd.toml
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--storage-path', dir, ...extra]
-  if (bin.endsWith('secantusd-py')) args.unshift('--config', cfg)
+  const args = ['--config', cfg, '--host', '127.0.0.1', '--port', String(port), '--storage-path', dir]
+  args.push('--cache-size', '512M', ...extra)
   const server = { name, port, dir, uri: `mongodb://127.0.0.1:${port}/?directConnection=true`, proc: null }
   const launch = async () => {
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })

@@ -38,7 +38,7 @@ async function main() {
   if (process.env.TEST_LOCAL_URI && process.env.TEST_ATLAS_URI) {
     console.log('\nusing the servers of TEST_LOCAL_URI and TEST_ATLAS_URI')
   } else {
-    ensureServerBinary({ log: console.log })
+    env.TEST_SERVER_KIND = ensureServerBinary({ log: console.log }).kind
     ;[local, atlas] = await Promise.all([startServer({ name: 'local' }), startServer({ name: 'atlas' })])
     env.TEST_LOCAL_URI = local.uri
     env.TEST_ATLAS_URI = atlas.uri
