@@ -1,0 +1,90 @@
+'use strict'
+// Figure 2: sustained replication throughput. Writers push documents
+// through the addon as fast as the local server takes them; the rate is
+// documents / (first write started .. sync.flush() resolved), i.e. the rate
+// at which they were all on Atlas. Compared with the Atlas server's own
+// bulk rate: the same documents, official driver, insertMany of 1000.
+const { makeDocs } = require('../lib/doc')
+const { closedLoop, now } = require('../lib/load')
+const { ratio } = require('../lib/stats')
+
+/** The two writer shapes: single inserts, 32 in flight; insertMany of 100, 8 in flight. */
+const MODES = {
+  one: { label: 'insertOne x32', batch: 1, conc: 32 },
+  many: { label: 'insertMany(100) x8', batch: 100, conc: 8 },
+}
+
+/**
+ * Writes `n` documents through a fresh addon instance with the given writer
+ * mode and waits for Atlas. Returns docs/s figures and a count check.
+ */
+async function replicate(ctx, { n, mode, syncExtra = {}, tag = 'repl' }) {
+  const { batch, conc } = MODES[mode]
+  const db = ctx.dbName(tag)
+  const { sync } = await ctx.openSync(db, syncExtra)
+  const coll = sync.db(db).collection('repl')
+  // Warm up (collection creation on both sides, connection pools), then start clean.
+  await coll.insertMany(makeDocs(100, -100))
+  await ctx.flush(sync)
+  const calls = Math.ceil(n / batch)
+  const docs = makeDocs(n)
+  const t0 = now()
+  const w = await closedLoop(calls, conc, (i) =>
+    batch === 1 ? coll.insertOne(docs[i]) : coll.insertMany(docs.slice(i * batch, Math.min(n, (i + 1) * batch))),
+  )
+  const tWritten = now()
+  await ctx.flush(sync)
+  const t1 = now()
+  const onAtlas = await ctx.atlas.db(db).collection('repl').estimatedDocumentCount()
+  const metrics = await sync.metrics()
+  await sync.close({ timeoutMs: 5000 })
+  return {
+    replRate: (n / (t1 - t0)) * 1000,
+    writeRate: (n / w.wallMs) * 1000,
+    catchUpMs: t1 - tWritten,
+    countOk: onAtlas === n + 100 ? 1 : 0,
+    retried: metrics.retried,
+    deadLettered: metrics.deadLettered,
+  }
+}
+
+async function run(ctx, { sizes }) {
+  const m = {}
+  ctx.log(`  fig 2: raw Atlas insertMany(1000) of ${sizes.raw} docs`)
+  m.rawAtlasRate = await ctx.rawAtlasInsertRate(sizes.raw)
+  ctx.log(`  fig 2: raw replicator steps (local $in read, Atlas replace-upsert) of ${sizes.raw} docs`)
+  Object.assign(m, await ctx.rawReplicatorSteps(sizes.raw))
+  for (const mode of Object.keys(MODES)) {
+    const n = mode === 'one' ? sizes.replOne : sizes.replMany
+    ctx.log(`  fig 2: ${MODES[mode].label}, ${n} docs through the addon, then flush`)
+    const r = await replicate(ctx, { n, mode })
+    for (const [k, v] of Object.entries(r)) m[`${mode}.${k}`] = v
+    m[`${mode}.ratio`] = ratio(r.replRate, m.rawAtlasRate)
+    if (!r.countOk) ctx.log(`  fig 2: WARNING Atlas count differs after flush (${mode})`)
+  }
+  return m
+}
+
+function rows(S, r) {
+  const out = [
+    r.value('raw Atlas insertMany(1000), official driver', 'rawAtlasRate', 'docs/s'),
+    r.value('reference: raw Atlas bulkWrite of 500 replace-upserts (the replicator\'s write)', 'atlasUpsertRate', 'docs/s'),
+    r.value('reference: raw local find _id $in 500 (the replicator\'s read)', 'localInReadRate', 'docs/s'),
+  ]
+  for (const [mode, { label }] of Object.entries(MODES)) {
+    out.push(r.value(`writers ${label}: local write rate via addon`, `${mode}.writeRate`, 'docs/s'))
+    out.push(r.value(`writers ${label}: replicated (first write .. flush)`, `${mode}.replRate`, 'docs/s'))
+    out.push(r.value(`writers ${label}: flush after last write`, `${mode}.catchUpMs`, 'ms'))
+    out.push(r.plain(`writers ${label}: replication / raw Atlas ratio`, `${mode}.ratio`, { ge: 0.8 }))
+  }
+  return out
+}
+
+module.exports = {
+  id: 2,
+  title: 'Replication throughput while writers saturate the local server',
+  run,
+  rows,
+  replicate,
+  MODES,
+}
