@@ -266,14 +266,29 @@ impl Drop for Journal {
     }
 }
 
+/// How long a lone "mark ready" waits to share a commit.
+const MARK_READY_COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+
+fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
+    while batch.len() < 4096 {
+        match rx.try_recv() {
+            Ok(c) => batch.push(c),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Commits every queued command in one transaction, then answers them.
 fn writer_loop(mut conn: Connection, owner: String, rx: mpsc::Receiver<Cmd>, changed: Arc<Notify>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
+        drain_into(&rx, &mut batch);
+        // Marking intents ready is never awaited: let it wait briefly for
+        // the next append, so a sequential writer pays one commit per write.
+        if batch.iter().all(|c| matches!(c, Cmd::MarkReady(_))) {
+            if let Ok(c) = rx.recv_timeout(MARK_READY_COALESCE) {
+                batch.push(c);
+                drain_into(&rx, &mut batch);
             }
         }
         let result = store::apply(&mut conn, &owner, &batch);

@@ -40,6 +40,8 @@ use crate::observe::Metrics;
 const READ_CHUNK: usize = 5000;
 /// At most this many documents are held in memory; the rest waits on disk.
 const MAX_DIRTY: usize = 50_000;
+/// How long the first dirty document of a batch waits for company.
+const LINGER: Duration = Duration::from_millis(5);
 /// How often the journal is polled for other processes' writes.
 const POLL: Duration = Duration::from_millis(25);
 /// How often the leader writes its heartbeat.
@@ -174,18 +176,26 @@ async fn run(
         shared_paused = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
         let is_paused = *paused.borrow() || shared_paused;
         ctx.metrics.paused.store(is_paused, Relaxed);
-        while !is_paused && tasks.len() < ctx.config.workers {
+        // A batch goes when it is full or its oldest document has waited
+        // LINGER: under load, changes gather into fuller batches.
+        let age = q.dirty_age();
+        let ripe = q.dirty_len() >= ctx.config.batch_size || age.is_some_and(|a| a >= LINGER);
+        while !is_paused && ripe && tasks.len() < ctx.config.workers {
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
             };
             let (c, s) = (ctx.clone(), stop.clone());
             tasks.spawn(copy_batch(c, batch, s));
         }
+        let nap = match age {
+            Some(a) if !ripe => LINGER.saturating_sub(a).min(POLL),
+            _ => POLL,
+        };
         // A dropped handle (the engine is gone) counts as a stop.
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => finish(&mut q, done),
             _ = changed => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(nap) => {}
             r = paused.changed() => if r.is_err() { break },
             r = stop.changed() => if r.is_err() { break },
         }

@@ -10,6 +10,7 @@
 //!   `is_full()`; everything else stays on disk.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use crate::journal::{DocKey, Entry};
 
@@ -47,6 +48,8 @@ pub struct Queue {
     /// Highest seq read from the journal.
     pub cursor: i64,
     max_dirty: usize,
+    /// Since when `dirty` has not been empty.
+    dirty_since: Option<Instant>,
 }
 
 impl Queue {
@@ -58,11 +61,13 @@ impl Queue {
             waiting: BTreeMap::new(),
             cursor: 0,
             max_dirty,
+            dirty_since: None,
         }
     }
 
     /// Records a ready entry.
     pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64) {
+        self.dirty_since.get_or_insert_with(Instant::now);
         let d = self.dirty.entry(key.clone()).or_insert_with(|| {
             self.order.push_back(key);
             Dirty::default()
@@ -95,6 +100,11 @@ impl Queue {
         self.dirty.len()
     }
 
+    /// How long the oldest dirty document has waited (`None` if none waits).
+    pub fn dirty_age(&self) -> Option<Duration> {
+        self.dirty_since.map(|t| t.elapsed())
+    }
+
     pub fn in_flight_len(&self) -> usize {
         self.in_flight.len()
     }
@@ -124,6 +134,9 @@ impl Queue {
         }
         for k in keep.into_iter().rev() {
             self.order.push_front(k);
+        }
+        if self.dirty.is_empty() {
+            self.dirty_since = None;
         }
         ns.map(|ns| Batch { ns, items })
     }
@@ -200,6 +213,16 @@ mod tests {
             vec![2, 3]
         );
         assert!(!q.is_full());
+    }
+
+    #[test]
+    fn dirty_age_starts_with_the_first_dirty_document_and_ends_when_none_waits() {
+        let mut q = Queue::new(100);
+        assert!(q.dirty_age().is_none());
+        q.admit(key("a.b", 1), 1, 0);
+        assert!(q.dirty_age().is_some());
+        q.take_batch(10).unwrap();
+        assert!(q.dirty_age().is_none());
     }
 
     #[test]
