@@ -176,9 +176,13 @@ test('two processes on one database and journal: nothing lost, doubled or reorde
     NODE_APP_INSTANCE: String(i),
   })
   const writers = [startWriter(env(0)), startWriter(env(1))]
-  await Promise.all(writers.map((w) => w.untilDone()))
-  writers.forEach((w) => w.child.stdin.write('close\n'))
-  await Promise.all(writers.map((w) => w.exited()))
+  try {
+    await Promise.all(writers.map((w) => w.untilDone()))
+    writers.forEach((w) => w.child.stdin.write('close\n'))
+    await Promise.all(writers.map((w) => w.exited()))
+  } finally {
+    writers.forEach((w) => w.child.exitCode === null && w.child.kill('SIGKILL'))
+  }
   const sync = await createSync({ localUri: withDb(LOCAL, db), atlasUri: ATLAS, dataDir, logLevel: 'warn', ...FAST })
   await sync.flush({ timeoutMs: 60000 })
   await sync.close()

@@ -23,6 +23,13 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Waits for an exclusive lock; it is released when the file is dropped.
+pub fn exclusive(path: &Path) -> io::Result<File> {
+    let f = open_lock_file(path)?;
+    f.lock()?;
+    Ok(f)
+}
+
 /// Try to take an exclusive lock: `Ok(Some(file))` if taken.
 fn try_lock(path: &Path) -> io::Result<Option<File>> {
     let f = open_lock_file(path)?;

@@ -73,8 +73,14 @@ impl Journal {
         let path = dir.join("journal.sqlite3");
         let owners =
             OwnerRegistry::register(dir, &owner).map_err(|e| SyncError::journal(dir, e))?;
+        // Processes starting together would race to create the file and
+        // switch it to WAL (SQLite answers "locked" without waiting then):
+        // one opens at a time.
+        let opening =
+            locks::exclusive(&dir.join("open.lock")).map_err(|e| SyncError::journal(dir, e))?;
         let writer_conn = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let reader = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
+        drop(opening);
         let changed = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel();
         let notify = changed.clone();
