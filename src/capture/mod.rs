@@ -70,10 +70,33 @@ impl<'a> Target<'a> {
         ids: &[Bson],
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
+        self.journaled_as(ids, false, op).await
+    }
+
+    /// [`Target::journaled`] for inserts of new documents (a hint that lets
+    /// the replicator send them as inserts).
+    pub async fn journaled_inserts<T>(
+        &self,
+        ids: &[Bson],
+        op: impl std::future::Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
+        self.journaled_as(ids, true, op).await
+    }
+
+    async fn journaled_as<T>(
+        &self,
+        ids: &[Bson],
+        inserts: bool,
+        op: impl std::future::Future<Output = Result<T, SyncError>>,
+    ) -> Result<T, SyncError> {
         let seqs = match (&self.w.journal, self.replicated) {
             (Some(j), true) if !ids.is_empty() => {
-                let keys = ids.iter().map(|id| self.key(id)).collect();
-                let seqs = j.append(keys).await?;
+                let keys: Vec<DocKey> = ids.iter().map(|id| self.key(id)).collect();
+                let seqs = if inserts {
+                    j.append_inserts(keys).await?
+                } else {
+                    j.append(keys).await?
+                };
                 self.w
                     .metrics
                     .captured

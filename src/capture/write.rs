@@ -47,7 +47,7 @@ pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncErro
 pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let (doc, id) = ensure_id(p.bytes_doc("doc")?)?;
     let (opts, _) = p.options::<InsertOneOptions>()?;
-    t.journaled(std::slice::from_ref(&id), async {
+    t.journaled_inserts(std::slice::from_ref(&id), async {
         t.raw()
             .insert_one(&doc)
             .with_options(opts)
@@ -74,7 +74,7 @@ pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
         with_ids.push(d);
     }
     let n = with_ids.len() as i64;
-    t.journaled(&ids, async {
+    t.journaled_inserts(&ids, async {
         t.raw()
             .insert_many(&with_ids)
             .with_options(opts)

@@ -43,7 +43,8 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 const PAUSED_BY_KEY: &str = "paused_by";
 
 enum Cmd {
-    Append(Vec<DocKey>, bool, Reply<Vec<i64>>),
+    /// Keys, ready at once?, all of them inserts of new documents?
+    Append(Vec<DocKey>, bool, bool, Reply<Vec<i64>>),
     MarkReady(Vec<i64>),
     Remove(Vec<i64>, Reply<()>),
     DeadLetter(Vec<DeadLetter>, Reply<()>),
@@ -132,7 +133,17 @@ impl Journal {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|r| Cmd::Append(keys, false, r)).await
+        self.call(|r| Cmd::Append(keys, false, false, r)).await
+    }
+
+    /// [`Journal::append`] for inserts of new documents: the replicator may
+    /// send them as inserts (much cheaper than upserts), falling back to a
+    /// replace if Atlas has the `_id` already.
+    pub async fn append_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|r| Cmd::Append(keys, false, true, r)).await
     }
 
     /// Commits entries that are ready at once (re-queued or repaired work).
@@ -140,7 +151,15 @@ impl Journal {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|r| Cmd::Append(keys, true, r)).await
+        self.call(|r| Cmd::Append(keys, true, false, r)).await
+    }
+
+    /// [`Journal::append_ready`] for documents Atlas is not expected to have.
+    pub async fn append_ready_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|r| Cmd::Append(keys, true, true, r)).await
     }
 
     /// Marks intents ready once their local write finished. Not awaited: if
@@ -303,7 +322,7 @@ fn writer_loop(mut conn: Connection, owner: String, rx: mpsc::Receiver<Cmd>, cha
             notify |= matches!(
                 cmd,
                 Cmd::MarkReady(_) | Cmd::Remove(..) | Cmd::DeadLetter(..)
-            ) || matches!(cmd, Cmd::Append(_, true, _) | Cmd::RequeueDeadLetters(_));
+            ) || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
             outcome.answer(cmd);
         }
         if notify {

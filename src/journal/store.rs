@@ -14,7 +14,8 @@ CREATE TABLE IF NOT EXISTS pending (
     id    BLOB    NOT NULL,
     owner TEXT    NOT NULL,
     ready INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL
+    at_ms INTEGER NOT NULL,
+    hint  INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS dead_letter (
     ns       TEXT    NOT NULL,
@@ -38,6 +39,8 @@ pub struct Entry {
     pub owner: String,
     pub ready: bool,
     pub at_ms: i64,
+    /// The change was the insert of a new document.
+    pub insert: bool,
 }
 
 /// A document Atlas refused for good, with the reason.
@@ -82,7 +85,21 @@ pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
         ));
     }
     conn.execute_batch(SCHEMA)?;
+    add_hint_column(&conn)?;
     Ok(conn)
+}
+
+/// Journals made before `hint` existed get the column (default: not an insert).
+fn add_hint_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('pending') WHERE name = 'hint'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        conn.execute_batch("ALTER TABLE pending ADD COLUMN hint INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// The result of one command inside a group commit.
@@ -100,7 +117,7 @@ impl Outcome {
             _ => "unexpected journal answer".to_string(),
         };
         match cmd {
-            Cmd::Append(_, _, r) => {
+            Cmd::Append(_, _, _, r) => {
                 let _ = r.send(match self {
                     Outcome::Seqs(s) => Ok(s),
                     o => Err(err(&o)),
@@ -144,13 +161,13 @@ fn apply_tx(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> rusqlite::Resu
     let now = now_ms();
     for cmd in batch {
         out.push(match cmd {
-            Cmd::Append(keys, ready, _) => {
+            Cmd::Append(keys, ready, insert, _) => {
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO pending (ns, id, owner, ready, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO pending (ns, id, owner, ready, at_ms, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 let mut seqs = Vec::with_capacity(keys.len());
                 for k in keys {
-                    stmt.execute(params![k.ns, k.id, owner, *ready as i64, now])?;
+                    stmt.execute(params![k.ns, k.id, owner, *ready as i64, now, *insert as i64])?;
                     seqs.push(tx.last_insert_rowid());
                 }
                 Outcome::Seqs(seqs)
@@ -215,12 +232,13 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         owner: r.get(3)?,
         ready: r.get::<_, i64>(4)? != 0,
         at_ms: r.get(5)?,
+        insert: r.get::<_, i64>(6)? != 0,
     })
 }
 
 pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = c.prepare_cached(
-        "SELECT seq, ns, id, owner, ready, at_ms FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, ns, id, owner, ready, at_ms, hint FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, limit as i64], entry)?;
     rows.collect()

@@ -258,6 +258,14 @@ async fn scan(
         .with_options(opts)
         .await?;
     let ns = format!("{db}.{coll}");
+    // Into an empty Atlas collection, copies can go as inserts.
+    let atlas_empty = !extras
+        && atlas
+            .database(db)
+            .collection::<Document>(coll)
+            .find_one(doc! {})
+            .await?
+            .is_none();
     let mut chunk: Vec<Bson> = Vec::with_capacity(CHUNK);
     loop {
         let next = cursor.try_next().await?;
@@ -275,7 +283,11 @@ async fn scan(
             if !extras {
                 cp.documents_done += keys.len() as u64;
             }
-            ctx.journal.append_ready(keys).await?;
+            if atlas_empty {
+                ctx.journal.append_ready_inserts(keys).await?;
+            } else {
+                ctx.journal.append_ready(keys).await?;
+            }
             cp.last_id = last;
             save(ctx, cp).await?;
             fs.show(cp);

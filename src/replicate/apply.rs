@@ -60,48 +60,48 @@ pub fn id_of(key: &DocKey) -> Option<Bson> {
 }
 
 /// Copies the current local state of `keys` (all of namespace `ns`) to Atlas.
+/// A key marked insert-only is sent as an insert (cheaper than an upsert);
+/// if Atlas has that `_id` already, it is replaced like the others.
 /// `Err` means the whole batch failed (nothing can be said per document).
 pub async fn apply(
     local: &Client,
     atlas: &Client,
     ns: &str,
-    keys: &[DocKey],
+    keys: &[(DocKey, bool)],
 ) -> Result<Vec<DocResult>, (Side, mongodb::error::Error)> {
     let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
-    let ids: Vec<Bson> = keys.iter().filter_map(id_of).collect();
-    let found: Vec<RawDocumentBuf> = local
-        .database(db)
-        .collection::<RawDocumentBuf>(coll)
-        .find(doc! { "_id": { "$in": ids } })
-        .await
-        .map_err(|e| (Side::Local, e))?
-        .try_collect()
+    let mut by_id = read_local(local, db, coll, keys)
         .await
         .map_err(|e| (Side::Local, e))?;
-    let mut by_id: HashMap<Canon, RawDocumentBuf> = HashMap::with_capacity(found.len());
-    for d in found {
-        if let Ok(Some(id)) = d.get("_id") {
-            if let Ok(id) = Bson::try_from(id.to_raw_bson()) {
-                by_id.insert(canon_id(&id), d);
-            }
-        }
-    }
     let atlas_db = atlas.database(db);
     let mut results = vec![DocResult::Ok; keys.len()];
+    let mut inserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut upserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut deletes: Vec<(usize, Bson)> = Vec::new();
-    for (i, k) in keys.iter().enumerate() {
+    for (i, (k, insert_only)) in keys.iter().enumerate() {
         let Some(id) = id_of(k) else {
             results[i] = DocResult::Refused(2, "journal key does not hold an _id".into());
             continue;
         };
         match by_id.remove(&canon_id(&id)) {
+            Some(d) if *insert_only => inserts.push((i, d)),
             Some(d) => upserts.push((i, d)),
             None => deletes.push((i, id)),
         }
     }
+    for chunk in chunk_by_size(inserts) {
+        let refused = write_docs(&atlas_db, coll, &chunk, false)
+            .await
+            .map_err(|e| (Side::Atlas, e))?;
+        for (pos, r) in refused {
+            match r {
+                DocResult::Refused(11000, _) => upserts.push(chunk[pos].clone()),
+                r => results[chunk[pos].0] = r,
+            }
+        }
+    }
     for chunk in chunk_by_size(upserts) {
-        let refused = replace_docs(&atlas_db, coll, &chunk)
+        let refused = write_docs(&atlas_db, coll, &chunk, true)
             .await
             .map_err(|e| (Side::Atlas, e))?;
         for (pos, r) in refused {
@@ -119,6 +119,35 @@ pub async fn apply(
         }
     }
     Ok(results)
+}
+
+/// The current local documents of `keys`, by canonical `_id`.
+async fn read_local(
+    local: &Client,
+    db: &str,
+    coll: &str,
+    keys: &[(DocKey, bool)],
+) -> mongodb::error::Result<HashMap<Canon, RawDocumentBuf>> {
+    let ids: Vec<Bson> = keys.iter().filter_map(|(k, _)| id_of(k)).collect();
+    let found: Vec<RawDocumentBuf> = local
+        .database(db)
+        .collection::<RawDocumentBuf>(coll)
+        .find(doc! { "_id": { "$in": ids } })
+        .await?
+        .try_collect()
+        .await?;
+    let mut by_id = HashMap::with_capacity(found.len());
+    for d in found {
+        if let Some(id) = d
+            .get("_id")
+            .ok()
+            .flatten()
+            .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+        {
+            by_id.insert(canon_id(&id), d);
+        }
+    }
+    Ok(by_id)
 }
 
 fn chunk_by_size(docs: Vec<(usize, RawDocumentBuf)>) -> Vec<Vec<(usize, RawDocumentBuf)>> {
@@ -176,13 +205,21 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
     Ok(out)
 }
 
-async fn replace_docs(
+/// Sends `docs` as one `insert` command, or (`replace`) as one `update`
+/// command of replace-with-upsert statements; returns per-document refusals
+/// by position in `docs`.
+async fn write_docs(
     db: &Database,
     coll: &str,
     docs: &[(usize, RawDocumentBuf)],
+    replace: bool,
 ) -> Result<Vec<(usize, DocResult)>, mongodb::error::Error> {
-    let mut updates = RawArrayBuf::new();
+    let mut list = RawArrayBuf::new();
     for (_, d) in docs {
+        if !replace {
+            list.push(d.clone());
+            continue;
+        }
         let id = d
             .get("_id")
             .ok()
@@ -193,13 +230,14 @@ async fn replace_docs(
             })?;
         let mut q = RawDocumentBuf::new();
         q.append("_id", id);
-        updates.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
+        list.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
     }
-    let cmd = with_write_concern(
-        db,
-        rawdoc! { "update": coll, "updates": updates, "ordered": false },
-    );
-    let reply = db.run_raw_command(cmd).await?;
+    let cmd = if replace {
+        rawdoc! { "update": coll, "updates": list, "ordered": false }
+    } else {
+        rawdoc! { "insert": coll, "documents": list, "ordered": false }
+    };
+    let reply = db.run_raw_command(with_write_concern(db, cmd)).await?;
     write_errors(&reply)
 }
 

@@ -240,7 +240,7 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
         for e in entries {
             q.cursor = q.cursor.max(e.seq);
             if e.ready {
-                q.admit(e.key, e.seq, e.at_ms);
+                q.admit(e.key, e.seq, e.at_ms, e.insert);
             } else {
                 q.waiting.insert(e.seq, e);
             }
@@ -284,7 +284,10 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         if *stop.borrow() {
             break;
         }
-        let batch_keys: Vec<DocKey> = todo.iter().map(|(k, _)| k.clone()).collect();
+        let batch_keys: Vec<(DocKey, bool)> = todo
+            .iter()
+            .map(|(k, d)| (k.clone(), d.insert_only))
+            .collect();
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
         let attempt_result = match tokio::time::timeout(
             limit,

@@ -20,6 +20,9 @@ pub struct Dirty {
     pub seqs: Vec<i64>,
     /// When the newest of them was recorded (for lag).
     pub newest_at_ms: i64,
+    /// Every change was the insert of a new document: Atlas most likely
+    /// lacks it, so it can be sent as an insert.
+    pub insert_only: bool,
 }
 
 /// Documents of one namespace to copy together.
@@ -66,21 +69,25 @@ impl Queue {
     }
 
     /// Records a ready entry.
-    pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64) {
+    pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool) {
         self.dirty_since.get_or_insert_with(Instant::now);
         let d = self.dirty.entry(key.clone()).or_insert_with(|| {
             self.order.push_back(key);
-            Dirty::default()
+            Dirty {
+                insert_only: insert,
+                ..Dirty::default()
+            }
         });
         d.seqs.push(seq);
         d.newest_at_ms = d.newest_at_ms.max(at_ms);
+        d.insert_only &= insert;
     }
 
     /// Puts a batch's items back (their copy could not be recorded).
     pub fn readmit(&mut self, items: Vec<(DocKey, Dirty)>) {
         for (k, d) in items {
             for s in d.seqs {
-                self.admit(k.clone(), s, d.newest_at_ms);
+                self.admit(k.clone(), s, d.newest_at_ms, d.insert_only);
             }
         }
     }
@@ -88,7 +95,7 @@ impl Queue {
     /// Moves a waiting entry to dirty once its write is done.
     pub fn release_waiting(&mut self, seq: i64) {
         if let Some(e) = self.waiting.remove(&seq) {
-            self.admit(e.key, e.seq, e.at_ms);
+            self.admit(e.key, e.seq, e.at_ms, e.insert);
         }
     }
 
@@ -163,10 +170,10 @@ mod tests {
     #[test]
     fn a_key_is_never_in_flight_twice() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 1, 10);
+        q.admit(key("a.b", 1), 1, 10, false);
         let b1 = q.take_batch(10).unwrap();
         assert_eq!(b1.items.len(), 1);
-        q.admit(key("a.b", 1), 2, 20);
+        q.admit(key("a.b", 1), 2, 20, false);
         assert!(q.take_batch(10).is_none(), "key 1 is in flight");
         q.finish(b1.items.iter().map(|(k, _)| k.clone()));
         let b2 = q.take_batch(10).unwrap();
@@ -176,10 +183,10 @@ mod tests {
     #[test]
     fn entries_of_one_key_merge_and_batches_keep_one_namespace() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 1, 10);
-        q.admit(key("a.c", 2), 2, 11);
-        q.admit(key("a.b", 1), 3, 12);
-        q.admit(key("a.b", 3), 4, 13);
+        q.admit(key("a.b", 1), 1, 10, false);
+        q.admit(key("a.c", 2), 2, 11, false);
+        q.admit(key("a.b", 1), 3, 12, false);
+        q.admit(key("a.b", 3), 4, 13, false);
         let b = q.take_batch(10).unwrap();
         assert_eq!(b.ns, "a.b");
         assert_eq!(b.items.len(), 2);
@@ -187,7 +194,8 @@ mod tests {
             b.items[0].1,
             Dirty {
                 seqs: vec![1, 3],
-                newest_at_ms: 12
+                newest_at_ms: 12,
+                insert_only: false
             }
         );
         assert_eq!(b.seqs(), vec![1, 3, 4]);
@@ -200,7 +208,7 @@ mod tests {
     fn batch_size_is_respected_and_order_kept() {
         let mut q = Queue::new(100);
         for i in 0..5 {
-            q.admit(key("a.b", i), i as i64, 0);
+            q.admit(key("a.b", i), i as i64, 0, false);
         }
         let b = q.take_batch(2).unwrap();
         assert_eq!(
@@ -219,7 +227,7 @@ mod tests {
     fn dirty_age_starts_with_the_first_dirty_document_and_ends_when_none_waits() {
         let mut q = Queue::new(100);
         assert!(q.dirty_age().is_none());
-        q.admit(key("a.b", 1), 1, 0);
+        q.admit(key("a.b", 1), 1, 0, false);
         assert!(q.dirty_age().is_some());
         q.take_batch(10).unwrap();
         assert!(q.dirty_age().is_none());
@@ -228,10 +236,23 @@ mod tests {
     #[test]
     fn readmitted_items_come_back() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 7, 0);
+        q.admit(key("a.b", 1), 7, 0, true);
         let b = q.take_batch(5).unwrap();
         q.finish(b.items.iter().map(|(k, _)| k.clone()));
         q.readmit(b.items);
-        assert_eq!(q.take_batch(5).unwrap().seqs(), vec![7]);
+        let again = q.take_batch(5).unwrap();
+        assert_eq!(again.seqs(), vec![7]);
+        assert!(again.items[0].1.insert_only, "the insert hint survives");
+    }
+
+    #[test]
+    fn a_document_is_insert_only_while_every_change_was_an_insert() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 1, 0, true);
+        q.admit(key("a.b", 2), 2, 0, true);
+        q.admit(key("a.b", 2), 3, 0, false);
+        let b = q.take_batch(5).unwrap();
+        assert!(b.items[0].1.insert_only);
+        assert!(!b.items[1].1.insert_only);
     }
 }
