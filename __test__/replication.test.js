@@ -276,6 +276,13 @@ test('new documents go to Atlas as inserts; one whose _id Atlas already has is r
   await c.insertMany([{ _id: 'stale', version: 'new' }, { _id: 'fresh', version: 'new' }])
   await c.insertOne({ _id: 'then-updated', n: 1 })
   await c.updateOne({ _id: 'then-updated' }, { $inc: { n: 1 } })
+  // the bytes the insert stored are sent as they are: _id moved first as
+  // the server does, and only for the documents the server accepted
+  await c.insertOne({ v: 1, _id: 'id-last' })
+  await assert.rejects(c.insertMany([{ _id: 'u1' }, { _id: 'fresh', clash: true }, { _id: 'u2' }], { ordered: false }), {
+    code: 11000,
+  })
+  await assert.rejects(c.insertMany([{ _id: 'o1' }, { _id: 'fresh', clash: true }, { _id: 'o2' }]), { code: 11000 })
   await sync.flush({ timeoutMs: 30000 })
   assert.equal((await sync.metrics()).deadLettered, 0)
   await sync.close()

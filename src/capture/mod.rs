@@ -70,26 +70,42 @@ impl<'a> Target<'a> {
         ids: &[Bson],
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        self.journaled_as(ids, false, op).await
+        let seqs = self.intents(ids, false).await?;
+        let out = op.await;
+        if let Some(j) = &self.w.journal {
+            j.mark_ready(seqs);
+        }
+        out
     }
 
-    /// [`Target::journaled`] for inserts of new documents (a hint that lets
-    /// the replicator send them as inserts).
+    /// [`Target::journaled`] for inserts of the new documents `docs` (one
+    /// per id): the intents carry an insert hint, and each document that the
+    /// server stored is handed to the journal with its bytes, so the
+    /// replicator can send it without reading it back.
     pub async fn journaled_inserts<T>(
         &self,
         ids: &[Bson],
+        docs: &[RawDocumentBuf],
+        ordered: bool,
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        self.journaled_as(ids, true, op).await
+        let seqs = self.intents(ids, true).await?;
+        let out = op.await;
+        if let Some(j) = &self.w.journal {
+            let stored = inserted(&out, docs.len(), ordered);
+            let done = seqs
+                .into_iter()
+                .zip(docs.iter().zip(stored))
+                .map(|(s, (d, ok))| (s, ok.then(|| d.as_bytes().to_vec())))
+                .collect();
+            j.mark_inserted(done);
+        }
+        out
     }
 
-    async fn journaled_as<T>(
-        &self,
-        ids: &[Bson],
-        inserts: bool,
-        op: impl std::future::Future<Output = Result<T, SyncError>>,
-    ) -> Result<T, SyncError> {
-        let seqs = match (&self.w.journal, self.replicated) {
+    /// Commits intents for `ids` (none if the collection is not replicated).
+    async fn intents(&self, ids: &[Bson], inserts: bool) -> Result<Vec<i64>, SyncError> {
+        match (&self.w.journal, self.replicated) {
             (Some(j), true) if !ids.is_empty() => {
                 let keys: Vec<DocKey> = ids.iter().map(|id| self.key(id)).collect();
                 let seqs = if inserts {
@@ -101,15 +117,34 @@ impl<'a> Target<'a> {
                     .metrics
                     .captured
                     .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                seqs
+                Ok(seqs)
             }
-            _ => Vec::new(),
-        };
-        let out = op.await;
-        if let Some(j) = &self.w.journal {
-            j.mark_ready(seqs);
+            _ => Ok(Vec::new()),
         }
-        out
+    }
+}
+
+/// Which of `n` inserted documents the server stored: all on success; on
+/// an insertMany error, all but the failed ones (and, when ordered, none
+/// after the first failure); none on any other error.
+fn inserted<T>(out: &Result<T, SyncError>, n: usize, ordered: bool) -> Vec<bool> {
+    use mongodb::error::ErrorKind;
+    match out {
+        Ok(_) => vec![true; n],
+        Err(SyncError::Mongo(e)) => match e.kind.as_ref() {
+            ErrorKind::InsertMany(im) => {
+                let failed: Vec<usize> =
+                    im.write_errors.iter().flatten().map(|w| w.index).collect();
+                let cut = if ordered {
+                    failed.iter().min().copied().unwrap_or(n)
+                } else {
+                    n
+                };
+                (0..n).map(|i| i < cut && !failed.contains(&i)).collect()
+            }
+            _ => vec![false; n],
+        },
+        Err(_) => vec![false; n],
     }
 }
 

@@ -21,25 +21,32 @@ const RETARGET_TRIES: usize = 3;
 
 /// Returns the document with an `_id` (a new ObjectId first if it had none)
 /// and that `_id`.
+/// Returns the document with its `_id` first (a new ObjectId if it had
+/// none), as the server stores it, and that `_id`.
 pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncError> {
-    if let Some(id) = doc
-        .get("_id")
-        .map_err(|e| SyncError::invalid(e.to_string()))?
-    {
-        let id: Bson = id
-            .to_raw_bson()
-            .try_into()
-            .map_err(|e: mongodb::bson::raw::Error| SyncError::invalid(e.to_string()))?;
+    let bad = |e: mongodb::bson::raw::Error| SyncError::invalid(e.to_string());
+    let first_is_id = doc
+        .iter()
+        .next()
+        .transpose()
+        .map_err(bad)?
+        .is_some_and(|(k, _)| k == "_id");
+    let id = match doc.get("_id").map_err(bad)? {
+        Some(id) => Bson::try_from(id.to_raw_bson()).map_err(bad)?,
+        None => new_id(),
+    };
+    if first_is_id {
         return Ok((doc, id));
     }
-    let id = new_id();
     let mut out = RawDocumentBuf::new();
-    if let Bson::ObjectId(oid) = &id {
-        out.append("_id", *oid);
-    }
+    let raw_id = mongodb::bson::RawBson::try_from(id.clone())
+        .map_err(|e| SyncError::invalid(e.to_string()))?;
+    out.append("_id", raw_id);
     for el in doc.iter() {
-        let (k, v) = el.map_err(|e| SyncError::invalid(e.to_string()))?;
-        out.append(k, v.to_raw_bson());
+        let (k, v) = el.map_err(bad)?;
+        if k != "_id" {
+            out.append(k, v.to_raw_bson());
+        }
     }
     Ok((out, id))
 }
@@ -47,7 +54,8 @@ pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncErro
 pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let (doc, id) = ensure_id(p.bytes_doc("doc")?)?;
     let (opts, _) = p.options::<InsertOneOptions>()?;
-    t.journaled_inserts(std::slice::from_ref(&id), async {
+    let docs = std::slice::from_ref(&doc);
+    t.journaled_inserts(std::slice::from_ref(&id), docs, true, async {
         t.raw()
             .insert_one(&doc)
             .with_options(opts)
@@ -74,7 +82,8 @@ pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
         with_ids.push(d);
     }
     let n = with_ids.len() as i64;
-    t.journaled_inserts(&ids, async {
+    let ordered = opts.ordered != Some(false);
+    t.journaled_inserts(&ids, &with_ids, ordered, async {
         t.raw()
             .insert_many(&with_ids)
             .with_options(opts)
@@ -506,4 +515,27 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
         .await?;
     let value = if after { v } else { None };
     Ok(fam_result(value, true, false, Some(id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::rawdoc;
+
+    #[test]
+    fn ensure_id_puts_the_id_first_as_the_server_does() {
+        let (d, id) = ensure_id(rawdoc! { "a": 1, "_id": "x", "b": 2 }).unwrap();
+        assert_eq!(id, Bson::String("x".into()));
+        let keys: Vec<&str> = d.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, vec!["_id", "a", "b"]);
+        let (d, id) = ensure_id(rawdoc! { "a": 1 }).unwrap();
+        assert!(matches!(id, Bson::ObjectId(_)));
+        assert_eq!(d.iter().next().unwrap().unwrap().0, "_id");
+        let first = rawdoc! { "_id": 7, "a": 1 };
+        assert_eq!(
+            ensure_id(first.clone()).unwrap().0,
+            first,
+            "already first: unchanged"
+        );
+    }
 }

@@ -45,7 +45,9 @@ const PAUSED_BY_KEY: &str = "paused_by";
 enum Cmd {
     /// Keys, ready at once?, all of them inserts of new documents?
     Append(Vec<DocKey>, bool, bool, Reply<Vec<i64>>),
-    MarkReady(Vec<i64>),
+    /// Seqs whose write finished, each with the document's stored bytes when
+    /// the write was an insert that succeeded.
+    MarkReady(Vec<(i64, Option<Vec<u8>>)>),
     Remove(Vec<i64>, Reply<()>),
     DeadLetter(Vec<DeadLetter>, Reply<()>),
     RequeueDeadLetters(Reply<u64>),
@@ -167,7 +169,18 @@ impl Journal {
     /// replicated all the same.
     pub fn mark_ready(&self, seqs: Vec<i64>) {
         if !seqs.is_empty() {
-            let _ = self.send(Cmd::MarkReady(seqs));
+            let _ = self.send(Cmd::MarkReady(
+                seqs.into_iter().map(|s| (s, None)).collect(),
+            ));
+        }
+    }
+
+    /// [`Journal::mark_ready`] with, for each seq, the bytes of the document
+    /// its insert stored (`None` where the insert failed): the replicator can
+    /// send those to Atlas without reading them back.
+    pub fn mark_inserted(&self, done: Vec<(i64, Option<Vec<u8>>)>) {
+        if !done.is_empty() {
+            let _ = self.send(Cmd::MarkReady(done));
         }
     }
 

@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS pending (
     owner TEXT    NOT NULL,
     ready INTEGER NOT NULL,
     at_ms INTEGER NOT NULL,
-    hint  INTEGER NOT NULL DEFAULT 0
+    hint  INTEGER NOT NULL DEFAULT 0,
+    doc   BLOB
 );
 CREATE TABLE IF NOT EXISTS dead_letter (
     ns       TEXT    NOT NULL,
@@ -41,6 +42,8 @@ pub struct Entry {
     pub at_ms: i64,
     /// The change was the insert of a new document.
     pub insert: bool,
+    /// The bytes that insert stored, once it succeeded.
+    pub doc: Option<Vec<u8>>,
 }
 
 /// A document Atlas refused for good, with the reason.
@@ -85,19 +88,20 @@ pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
         ));
     }
     conn.execute_batch(SCHEMA)?;
-    add_hint_column(&conn)?;
+    add_column(&conn, "hint", "INTEGER NOT NULL DEFAULT 0")?;
+    add_column(&conn, "doc", "BLOB")?;
     Ok(conn)
 }
 
-/// Journals made before `hint` existed get the column (default: not an insert).
-fn add_hint_column(conn: &Connection) -> rusqlite::Result<()> {
+/// Journals made by earlier versions get the columns added since.
+fn add_column(conn: &Connection, name: &str, decl: &str) -> rusqlite::Result<()> {
     let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('pending') WHERE name = 'hint'",
-        [],
+        "SELECT COUNT(*) FROM pragma_table_info('pending') WHERE name = ?1",
+        [name],
         |r| r.get(0),
     )?;
     if has == 0 {
-        conn.execute_batch("ALTER TABLE pending ADD COLUMN hint INTEGER NOT NULL DEFAULT 0")?;
+        conn.execute_batch(&format!("ALTER TABLE pending ADD COLUMN {name} {decl}"))?;
     }
     Ok(())
 }
@@ -172,10 +176,10 @@ fn apply_tx(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> rusqlite::Resu
                 }
                 Outcome::Seqs(seqs)
             }
-            Cmd::MarkReady(seqs) => {
-                let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1 WHERE seq = ?1")?;
-                for s in seqs {
-                    stmt.execute([s])?;
+            Cmd::MarkReady(done) => {
+                let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1, doc = ?2 WHERE seq = ?1")?;
+                for (seq, doc) in done {
+                    stmt.execute(params![seq, doc])?;
                 }
                 Outcome::Unit
             }
@@ -233,12 +237,13 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         ready: r.get::<_, i64>(4)? != 0,
         at_ms: r.get(5)?,
         insert: r.get::<_, i64>(6)? != 0,
+        doc: r.get(7)?,
     })
 }
 
 pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Entry>> {
     let mut stmt = c.prepare_cached(
-        "SELECT seq, ns, id, owner, ready, at_ms, hint FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, ns, id, owner, ready, at_ms, hint, doc FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after, limit as i64], entry)?;
     rows.collect()

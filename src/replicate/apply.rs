@@ -59,32 +59,61 @@ pub fn id_of(key: &DocKey) -> Option<Bson> {
     d.get("_id").cloned()
 }
 
-/// Copies the current local state of `keys` (all of namespace `ns`) to Atlas.
-/// A key marked insert-only is sent as an insert (cheaper than an upsert);
-/// if Atlas has that `_id` already, it is replaced like the others.
+/// One document of a batch.
+pub struct Item<'a> {
+    pub key: &'a DocKey,
+    /// Only inserts of new documents changed it: send it as an insert.
+    pub insert_only: bool,
+    /// The bytes its (newest, successful) insert stored: no need to read
+    /// the local state back.
+    pub doc: Option<&'a [u8]>,
+}
+
+impl Item<'_> {
+    fn known_state(&self) -> Option<RawDocumentBuf> {
+        let bytes = self.doc.filter(|_| self.insert_only)?;
+        RawDocumentBuf::from_bytes(bytes.to_vec()).ok()
+    }
+}
+
+/// Copies the current local state of `items` (all of namespace `ns`) to
+/// Atlas. An insert-only document is sent as an insert (cheaper than an
+/// upsert), from the bytes its insert stored when known; if Atlas has that
+/// `_id` already, it is replaced like the others.
 /// `Err` means the whole batch failed (nothing can be said per document).
 pub async fn apply(
     local: &Client,
     atlas: &Client,
     ns: &str,
-    keys: &[(DocKey, bool)],
+    items: &[Item<'_>],
 ) -> Result<Vec<DocResult>, (Side, mongodb::error::Error)> {
     let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
-    let mut by_id = read_local(local, db, coll, keys)
+    let known: Vec<Option<RawDocumentBuf>> = items.iter().map(Item::known_state).collect();
+    let unknown: Vec<&DocKey> = items
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(i, _)| i.key)
+        .collect();
+    let mut by_id = read_local(local, db, coll, &unknown)
         .await
         .map_err(|e| (Side::Local, e))?;
     let atlas_db = atlas.database(db);
-    let mut results = vec![DocResult::Ok; keys.len()];
+    let mut results = vec![DocResult::Ok; items.len()];
     let mut inserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut upserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut deletes: Vec<(usize, Bson)> = Vec::new();
-    for (i, (k, insert_only)) in keys.iter().enumerate() {
-        let Some(id) = id_of(k) else {
+    for (i, (item, known)) in items.iter().zip(known).enumerate() {
+        if let Some(d) = known {
+            inserts.push((i, d));
+            continue;
+        }
+        let Some(id) = id_of(item.key) else {
             results[i] = DocResult::Refused(2, "journal key does not hold an _id".into());
             continue;
         };
         match by_id.remove(&canon_id(&id)) {
-            Some(d) if *insert_only => inserts.push((i, d)),
+            Some(d) if item.insert_only => inserts.push((i, d)),
             Some(d) => upserts.push((i, d)),
             None => deletes.push((i, id)),
         }
@@ -126,9 +155,12 @@ async fn read_local(
     local: &Client,
     db: &str,
     coll: &str,
-    keys: &[(DocKey, bool)],
+    keys: &[&DocKey],
 ) -> mongodb::error::Result<HashMap<Canon, RawDocumentBuf>> {
-    let ids: Vec<Bson> = keys.iter().filter_map(|(k, _)| id_of(k)).collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Bson> = keys.iter().filter_map(|k| id_of(k)).collect();
     let found: Vec<RawDocumentBuf> = local
         .database(db)
         .collection::<RawDocumentBuf>(coll)

@@ -18,7 +18,7 @@ mod atlas;
 mod backoff;
 mod queue;
 
-pub use apply::{apply, canon_id, id_of, Canon, DocResult, Side};
+pub use apply::{apply, canon_id, id_of, Canon, DocResult, Item, Side};
 pub use atlas::Atlas;
 pub use backoff::backoff;
 pub use queue::{Batch, Queue};
@@ -240,7 +240,7 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
         for e in entries {
             q.cursor = q.cursor.max(e.seq);
             if e.ready {
-                q.admit(e.key, e.seq, e.at_ms, e.insert);
+                q.admit(e.key, e.seq, e.at_ms, e.insert, e.doc);
             } else {
                 q.waiting.insert(e.seq, e);
             }
@@ -284,23 +284,25 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         if *stop.borrow() {
             break;
         }
-        let batch_keys: Vec<(DocKey, bool)> = todo
+        let items: Vec<Item<'_>> = todo
             .iter()
-            .map(|(k, d)| (k.clone(), d.insert_only))
+            .map(|(k, d)| Item {
+                key: k,
+                insert_only: d.insert_only,
+                doc: d.doc.as_deref(),
+            })
             .collect();
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
-        let attempt_result = match tokio::time::timeout(
-            limit,
-            apply(&ctx.local, &ctx.atlas.get(), &ns, &batch_keys),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => {
-                ctx.atlas.recycle();
-                Err((Side::Atlas, timed_out(limit)))
-            }
-        };
+        let attempt_result =
+            match tokio::time::timeout(limit, apply(&ctx.local, &ctx.atlas.get(), &ns, &items))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    ctx.atlas.recycle();
+                    Err((Side::Atlas, timed_out(limit)))
+                }
+            };
         let results = match attempt_result {
             Ok(r) => r,
             Err((side, e)) => {

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::journal::{DocKey, Entry};
 
+/// Document bytes the queue may hold before it stops reading the journal.
+const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
+
 /// The changes of one document not yet copied.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dirty {
@@ -23,6 +26,9 @@ pub struct Dirty {
     /// Every change was the insert of a new document: Atlas most likely
     /// lacks it, so it can be sent as an insert.
     pub insert_only: bool,
+    /// The bytes the newest change stored, if it was an insert that
+    /// succeeded: then the local state need not be read back.
+    pub doc: Option<Vec<u8>>,
 }
 
 /// Documents of one namespace to copy together.
@@ -53,6 +59,8 @@ pub struct Queue {
     max_dirty: usize,
     /// Since when `dirty` has not been empty.
     dirty_since: Option<Instant>,
+    /// Bytes of documents held in `dirty`.
+    held_bytes: usize,
 }
 
 impl Queue {
@@ -65,11 +73,13 @@ impl Queue {
             cursor: 0,
             max_dirty,
             dirty_since: None,
+            held_bytes: 0,
         }
     }
 
-    /// Records a ready entry.
-    pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool) {
+    /// Records a ready entry; entries of one document come in seq order, so
+    /// the last one's bytes (or their absence) describe the newest state.
+    pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool, doc: Option<Vec<u8>>) {
         self.dirty_since.get_or_insert_with(Instant::now);
         let d = self.dirty.entry(key.clone()).or_insert_with(|| {
             self.order.push_back(key);
@@ -81,13 +91,16 @@ impl Queue {
         d.seqs.push(seq);
         d.newest_at_ms = d.newest_at_ms.max(at_ms);
         d.insert_only &= insert;
+        self.held_bytes -= d.doc.as_ref().map_or(0, Vec::len);
+        self.held_bytes += doc.as_ref().map_or(0, Vec::len);
+        d.doc = doc;
     }
 
     /// Puts a batch's items back (their copy could not be recorded).
     pub fn readmit(&mut self, items: Vec<(DocKey, Dirty)>) {
         for (k, d) in items {
             for s in d.seqs {
-                self.admit(k.clone(), s, d.newest_at_ms, d.insert_only);
+                self.admit(k.clone(), s, d.newest_at_ms, d.insert_only, d.doc.clone());
             }
         }
     }
@@ -95,12 +108,12 @@ impl Queue {
     /// Moves a waiting entry to dirty once its write is done.
     pub fn release_waiting(&mut self, seq: i64) {
         if let Some(e) = self.waiting.remove(&seq) {
-            self.admit(e.key, e.seq, e.at_ms, e.insert);
+            self.admit(e.key, e.seq, e.at_ms, e.insert, e.doc);
         }
     }
 
     pub fn is_full(&self) -> bool {
-        self.dirty.len() + self.waiting.len() >= self.max_dirty
+        self.dirty.len() + self.waiting.len() >= self.max_dirty || self.held_bytes >= MAX_HELD_BYTES
     }
 
     pub fn dirty_len(&self) -> usize {
@@ -133,6 +146,7 @@ impl Queue {
             if eligible {
                 ns.get_or_insert_with(|| k.ns.clone());
                 let d = self.dirty.remove(&k).unwrap_or_default();
+                self.held_bytes -= d.doc.as_ref().map_or(0, Vec::len);
                 self.in_flight.insert(k.clone());
                 items.push((k, d));
             } else {
@@ -170,10 +184,10 @@ mod tests {
     #[test]
     fn a_key_is_never_in_flight_twice() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 1, 10, false);
+        q.admit(key("a.b", 1), 1, 10, false, None);
         let b1 = q.take_batch(10).unwrap();
         assert_eq!(b1.items.len(), 1);
-        q.admit(key("a.b", 1), 2, 20, false);
+        q.admit(key("a.b", 1), 2, 20, false, None);
         assert!(q.take_batch(10).is_none(), "key 1 is in flight");
         q.finish(b1.items.iter().map(|(k, _)| k.clone()));
         let b2 = q.take_batch(10).unwrap();
@@ -183,10 +197,10 @@ mod tests {
     #[test]
     fn entries_of_one_key_merge_and_batches_keep_one_namespace() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 1, 10, false);
-        q.admit(key("a.c", 2), 2, 11, false);
-        q.admit(key("a.b", 1), 3, 12, false);
-        q.admit(key("a.b", 3), 4, 13, false);
+        q.admit(key("a.b", 1), 1, 10, false, None);
+        q.admit(key("a.c", 2), 2, 11, false, None);
+        q.admit(key("a.b", 1), 3, 12, false, None);
+        q.admit(key("a.b", 3), 4, 13, false, None);
         let b = q.take_batch(10).unwrap();
         assert_eq!(b.ns, "a.b");
         assert_eq!(b.items.len(), 2);
@@ -195,7 +209,8 @@ mod tests {
             Dirty {
                 seqs: vec![1, 3],
                 newest_at_ms: 12,
-                insert_only: false
+                insert_only: false,
+                doc: None
             }
         );
         assert_eq!(b.seqs(), vec![1, 3, 4]);
@@ -208,7 +223,7 @@ mod tests {
     fn batch_size_is_respected_and_order_kept() {
         let mut q = Queue::new(100);
         for i in 0..5 {
-            q.admit(key("a.b", i), i as i64, 0, false);
+            q.admit(key("a.b", i), i as i64, 0, false, None);
         }
         let b = q.take_batch(2).unwrap();
         assert_eq!(
@@ -227,7 +242,7 @@ mod tests {
     fn dirty_age_starts_with_the_first_dirty_document_and_ends_when_none_waits() {
         let mut q = Queue::new(100);
         assert!(q.dirty_age().is_none());
-        q.admit(key("a.b", 1), 1, 0, false);
+        q.admit(key("a.b", 1), 1, 0, false, None);
         assert!(q.dirty_age().is_some());
         q.take_batch(10).unwrap();
         assert!(q.dirty_age().is_none());
@@ -236,7 +251,7 @@ mod tests {
     #[test]
     fn readmitted_items_come_back() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 7, 0, true);
+        q.admit(key("a.b", 1), 7, 0, true, None);
         let b = q.take_batch(5).unwrap();
         q.finish(b.items.iter().map(|(k, _)| k.clone()));
         q.readmit(b.items);
@@ -246,11 +261,28 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_change_decides_the_bytes_and_bytes_are_counted() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 1, 0, true, Some(vec![1; 10]));
+        assert_eq!(q.held_bytes, 10);
+        q.admit(key("a.b", 1), 2, 0, true, None);
+        assert_eq!(
+            q.held_bytes, 0,
+            "a newer change without bytes drops the older bytes"
+        );
+        q.admit(key("a.b", 2), 3, 0, true, Some(vec![2; 5]));
+        let b = q.take_batch(5).unwrap();
+        assert_eq!(b.items[0].1.doc, None);
+        assert_eq!(b.items[1].1.doc, Some(vec![2; 5]));
+        assert_eq!(q.held_bytes, 0);
+    }
+
+    #[test]
     fn a_document_is_insert_only_while_every_change_was_an_insert() {
         let mut q = Queue::new(100);
-        q.admit(key("a.b", 1), 1, 0, true);
-        q.admit(key("a.b", 2), 2, 0, true);
-        q.admit(key("a.b", 2), 3, 0, false);
+        q.admit(key("a.b", 1), 1, 0, true, None);
+        q.admit(key("a.b", 2), 2, 0, true, None);
+        q.admit(key("a.b", 2), 3, 0, false, None);
         let b = q.take_batch(5).unwrap();
         assert!(b.items[0].1.insert_only);
         assert!(!b.items[1].1.insert_only);
