@@ -168,8 +168,12 @@ async fn run(
                 .await;
         }
         let changed = ctx.journal.changed.notified();
-        if let Err(e) = refill(ctx, &mut q).await {
-            ctx.record_error("reading the journal failed", &e);
+        // While paused, pending work stays on disk, not in memory.
+        let was_paused = *paused.borrow() || shared_paused;
+        if !was_paused {
+            if let Err(e) = refill(ctx, &mut q).await {
+                ctx.record_error("reading the journal failed", &e);
+            }
         }
         // Read after the entries: a pause committed before an entry is
         // always seen before that entry is dispatched.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::journal::{DocKey, Entry};
 
 /// Document bytes the queue may hold before it stops reading the journal.
-const MAX_HELD_BYTES: usize = 32 * 1024 * 1024;
+const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 
 /// The changes of one document not yet copied.
 #[derive(Debug, Clone, Default, PartialEq)]
