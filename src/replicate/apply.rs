@@ -1,12 +1,15 @@
-//! Applying one batch: read the current local state of each document, then
-//! make Atlas hold exactly that (replace with upsert, or delete if gone).
+//! Applying one batch: take the current local state of each document, then
+//! make Atlas hold exactly that (insert or replace with upsert, or delete if
+//! gone).
 //!
 //! Invariants:
 //! - the copy is idempotent: it writes a state, never replays an operation,
 //!   so a retry can never apply `$inc` twice;
-//! - the local read happens after the entries were ready, so the state
-//!   copied is at least as new as every change the batch covers;
-//! - documents travel as the local server's BSON bytes, never re-encoded.
+//! - the state copied is at least as new as every change the batch covers:
+//!   it is read from the local server after the entries were ready, or it is
+//!   the bytes the newest change, a successful insert, stored (no change of
+//!   that document came after it in the batch, or it would be the newest);
+//! - documents travel as BSON bytes, never re-encoded.
 
 use std::collections::HashMap;
 
