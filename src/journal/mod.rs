@@ -129,39 +129,39 @@ impl Journal {
         }
     }
 
-    /// Commits intents for `keys` (not ready yet: their local write is about
-    /// to be sent) and returns their sequence numbers.
-    pub async fn append(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
+    async fn append_as(
+        &self,
+        keys: Vec<DocKey>,
+        ready: bool,
+        inserts: bool,
+    ) -> Result<Vec<i64>, SyncError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|r| Cmd::Append(keys, false, false, r)).await
+        self.call(|r| Cmd::Append(keys, ready, inserts, r)).await
+    }
+
+    /// Commits intents for `keys` (not ready yet: their local write is about
+    /// to be sent) and returns their sequence numbers.
+    pub async fn append(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
+        self.append_as(keys, false, false).await
     }
 
     /// [`Journal::append`] for inserts of new documents: the replicator may
     /// send them as inserts (much cheaper than upserts), falling back to a
     /// replace if Atlas has the `_id` already.
     pub async fn append_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(|r| Cmd::Append(keys, false, true, r)).await
+        self.append_as(keys, false, true).await
     }
 
     /// Commits entries that are ready at once (re-queued or repaired work).
     pub async fn append_ready(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(|r| Cmd::Append(keys, true, false, r)).await
+        self.append_as(keys, true, false).await
     }
 
     /// [`Journal::append_ready`] for documents Atlas is not expected to have.
     pub async fn append_ready_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.call(|r| Cmd::Append(keys, true, true, r)).await
+        self.append_as(keys, true, true).await
     }
 
     /// Marks intents ready once their local write finished. Not awaited: if
