@@ -469,3 +469,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Not a check: prints what one sequential append costs
+    /// (`cargo test --release --no-default-features append_cost -- --ignored --nocapture`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn append_cost() {
+        let dir = std::env::temp_dir().join(format!("dms-append-cost-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let n = 5000;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let s = j
+                .append(vec![DocKey {
+                    ns: "db.c".into(),
+                    id: (i as u32).to_le_bytes().to_vec(),
+                }])
+                .await
+                .unwrap();
+            j.mark_ready(s);
+        }
+        println!(
+            "append + mark_ready: {:.1} µs each",
+            t.elapsed().as_micros() as f64 / n as f64
+        );
+        let conn = store::open(&dir.join("bench.sqlite3"), false).unwrap();
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            conn.execute(
+                "INSERT INTO pending (ns, id, owner, ready, at_ms) VALUES ('db.c', ?1, 'me', 0, 0)",
+                [i],
+            )
+            .unwrap();
+        }
+        println!(
+            "bare SQLite insert+commit: {:.1} µs each",
+            t.elapsed().as_micros() as f64 / n as f64
+        );
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -175,15 +175,18 @@ async fn run(
                 ctx.record_error("reading the journal failed", &e);
             }
         }
-        // Read after the entries: a pause committed before an entry is
-        // always seen before that entry is dispatched.
-        shared_paused = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
-        let is_paused = *paused.borrow() || shared_paused;
-        ctx.metrics.paused.store(is_paused, Relaxed);
         // A batch goes when it is full or its oldest document has waited
         // LINGER: under load, changes gather into fuller batches.
         let age = q.dirty_age();
         let ripe = q.dirty_len() >= ctx.config.batch_size || age.is_some_and(|a| a >= LINGER);
+        // The shared pause is read after the entries, before a batch goes (a
+        // pause committed before an entry is seen before that entry is
+        // dispatched), and on each wake while paused, to notice a resume.
+        if ripe || was_paused {
+            shared_paused = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
+        }
+        let is_paused = *paused.borrow() || shared_paused;
+        ctx.metrics.paused.store(is_paused, Relaxed);
         while !is_paused && ripe && tasks.len() < ctx.config.workers {
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
@@ -196,9 +199,12 @@ async fn run(
             _ => POLL,
         };
         // A dropped handle (the engine is gone) counts as a stop.
+        // New entries matter only when nothing lingers already (they start
+        // the clock); otherwise the linger timer reads them all at once.
+        let listen = !is_paused && q.dirty_len() == 0;
         tokio::select! {
             Some(done) = tasks.join_next(), if !tasks.is_empty() => finish(&mut q, done),
-            _ = changed => {}
+            _ = changed, if listen => {}
             _ = tokio::time::sleep(nap) => {}
             r = paused.changed() => if r.is_err() { break },
             r = stop.changed() => if r.is_err() { break },
