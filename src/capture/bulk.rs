@@ -76,7 +76,7 @@ fn write_error(index: usize, e: &SyncError) -> Option<Document> {
 }
 
 pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
-    let ops = p.docs_raw("ops")?;
+    let ops = p.bytes_docs("ops")?;
     if ops.is_empty() {
         return Err(SyncError::invalid(
             "bulkWrite: 'ops' must be a non-empty array of operations",
@@ -215,11 +215,6 @@ async fn insert_run(
 }
 
 impl Payload {
-    /// An array of documents as raw views (bulk operations keep their bytes).
-    pub fn docs_raw(&self, field: &str) -> Result<Vec<RawDocumentBuf>, SyncError> {
-        self.bytes_docs(field)
-    }
-
     fn clone_payload(&self) -> Result<Payload, SyncError> {
         Payload::from_bytes(self.as_bytes().to_vec(), self.method())
     }

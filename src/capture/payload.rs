@@ -28,15 +28,6 @@ impl Payload {
         })
     }
 
-    pub fn from_doc(d: &Document, method: &str) -> Result<Payload, SyncError> {
-        let raw =
-            RawDocumentBuf::from_document(d).map_err(|e| SyncError::invalid(e.to_string()))?;
-        Ok(Payload {
-            raw,
-            method: method.to_string(),
-        })
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         self.raw.as_bytes()
     }

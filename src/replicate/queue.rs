@@ -125,10 +125,6 @@ impl Queue {
         self.dirty_since.map(|t| t.elapsed())
     }
 
-    pub fn in_flight_len(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// Up to `max` dirty documents of one namespace, none of them in flight;
     /// marks them in flight.
     pub fn take_batch(&mut self, max: usize) -> Option<Batch> {
