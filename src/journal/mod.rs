@@ -10,9 +10,13 @@
 //! - sequence numbers only grow (`AUTOINCREMENT`), across processes too, so
 //!   "everything captured so far" is "every seq up to the current maximum".
 //!
-//! Every mutation goes through one writer thread per process, which commits
-//! whatever is queued in one transaction (group commit). Several processes
-//! share the file safely through SQLite's own locking.
+//! An append made while the journal is idle commits on the calling thread
+//! (one commit, no thread hand-off: what a sequential writer waits for).
+//! Everything else goes through one writer thread per process, which commits
+//! whatever is queued in one transaction (group commit). Marking entries
+//! ready is never awaited: marks are buffered and ride along with the next
+//! commit, or are committed by the writer thread after a short wait. Several
+//! processes share the file safely through SQLite's own locking.
 
 mod locks;
 mod store;
@@ -21,8 +25,10 @@ pub use locks::{LeaderLock, OwnerRegistry};
 pub use store::{now_ms, DeadLetter, Entry, Stats};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{oneshot, Notify};
@@ -45,9 +51,8 @@ const PAUSED_BY_KEY: &str = "paused_by";
 enum Cmd {
     /// Keys, ready at once?, all of them inserts of new documents?
     Append(Vec<DocKey>, bool, bool, Reply<Vec<i64>>),
-    /// Seqs whose write finished, each with the document's stored bytes when
-    /// the write was an insert that succeeded.
-    MarkReady(Vec<(i64, Option<Vec<u8>>)>),
+    /// Commit the buffered marks (after a short wait for company).
+    Flush,
     Remove(Vec<i64>, Reply<()>),
     DeadLetter(Vec<DeadLetter>, Reply<()>),
     RequeueDeadLetters(Reply<u64>),
@@ -61,10 +66,46 @@ pub struct Journal {
     owner: String,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Arc<Shared>,
+    /// Appends may commit on the calling thread (not with `fsync`: a
+    /// synced commit is too slow to run on an async worker).
+    inline: bool,
     reader: Arc<Mutex<Connection>>,
     /// Signalled after every commit that made entries ready or removed some.
     pub changed: Arc<Notify>,
     pub owners: OwnerRegistry,
+}
+
+/// What the writer thread and inline appends share.
+struct Shared {
+    conn: Mutex<Connection>,
+    owner: String,
+    /// Marks not committed yet.
+    marks: Mutex<store::Marks>,
+    /// A `Flush` is on its way to the writer thread.
+    flush_sent: AtomicBool,
+    changed: Arc<Notify>,
+}
+
+impl Shared {
+    fn take_marks(&self) -> store::Marks {
+        std::mem::take(&mut *self.marks.lock().expect("journal marks poisoned"))
+    }
+
+    /// Marks whose commit failed wait for the next one.
+    fn restore_marks(&self, mut marks: store::Marks) {
+        if marks.is_empty() {
+            return;
+        }
+        let mut m = self.marks.lock().expect("journal marks poisoned");
+        marks.append(&mut m);
+        *m = marks;
+    }
+
+    fn notify(&self) {
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
 }
 
 impl Journal {
@@ -86,17 +127,25 @@ impl Journal {
         drop(opening);
         let changed = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel();
-        let notify = changed.clone();
-        let writer_owner = owner.clone();
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(writer_conn),
+            owner: owner.clone(),
+            marks: Mutex::new(Vec::new()),
+            flush_sent: AtomicBool::new(false),
+            changed: changed.clone(),
+        });
+        let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("dual-sync-journal".into())
-            .spawn(move || writer_loop(writer_conn, writer_owner, rx, notify))
+            .spawn(move || writer_loop(for_writer, rx))
             .map_err(|e| SyncError::journal(&path, e))?;
         Ok(Journal {
             path,
             owner,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            shared,
+            inline: !fsync,
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
@@ -138,7 +187,51 @@ impl Journal {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(done) = self.append_now(&keys, ready, inserts) {
+            return done;
+        }
         self.call(|r| Cmd::Append(keys, ready, inserts, r)).await
+    }
+
+    /// Commits an append on the calling thread if nothing else is
+    /// committing (in this process or another); `None` otherwise.
+    fn append_now(
+        &self,
+        keys: &[DocKey],
+        ready: bool,
+        inserts: bool,
+    ) -> Option<Result<Vec<i64>, SyncError>> {
+        if !self.inline {
+            return None;
+        }
+        let open = self.tx.lock().expect("journal sender poisoned").is_some();
+        if !open {
+            return Some(Err(SyncError::Closed));
+        }
+        let mut conn = self.shared.conn.try_lock().ok()?;
+        let marks = self.shared.take_marks();
+        // Another process's transaction would make this thread wait: leave
+        // that wait to the writer thread.
+        let _ = conn.busy_timeout(Duration::ZERO);
+        let done = store::append_now(&mut conn, &self.shared.owner, &marks, keys, ready, inserts);
+        let _ = conn.busy_timeout(store::BUSY_TIMEOUT);
+        drop(conn);
+        match done {
+            Ok(Some(seqs)) => {
+                if ready || !marks.is_empty() {
+                    self.shared.notify();
+                }
+                Some(Ok(seqs))
+            }
+            Ok(None) => {
+                self.shared.restore_marks(marks);
+                None
+            }
+            Err(e) => {
+                self.shared.restore_marks(marks);
+                Some(Err(SyncError::journal(&self.path, e)))
+            }
+        }
     }
 
     /// Commits intents for `keys` (not ready yet: their local write is about
@@ -168,19 +261,27 @@ impl Journal {
     /// the process dies first, the entries belong to a dead owner and are
     /// replicated all the same.
     pub fn mark_ready(&self, seqs: Vec<i64>) {
-        if !seqs.is_empty() {
-            let _ = self.send(Cmd::MarkReady(
-                seqs.into_iter().map(|s| (s, None)).collect(),
-            ));
-        }
+        self.mark(seqs.into_iter().map(|s| (s, None)));
     }
 
     /// [`Journal::mark_ready`] with, for each seq, the bytes of the document
     /// its insert stored (`None` where the insert failed): the replicator can
     /// send those to Atlas without reading them back.
     pub fn mark_inserted(&self, done: Vec<(i64, Option<Vec<u8>>)>) {
-        if !done.is_empty() {
-            let _ = self.send(Cmd::MarkReady(done));
+        self.mark(done.into_iter());
+    }
+
+    fn mark(&self, done: impl Iterator<Item = (i64, Option<Vec<u8>>)>) {
+        let mut added = false;
+        {
+            let mut m = self.shared.marks.lock().expect("journal marks poisoned");
+            for d in done {
+                m.push(d);
+                added = true;
+            }
+        }
+        if added && !self.shared.flush_sent.swap(true, Ordering::SeqCst) {
+            let _ = self.send(Cmd::Flush);
         }
     }
 
@@ -279,6 +380,23 @@ impl Journal {
         self.read(store::max_seq).await
     }
 
+    /// How many entries of `ns` wait for their local write to finish.
+    pub async fn unready_in(&self, ns: &str) -> Result<u64, SyncError> {
+        let ns = ns.to_string();
+        self.read(move |c| store::unready_in(c, &ns)).await
+    }
+
+    /// The namespaces of the entries still pending between two seqs
+    /// (exclusive); entries already removed are not listed.
+    pub async fn namespaces_between(
+        &self,
+        after: i64,
+        before: i64,
+    ) -> Result<Vec<String>, SyncError> {
+        self.read(move |c| store::namespaces_between(c, after, before))
+            .await
+    }
+
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, SyncError> {
         self.read(move |c| store::dead_letters(c, limit)).await
     }
@@ -304,8 +422,11 @@ impl Drop for Journal {
     }
 }
 
-/// How long a lone "mark ready" waits to share a commit.
-const MARK_READY_COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long buffered marks wait to share a commit with the next append.
+const MARK_READY_COALESCE: Duration = Duration::from_millis(2);
+
+/// How long marks whose commit failed wait before the next attempt.
+const MARK_RETRY: Duration = Duration::from_millis(100);
 
 fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
     while batch.len() < 4096 {
@@ -316,31 +437,75 @@ fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
     }
 }
 
-/// Commits every queued command in one transaction, then answers them.
-fn writer_loop(mut conn: Connection, owner: String, rx: mpsc::Receiver<Cmd>, changed: Arc<Notify>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+/// Commits every queued command and the buffered marks in one transaction,
+/// then answers the commands. When the process closes the journal, the
+/// marks still buffered are committed before the thread ends.
+fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
+    let mut open = true;
+    while open {
+        let retrying = !shared
+            .marks
+            .lock()
+            .expect("journal marks poisoned")
+            .is_empty()
+            && !shared.flush_sent.load(Ordering::SeqCst);
+        let first = if retrying {
+            match rx.recv_timeout(MARK_RETRY) {
+                Ok(c) => Some(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            }
+        } else {
+            match rx.recv() {
+                Ok(c) => Some(c),
+                Err(_) => {
+                    open = false;
+                    None
+                }
+            }
+        };
+        let mut batch: Vec<Cmd> = first.into_iter().collect();
         drain_into(&rx, &mut batch);
-        // Marking intents ready is never awaited: let it wait briefly for
-        // the next append, so a sequential writer pays one commit per write.
-        if batch.iter().all(|c| matches!(c, Cmd::MarkReady(_))) {
+        // Marks are never awaited: let them wait briefly for the next
+        // append, so a sequential writer pays one commit per write.
+        if open && !batch.is_empty() && batch.iter().all(|c| matches!(c, Cmd::Flush)) {
             if let Ok(c) = rx.recv_timeout(MARK_READY_COALESCE) {
                 batch.push(c);
                 drain_into(&rx, &mut batch);
             }
         }
-        let result = store::apply(&mut conn, &owner, &batch);
-        let mut notify = false;
-        for (cmd, outcome) in batch.into_iter().zip(result) {
-            notify |= matches!(
-                cmd,
-                Cmd::MarkReady(_) | Cmd::Remove(..) | Cmd::DeadLetter(..)
-            ) || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
-            outcome.answer(cmd);
+        batch.retain(|c| !matches!(c, Cmd::Flush));
+        shared.flush_sent.store(false, Ordering::SeqCst);
+        let mut conn = shared.conn.lock().expect("journal connection poisoned");
+        let marks = shared.take_marks();
+        if marks.is_empty() && batch.is_empty() {
+            continue;
+        }
+        let result = store::apply(&mut conn, &shared.owner, &marks, &batch);
+        drop(conn);
+        let mut notify = !marks.is_empty();
+        match result {
+            Ok(outcomes) => {
+                for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+                    notify |= matches!(cmd, Cmd::Remove(..) | Cmd::DeadLetter(..))
+                        || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
+                    outcome.answer(cmd);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("journal commit failed: {e}");
+                notify = false;
+                shared.restore_marks(marks);
+                for cmd in batch {
+                    store::Outcome::Failed(e.clone()).answer(cmd);
+                }
+            }
         }
         if notify {
-            changed.notify_waiters();
-            changed.notify_one();
+            shared.notify();
         }
     }
 }
@@ -389,6 +554,30 @@ mod tests {
         assert_eq!(j.min_seq().await.unwrap(), Some(seqs[1]));
         assert_eq!(j.max_seq().await.unwrap(), seqs[1]);
         assert_eq!(j.stats().await.unwrap().pending, 1);
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn marks_ride_with_the_next_append_and_closing_commits_the_rest() {
+        let dir = temp_dir("marks");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let a = j.append(vec![key(1)]).await.unwrap();
+        j.mark_inserted(vec![(a[0], Some(vec![7, 7]))]);
+        let b = j.append(vec![key(2)]).await.unwrap();
+        let e = j.read_after(0, 10).await.unwrap();
+        assert!(
+            e[0].ready,
+            "a mark is committed at the latest with the next append"
+        );
+        assert_eq!(e[0].doc, Some(vec![7, 7]));
+        assert!(!e[1].ready);
+        j.mark_ready(b.clone());
+        j.close();
+        drop(j);
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let e = j.read_after(0, 10).await.unwrap();
+        assert!(e[1].ready, "a mark buffered at close is not lost");
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

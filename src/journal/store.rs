@@ -74,9 +74,12 @@ pub fn now_ms() -> i64 {
 /// Opens the file in WAL mode. `fsync` chooses `synchronous=FULL` (survives
 /// power loss) over `NORMAL` (survives any process crash: a commit is in the
 /// OS before the call returns).
+/// How long a commit waits for another process's transaction.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     // A damaged file must stop the engine, never be silently replaced.
@@ -142,47 +145,97 @@ impl Outcome {
                     o => Err(err(&o)),
                 });
             }
-            Cmd::MarkReady(_) => {}
+            Cmd::Flush => {}
         }
     }
 }
 
-/// Runs a group of commands in one transaction. If the commit fails, every
-/// command of the group fails with the reason.
-pub(super) fn apply(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> Vec<Outcome> {
-    match apply_tx(conn, owner, batch) {
-        Ok(v) => v,
-        Err(e) => {
-            let msg = e.to_string();
-            batch.iter().map(|_| Outcome::Failed(msg.clone())).collect()
-        }
-    }
+/// Entries whose local write finished, each with the stored bytes of the
+/// document when the write was an insert that succeeded.
+pub(super) type Marks = Vec<(i64, Option<Vec<u8>>)>;
+
+/// Runs `marks` and a group of commands in one transaction. If the commit
+/// fails, every command of the group fails with the reason (and the caller
+/// keeps the marks for the next commit).
+pub(super) fn apply(
+    conn: &mut Connection,
+    owner: &str,
+    marks: &Marks,
+    batch: &[Cmd],
+) -> Result<Vec<Outcome>, String> {
+    apply_tx(conn, owner, marks, batch).map_err(|e| e.to_string())
 }
 
-fn apply_tx(conn: &mut Connection, owner: &str, batch: &[Cmd]) -> rusqlite::Result<Vec<Outcome>> {
+/// Inserts intents for `keys` and commits them with `marks`, without
+/// waiting for another process's transaction: `Ok(None)` if the journal is
+/// busy (the caller queues the append for the writer thread instead).
+pub(super) fn append_now(
+    conn: &mut Connection,
+    owner: &str,
+    marks: &Marks,
+    keys: &[DocKey],
+    ready: bool,
+    insert: bool,
+) -> rusqlite::Result<Option<Vec<i64>>> {
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    mark(&tx, marks)?;
+    let seqs = append(&tx, owner, keys, ready, insert, now_ms())?;
+    tx.commit()?;
+    Ok(Some(seqs))
+}
+
+fn mark(tx: &rusqlite::Transaction<'_>, marks: &Marks) -> rusqlite::Result<()> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1, doc = ?2 WHERE seq = ?1")?;
+    for (seq, doc) in marks {
+        stmt.execute(params![seq, doc])?;
+    }
+    Ok(())
+}
+
+fn append(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    keys: &[DocKey],
+    ready: bool,
+    insert: bool,
+    now: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO pending (ns, id, owner, ready, at_ms, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut seqs = Vec::with_capacity(keys.len());
+    for k in keys {
+        stmt.execute(params![k.ns, k.id, owner, ready as i64, now, insert as i64])?;
+        seqs.push(tx.last_insert_rowid());
+    }
+    Ok(seqs)
+}
+
+fn apply_tx(
+    conn: &mut Connection,
+    owner: &str,
+    marks: &Marks,
+    batch: &[Cmd],
+) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    mark(&tx, marks)?;
     let mut out = Vec::with_capacity(batch.len());
     let now = now_ms();
     for cmd in batch {
         out.push(match cmd {
             Cmd::Append(keys, ready, insert, _) => {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO pending (ns, id, owner, ready, at_ms, hint) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                let mut seqs = Vec::with_capacity(keys.len());
-                for k in keys {
-                    stmt.execute(params![k.ns, k.id, owner, *ready as i64, now, *insert as i64])?;
-                    seqs.push(tx.last_insert_rowid());
-                }
-                Outcome::Seqs(seqs)
+                Outcome::Seqs(append(&tx, owner, keys, *ready, *insert, now)?)
             }
-            Cmd::MarkReady(done) => {
-                let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1, doc = ?2 WHERE seq = ?1")?;
-                for (seq, doc) in done {
-                    stmt.execute(params![seq, doc])?;
-                }
-                Outcome::Unit
-            }
+            Cmd::Flush => Outcome::Unit,
             Cmd::Remove(seqs, _) => {
                 let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
                 for s in seqs {
@@ -285,6 +338,27 @@ pub fn max_seq(c: &Connection) -> rusqlite::Result<i64> {
         )
         .optional()?;
     Ok(v.unwrap_or(0))
+}
+
+/// Pending entries of `ns` whose local write has not been marked finished.
+pub fn unready_in(c: &Connection, ns: &str) -> rusqlite::Result<u64> {
+    c.query_row(
+        "SELECT COUNT(*) FROM pending WHERE ready = 0 AND ns = ?1",
+        [ns],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n as u64)
+}
+
+/// The namespaces of the pending entries with `after < seq < before`.
+pub fn namespaces_between(
+    c: &Connection,
+    after: i64,
+    before: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare_cached("SELECT ns FROM pending WHERE seq > ?1 AND seq < ?2")?;
+    let rows = stmt.query_map(params![after, before], |r| r.get(0))?;
+    rows.collect()
 }
 
 pub fn dead_letters(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadLetter>> {
