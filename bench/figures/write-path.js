@@ -1,8 +1,9 @@
 'use strict'
 // Figure 1: what the addon adds to a write. insertOne and updateOne through
 // the addon (sync enabled, replicator running) against the official driver
-// straight to the same local server, one at a time and 32 at a time; and the
-// addon with sync off, which has no journal and no replicator.
+// straight to the same local server, one at a time and 32 at a time; the
+// addon with sync off, which has no journal and no replicator; and the addon
+// with sync on but replication paused, which journals and does not copy.
 const { makeDocs, makeUpdate } = require('../lib/doc')
 const { closedLoop, cpuNow } = require('../lib/load')
 const { percentile, ratio } = require('../lib/stats')
@@ -49,10 +50,15 @@ async function run(ctx, { sizes, runIndex }) {
   // The addon with sync off (no journal, no replicator) separates the cost
   // of crossing into Rust from the cost of the journal and replication.
   const { sync: off } = await ctx.openSync(db, { enabled: false })
+  // Sync on with replication paused (its own journal): the journal's cost
+  // without the replicator's work beside it.
+  const { sync: held } = await ctx.openSync(db)
+  await held.pause()
   const impls = [
     { name: 'addon', ins: sync.db(db).collection('ins_addon'), upd: sync.db(db).collection('upd_addon'), flush },
     { name: 'driver', ins: ctx.local.db(db).collection('ins_driver'), upd: ctx.local.db(db).collection('upd_driver'), flush: null },
     { name: 'nosync', ins: off.db(db).collection('ins_nosync'), upd: off.db(db).collection('upd_nosync'), flush: null },
+    { name: 'paused', ins: held.db(db).collection('ins_paused'), upd: held.db(db).collection('upd_paused'), flush: null },
   ]
   if (runIndex % 2 === 1) impls.reverse() // alternate who goes first
   // Documents for the updates, inserted with the driver into both collections.
@@ -91,6 +97,7 @@ async function run(ctx, { sizes, runIndex }) {
       m[`${op}.c${conc}.ratio.cpu`] = ratio(a('cpuUsPerOp'), d('cpuUsPerOp'))
       m[`${op}.c${conc}.nosyncRatio.p50`] = ratio(m[`${op}.c${conc}.nosync.p50`], d('p50'))
       m[`${op}.c${conc}.nosyncRatio.ops`] = ratio(m[`${op}.c${conc}.nosync.opsPerSec`], d('opsPerSec'))
+      m[`${op}.c${conc}.pausedRatio.p50`] = ratio(m[`${op}.c${conc}.paused.p50`], d('p50'))
     }
   }
   return m
@@ -111,6 +118,7 @@ function rows(S, r) {
       out.push(r.value(`${label}: addon CPU/op incl. its replication`, `${p}.addon.cpuUsPerOpWithRepl`, 'µs'))
       out.push(r.value(`${label}: CPU/op, addon with sync off`, `${p}.nosync.cpuUsPerOp`, 'µs'))
       out.push(r.ratio(`${label}: p50 ratio, addon with sync off`, `${p}.nosyncRatio.p50`, `${p}.nosync.p50`, `${p}.driver.p50`, 'ms', null, ['sync off', 'driver']))
+      out.push(r.ratio(`${label}: p50 ratio, addon with replication paused`, `${p}.pausedRatio.p50`, `${p}.paused.p50`, `${p}.driver.p50`, 'ms', null, ['paused', 'driver']))
       if (conc === 32) {
         out.push(r.ratio(`${label}: throughput ratio, addon with sync off`, `${p}.nosyncRatio.ops`, `${p}.nosync.opsPerSec`, `${p}.driver.opsPerSec`, 'ops/s', null, ['sync off', 'driver']))
       }
