@@ -6,19 +6,22 @@
 //! - the checkpoint (collection, phase, last `_id`) is committed after each
 //!   chunk; after a crash the scan resumes there, re-covering at most a
 //!   chunk (re-marking a document dirty is harmless);
-//! - only one full sync runs per engine; starting another returns its id.
+//! - only one full sync runs per engine; starting another returns its id;
+//! - a collection that was empty on Atlas when its copy began skips the
+//!   extras phase: from then on only the replicator wrote to it, and every
+//!   copy it made is of a document the journal still follows.
 
 use std::sync::{Arc, Mutex};
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::options::FindOptions;
 use serde::{Deserialize, Serialize};
 
 use super::{drained, resolve_scope, Ctx};
 use crate::capture::key_of;
 use crate::error::SyncError;
-use crate::journal::now_ms;
+use crate::journal::{now_ms, Journal};
 use crate::observe::FullSyncView;
 use crate::replicate::canon_id;
 
@@ -45,6 +48,9 @@ struct Checkpoint {
     documents_done: u64,
     documents_total: u64,
     started_at_ms: i64,
+    /// The current collection was empty on Atlas when its copy began.
+    #[serde(default)]
+    atlas_was_empty: bool,
 }
 
 /// The full sync of one engine: its status and whether one runs.
@@ -126,6 +132,7 @@ impl FullSync {
             documents_done: 0,
             documents_total: total,
             started_at_ms: now_ms(),
+            atlas_was_empty: false,
         };
         save(&ctx, &cp).await?;
         let id = cp.id.clone();
@@ -197,9 +204,12 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
             cp.last_id = None;
             save(ctx, &cp).await?;
         }
-        scan(fs, ctx, &mut cp, &db, &coll, true).await?;
+        if !cp.atlas_was_empty {
+            scan(fs, ctx, &mut cp, &db, &coll, true).await?;
+        }
         cp.phase = Phase::Copy;
         cp.last_id = None;
+        cp.atlas_was_empty = false;
         cp.index += 1;
         save(ctx, &cp).await?;
     }
@@ -235,7 +245,52 @@ fn resume_filter(last: Option<&[u8]>) -> Document {
     doc! { "$or": [ { "_id": { "$gt": id } }, { "_id": { "$not": { "$type": bracket } } } ] }
 }
 
-/// Copy phase: every local `_id`. Extras phase: every Atlas `_id` missing locally.
+/// Whether the documents a copy scan read may travel to Atlas as they are,
+/// instead of being read back from local by the replicator.
+///
+/// They may while no write to the collection can have landed between the
+/// scan reading a document and the journal recording it: every write
+/// commits its intent before it is sent, so it holds if, when the scan
+/// starts, no intent of the collection waits for its write, and every seq
+/// handed out since then belongs to the scan itself or to another
+/// collection. Once that fails, the rest of the scan goes by `_id` only.
+struct Witness {
+    ns: String,
+    last_seq: i64,
+    intact: bool,
+}
+
+impl Witness {
+    /// Must run before the scan's first read.
+    async fn start(journal: &Journal, ns: &str) -> Result<Witness, SyncError> {
+        let last_seq = journal.max_seq().await?;
+        let intact = journal.unready_in(ns).await? == 0;
+        Ok(Witness {
+            ns: ns.to_string(),
+            last_seq,
+            intact,
+        })
+    }
+
+    /// Whether the chunk that just got `seqs` (one append, so consecutive)
+    /// still holds current documents.
+    async fn check(&mut self, journal: &Journal, seqs: &[i64]) -> Result<bool, SyncError> {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
+            return Ok(self.intact);
+        };
+        if self.intact && first != self.last_seq + 1 {
+            let others = journal.namespaces_between(self.last_seq, first).await?;
+            // Entries already removed cannot be told apart: assume the worst.
+            self.intact = others.len() as i64 == first - self.last_seq - 1
+                && others.iter().all(|ns| *ns != self.ns);
+        }
+        self.last_seq = last;
+        Ok(self.intact)
+    }
+}
+
+/// Copy phase: every local document. Extras phase: every Atlas `_id`
+/// missing locally.
 async fn scan(
     fs: &FullSync,
     ctx: &Ctx,
@@ -246,56 +301,84 @@ async fn scan(
 ) -> Result<(), SyncError> {
     let atlas = ctx.atlas.get();
     let source = if extras { &atlas } else { &ctx.local };
-    let opts = FindOptions::builder()
-        .projection(doc! { "_id": 1 })
-        .sort(doc! { "_id": 1 })
-        .batch_size(CHUNK as u32)
-        .build();
-    let mut cursor = source
-        .database(db)
-        .collection::<Document>(coll)
-        .find(resume_filter(cp.last_id.as_deref()))
-        .with_options(opts)
-        .await?;
     let ns = format!("{db}.{coll}");
-    // Into an empty Atlas collection, copies can go as inserts.
-    let atlas_empty = !extras
-        && atlas
+    // Into a collection that was empty on Atlas when the copy began, copies
+    // can go as inserts (and there are no Atlas-only documents to find).
+    if !extras && cp.last_id.is_none() {
+        cp.atlas_was_empty = atlas
             .database(db)
             .collection::<Document>(coll)
             .find_one(doc! {})
             .await?
             .is_none();
-    let mut chunk: Vec<Bson> = Vec::with_capacity(CHUNK);
+    }
+    let atlas_empty = !extras && cp.atlas_was_empty;
+    let mut witness = if extras {
+        None
+    } else {
+        Some(Witness::start(&ctx.journal, &ns).await?)
+    };
+    let mut opts = FindOptions::builder()
+        .sort(doc! { "_id": 1 })
+        .batch_size(CHUNK as u32)
+        .build();
+    if extras {
+        opts.projection = Some(doc! { "_id": 1 });
+    }
+    let mut cursor = source
+        .database(db)
+        .collection::<RawDocumentBuf>(coll)
+        .find(resume_filter(cp.last_id.as_deref()))
+        .with_options(opts)
+        .await?;
+    let mut chunk: Vec<(Bson, RawDocumentBuf)> = Vec::with_capacity(CHUNK);
     loop {
         let next = cursor.try_next().await?;
-        if let Some(id) = next.as_ref().and_then(|d| d.get("_id").cloned()) {
-            chunk.push(id);
+        let end = next.is_none();
+        if let Some(id_and_doc) = next.and_then(|d| Some((raw_id(&d)?, d))) {
+            chunk.push(id_and_doc);
         }
-        if chunk.len() >= CHUNK || (next.is_none() && !chunk.is_empty()) {
-            let last = chunk.last().map(|id| key_of("", id).id);
-            let ids = if extras {
-                missing_locally(ctx, db, coll, std::mem::take(&mut chunk)).await?
-            } else {
-                std::mem::take(&mut chunk)
-            };
-            let keys: Vec<_> = ids.iter().map(|id| key_of(&ns, id)).collect();
-            if !extras {
-                cp.documents_done += keys.len() as u64;
-            }
-            if atlas_empty {
-                ctx.journal.append_ready_inserts(keys).await?;
-            } else {
+        if chunk.len() >= CHUNK || (end && !chunk.is_empty()) {
+            let last = chunk.last().map(|(id, _)| key_of("", id).id);
+            let docs = std::mem::take(&mut chunk);
+            if extras {
+                let ids = docs.into_iter().map(|(id, _)| id).collect();
+                let ids = missing_locally(ctx, db, coll, ids).await?;
+                let keys: Vec<_> = ids.iter().map(|id| key_of(&ns, id)).collect();
                 ctx.journal.append_ready(keys).await?;
+            } else {
+                cp.documents_done += docs.len() as u64;
+                let keys: Vec<_> = docs.iter().map(|(id, _)| key_of(&ns, id)).collect();
+                let seqs = if atlas_empty {
+                    ctx.journal.append_inserts(keys).await?
+                } else {
+                    ctx.journal.append(keys).await?
+                };
+                let current = match witness.as_mut() {
+                    Some(w) => w.check(&ctx.journal, &seqs).await?,
+                    None => false,
+                };
+                ctx.journal.mark_inserted(
+                    seqs.into_iter()
+                        .zip(docs)
+                        .map(|(s, (_, d))| (s, current.then(|| d.into_bytes())))
+                        .collect(),
+                );
             }
             cp.last_id = last;
             save(ctx, cp).await?;
             fs.show(cp);
         }
-        if next.is_none() {
+        if end {
             return Ok(());
         }
     }
+}
+
+/// A scanned document's `_id`.
+fn raw_id(d: &RawDocumentBuf) -> Option<Bson> {
+    let v = d.get("_id").ok().flatten()?;
+    Bson::try_from(v.to_raw_bson()).ok()
 }
 
 async fn missing_locally(
@@ -339,6 +422,56 @@ mod tests {
         );
     }
 
+    fn key(ns: &str, id: i32) -> crate::journal::DocKey {
+        key_of(ns, &Bson::Int32(id))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scanned_documents_count_as_current_only_while_nothing_wrote_to_the_collection() {
+        let dir = std::env::temp_dir().join(format!("dms-witness-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+
+        // Nothing else wrote: intact.
+        let mut w = Witness::start(&j, "d.c").await.unwrap();
+        let s = j.append(vec![key("d.c", 1), key("d.c", 2)]).await.unwrap();
+        assert!(w.check(&j, &s).await.unwrap());
+        // A write to another collection in between does not matter.
+        j.append(vec![key("d.other", 1)]).await.unwrap();
+        let s = j.append(vec![key("d.c", 3)]).await.unwrap();
+        assert!(w.check(&j, &s).await.unwrap());
+        // One to this collection does, for the rest of the scan.
+        j.append(vec![key("d.c", 9)]).await.unwrap();
+        let s = j.append(vec![key("d.c", 4)]).await.unwrap();
+        assert!(!w.check(&j, &s).await.unwrap());
+        let s = j.append(vec![key("d.c", 5)]).await.unwrap();
+        assert!(!w.check(&j, &s).await.unwrap());
+
+        // A write of this collection still running when the scan starts.
+        let mut w = Witness::start(&j, "d.c").await.unwrap();
+        let s = j.append(vec![key("d.c", 6)]).await.unwrap();
+        assert!(!w.check(&j, &s).await.unwrap());
+
+        // An entry in between that is gone already cannot be told apart.
+        let all: Vec<i64> = j
+            .read_after(0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        j.mark_ready(all.clone());
+        j.remove(all).await.unwrap();
+        let mut w = Witness::start(&j, "d.c").await.unwrap();
+        let gone = j.append(vec![key("d.other", 2)]).await.unwrap();
+        j.mark_ready(gone.clone());
+        j.remove(gone).await.unwrap();
+        let s = j.append(vec![key("d.c", 7)]).await.unwrap();
+        assert!(!w.check(&j, &s).await.unwrap());
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn checkpoints_round_trip() {
         let cp = Checkpoint {
@@ -350,6 +483,7 @@ mod tests {
             documents_done: 3,
             documents_total: 4,
             started_at_ms: 5,
+            atlas_was_empty: true,
         };
         let back: Checkpoint = serde_json::from_str(&serde_json::to_string(&cp).unwrap()).unwrap();
         assert_eq!(back.phase, Phase::Extras);

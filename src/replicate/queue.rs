@@ -26,8 +26,9 @@ pub struct Dirty {
     /// Every change was the insert of a new document: Atlas most likely
     /// lacks it, so it can be sent as an insert.
     pub insert_only: bool,
-    /// The bytes the newest change stored, if it was an insert that
-    /// succeeded: then the local state need not be read back.
+    /// The document as the newest change left it, if that entry carries it
+    /// (a successful insert, or a full sync's proven scan): then the local
+    /// state need not be read back.
     pub doc: Option<Vec<u8>>,
 }
 
