@@ -14,9 +14,11 @@
 //! (one commit, no thread hand-off: what a sequential writer waits for).
 //! Everything else goes through one writer thread per process, which commits
 //! whatever is queued in one transaction (group commit). Marking entries
-//! ready is never awaited: marks are buffered and ride along with the next
-//! commit, or are committed by the writer thread after a short wait. Several
-//! processes share the file safely through SQLite's own locking.
+//! ready and removing copied ones are never awaited: they are buffered and
+//! ride along with the next commit, or are committed by the writer thread
+//! after a short wait (a removal lost to a crash only means one more
+//! idempotent copy). Several processes share the file safely through
+//! SQLite's own locking.
 
 mod locks;
 mod store;
@@ -51,7 +53,7 @@ const PAUSED_BY_KEY: &str = "paused_by";
 enum Cmd {
     /// Keys, ready at once?, all of them inserts of new documents?
     Append(Vec<DocKey>, bool, bool, Reply<Vec<i64>>),
-    /// Commit the buffered marks (after a short wait for company).
+    /// Commit the deferred changes (after a short wait for company).
     Flush,
     Remove(Vec<i64>, Reply<()>),
     DeadLetter(Vec<DeadLetter>, Reply<()>),
@@ -80,26 +82,27 @@ pub struct Journal {
 struct Shared {
     conn: Mutex<Connection>,
     owner: String,
-    /// Marks not committed yet.
-    marks: Mutex<store::Marks>,
+    /// Marks and removals not committed yet.
+    deferred: Mutex<store::Deferred>,
     /// A `Flush` is on its way to the writer thread.
     flush_sent: AtomicBool,
     changed: Arc<Notify>,
 }
 
 impl Shared {
-    fn take_marks(&self) -> store::Marks {
-        std::mem::take(&mut *self.marks.lock().expect("journal marks poisoned"))
+    fn deferred(&self) -> std::sync::MutexGuard<'_, store::Deferred> {
+        self.deferred.lock().expect("journal deferred poisoned")
     }
 
-    /// Marks whose commit failed wait for the next one.
-    fn restore_marks(&self, mut marks: store::Marks) {
-        if marks.is_empty() {
-            return;
+    fn take_deferred(&self) -> store::Deferred {
+        std::mem::take(&mut *self.deferred())
+    }
+
+    /// Deferred changes whose commit failed wait for the next one.
+    fn restore_deferred(&self, d: store::Deferred) {
+        if !d.is_empty() {
+            self.deferred().prepend(d);
         }
-        let mut m = self.marks.lock().expect("journal marks poisoned");
-        marks.append(&mut m);
-        *m = marks;
     }
 
     fn notify(&self) {
@@ -130,7 +133,7 @@ impl Journal {
         let shared = Arc::new(Shared {
             conn: Mutex::new(writer_conn),
             owner: owner.clone(),
-            marks: Mutex::new(Vec::new()),
+            deferred: Mutex::new(store::Deferred::default()),
             flush_sent: AtomicBool::new(false),
             changed: changed.clone(),
         });
@@ -209,26 +212,33 @@ impl Journal {
             return Some(Err(SyncError::Closed));
         }
         let mut conn = self.shared.conn.try_lock().ok()?;
-        let marks = self.shared.take_marks();
+        let deferred = self.shared.take_deferred();
         // Another process's transaction would make this thread wait: leave
         // that wait to the writer thread.
         let _ = conn.busy_timeout(Duration::ZERO);
-        let done = store::append_now(&mut conn, &self.shared.owner, &marks, keys, ready, inserts);
+        let done = store::append_now(
+            &mut conn,
+            &self.shared.owner,
+            &deferred,
+            keys,
+            ready,
+            inserts,
+        );
         let _ = conn.busy_timeout(store::BUSY_TIMEOUT);
         drop(conn);
         match done {
             Ok(Some(seqs)) => {
-                if ready || !marks.is_empty() {
+                if ready || !deferred.is_empty() {
                     self.shared.notify();
                 }
                 Some(Ok(seqs))
             }
             Ok(None) => {
-                self.shared.restore_marks(marks);
+                self.shared.restore_deferred(deferred);
                 None
             }
             Err(e) => {
-                self.shared.restore_marks(marks);
+                self.shared.restore_deferred(deferred);
                 Some(Err(SyncError::journal(&self.path, e)))
             }
         }
@@ -272,15 +282,20 @@ impl Journal {
     }
 
     fn mark(&self, done: impl Iterator<Item = (i64, Option<Vec<u8>>)>) {
-        let mut added = false;
-        {
-            let mut m = self.shared.marks.lock().expect("journal marks poisoned");
-            for d in done {
-                m.push(d);
-                added = true;
-            }
+        let added = {
+            let mut d = self.shared.deferred();
+            let before = d.marks.len();
+            d.marks.extend(done);
+            d.marks.len() > before
+        };
+        if added {
+            self.flush_soon();
         }
-        if added && !self.shared.flush_sent.swap(true, Ordering::SeqCst) {
+    }
+
+    /// Makes sure the writer thread commits the deferred changes soon.
+    fn flush_soon(&self) {
+        if !self.shared.flush_sent.swap(true, Ordering::SeqCst) {
             let _ = self.send(Cmd::Flush);
         }
     }
@@ -288,6 +303,18 @@ impl Journal {
     /// Removes entries whose documents Atlas acknowledged.
     pub async fn remove(&self, seqs: Vec<i64>) -> Result<(), SyncError> {
         self.call(|r| Cmd::Remove(seqs, r)).await
+    }
+
+    /// [`Journal::remove`] without waiting: the removal is committed with
+    /// the next commit, and kept for the one after if that commit fails.
+    /// Until then the entries stay pending (`flush` still waits for them);
+    /// if the process dies first they are copied once more, which is
+    /// harmless (copies are idempotent).
+    pub fn remove_later(&self, seqs: Vec<i64>) {
+        if !seqs.is_empty() {
+            self.shared.deferred().removals.extend(seqs);
+            self.flush_soon();
+        }
     }
 
     /// Moves entries to the dead-letter table with their reason.
@@ -422,10 +449,10 @@ impl Drop for Journal {
     }
 }
 
-/// How long buffered marks wait to share a commit with the next append.
+/// How long deferred changes wait to share a commit with the next append.
 const MARK_READY_COALESCE: Duration = Duration::from_millis(2);
 
-/// How long marks whose commit failed wait before the next attempt.
+/// How long deferred changes whose commit failed wait before the next attempt.
 const MARK_RETRY: Duration = Duration::from_millis(100);
 
 fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
@@ -437,18 +464,13 @@ fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
     }
 }
 
-/// Commits every queued command and the buffered marks in one transaction,
+/// Commits every queued command and the deferred changes in one transaction,
 /// then answers the commands. When the process closes the journal, the
-/// marks still buffered are committed before the thread ends.
+/// deferred changes still buffered are committed before the thread ends.
 fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
     let mut open = true;
     while open {
-        let retrying = !shared
-            .marks
-            .lock()
-            .expect("journal marks poisoned")
-            .is_empty()
-            && !shared.flush_sent.load(Ordering::SeqCst);
+        let retrying = !shared.deferred().is_empty() && !shared.flush_sent.load(Ordering::SeqCst);
         let first = if retrying {
             match rx.recv_timeout(MARK_RETRY) {
                 Ok(c) => Some(c),
@@ -469,8 +491,8 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         };
         let mut batch: Vec<Cmd> = first.into_iter().collect();
         drain_into(&rx, &mut batch);
-        // Marks are never awaited: let them wait briefly for the next
-        // append, so a sequential writer pays one commit per write.
+        // Deferred changes are never awaited: let them wait briefly for the
+        // next append, so a sequential writer pays one commit per write.
         if open && !batch.is_empty() && batch.iter().all(|c| matches!(c, Cmd::Flush)) {
             if let Ok(c) = rx.recv_timeout(MARK_READY_COALESCE) {
                 batch.push(c);
@@ -480,13 +502,13 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         batch.retain(|c| !matches!(c, Cmd::Flush));
         shared.flush_sent.store(false, Ordering::SeqCst);
         let mut conn = shared.conn.lock().expect("journal connection poisoned");
-        let marks = shared.take_marks();
-        if marks.is_empty() && batch.is_empty() {
+        let deferred = shared.take_deferred();
+        if deferred.is_empty() && batch.is_empty() {
             continue;
         }
-        let result = store::apply(&mut conn, &shared.owner, &marks, &batch);
+        let result = store::apply(&mut conn, &shared.owner, &deferred, &batch);
         drop(conn);
-        let mut notify = !marks.is_empty();
+        let mut notify = !deferred.is_empty();
         match result {
             Ok(outcomes) => {
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
@@ -498,7 +520,7 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
             Err(e) => {
                 tracing::warn!("journal commit failed: {e}");
                 notify = false;
-                shared.restore_marks(marks);
+                shared.restore_deferred(deferred);
                 for cmd in batch {
                     store::Outcome::Failed(e.clone()).answer(cmd);
                 }

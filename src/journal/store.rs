@@ -150,29 +150,48 @@ impl Outcome {
     }
 }
 
-/// Entries whose local write finished, each with the stored bytes of the
-/// document when the write was an insert that succeeded.
-pub(super) type Marks = Vec<(i64, Option<Vec<u8>>)>;
+/// Changes nobody waits for, committed with whatever commits next.
+#[derive(Default)]
+pub(super) struct Deferred {
+    /// Entries whose local write finished, each with the document's bytes
+    /// when the entry carries them.
+    pub marks: Vec<(i64, Option<Vec<u8>>)>,
+    /// Entries whose document Atlas acknowledged.
+    pub removals: Vec<i64>,
+}
 
-/// Runs `marks` and a group of commands in one transaction. If the commit
-/// fails, every command of the group fails with the reason (and the caller
-/// keeps the marks for the next commit).
+impl Deferred {
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty() && self.removals.is_empty()
+    }
+
+    /// Puts `older` before what is here.
+    pub fn prepend(&mut self, mut older: Deferred) {
+        older.marks.append(&mut self.marks);
+        older.removals.append(&mut self.removals);
+        *self = older;
+    }
+}
+
+/// Runs `deferred` and a group of commands in one transaction. If the
+/// commit fails, every command of the group fails with the reason (and the
+/// caller keeps `deferred` for the next commit).
 pub(super) fn apply(
     conn: &mut Connection,
     owner: &str,
-    marks: &Marks,
+    deferred: &Deferred,
     batch: &[Cmd],
 ) -> Result<Vec<Outcome>, String> {
-    apply_tx(conn, owner, marks, batch).map_err(|e| e.to_string())
+    apply_tx(conn, owner, deferred, batch).map_err(|e| e.to_string())
 }
 
-/// Inserts intents for `keys` and commits them with `marks`, without
+/// Inserts intents for `keys` and commits them with `deferred`, without
 /// waiting for another process's transaction: `Ok(None)` if the journal is
 /// busy (the caller queues the append for the writer thread instead).
 pub(super) fn append_now(
     conn: &mut Connection,
     owner: &str,
-    marks: &Marks,
+    deferred: &Deferred,
     keys: &[DocKey],
     ready: bool,
     insert: bool,
@@ -184,19 +203,26 @@ pub(super) fn append_now(
         }
         Err(e) => return Err(e),
     };
-    mark(&tx, marks)?;
+    settle(&tx, deferred)?;
     let seqs = append(&tx, owner, keys, ready, insert, now_ms())?;
     tx.commit()?;
     Ok(Some(seqs))
 }
 
-fn mark(tx: &rusqlite::Transaction<'_>, marks: &Marks) -> rusqlite::Result<()> {
-    if marks.is_empty() {
-        return Ok(());
+/// Marks first: an entry is removed only after it was seen ready.
+fn settle(tx: &rusqlite::Transaction<'_>, deferred: &Deferred) -> rusqlite::Result<()> {
+    if !deferred.marks.is_empty() {
+        let mut stmt =
+            tx.prepare_cached("UPDATE pending SET ready = 1, doc = ?2 WHERE seq = ?1")?;
+        for (seq, doc) in &deferred.marks {
+            stmt.execute(params![seq, doc])?;
+        }
     }
-    let mut stmt = tx.prepare_cached("UPDATE pending SET ready = 1, doc = ?2 WHERE seq = ?1")?;
-    for (seq, doc) in marks {
-        stmt.execute(params![seq, doc])?;
+    if !deferred.removals.is_empty() {
+        let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
+        for s in &deferred.removals {
+            stmt.execute([s])?;
+        }
     }
     Ok(())
 }
@@ -223,11 +249,11 @@ fn append(
 fn apply_tx(
     conn: &mut Connection,
     owner: &str,
-    marks: &Marks,
+    deferred: &Deferred,
     batch: &[Cmd],
 ) -> rusqlite::Result<Vec<Outcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    mark(&tx, marks)?;
+    settle(&tx, deferred)?;
     let mut out = Vec::with_capacity(batch.len());
     let now = now_ms();
     for cmd in batch {

@@ -374,7 +374,7 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                 }
             }
         }
-        record_done(&ctx, done, &mut unrecorded).await;
+        record_done(&ctx, done);
         todo = retry;
         attempt += 1;
     }
@@ -394,11 +394,8 @@ fn timed_out(limit: Duration) -> mongodb::error::Error {
     mongodb::error::Error::from(io)
 }
 
-async fn record_done(
-    ctx: &Ctx,
-    done: Vec<(DocKey, queue::Dirty)>,
-    unrecorded: &mut Vec<(DocKey, queue::Dirty)>,
-) {
+/// Copied: the entries leave the journal with its next commit.
+fn record_done(ctx: &Ctx, done: Vec<(DocKey, queue::Dirty)>) {
     if done.is_empty() {
         return;
     }
@@ -411,13 +408,8 @@ async fn record_done(
         .iter()
         .map(|(_, d)| (now - d.newest_at_ms).max(0) as u64)
         .collect();
-    match ctx.journal.remove(seqs).await {
-        Ok(()) => ctx.metrics.record_synced(&lags),
-        Err(e) => {
-            ctx.record_error("recording copied documents in the journal failed", &e);
-            unrecorded.extend(done);
-        }
-    }
+    ctx.journal.remove_later(seqs);
+    ctx.metrics.record_synced(&lags);
 }
 
 async fn dead_letter(
