@@ -48,6 +48,22 @@ async function replicate(ctx, { n, mode, syncExtra = {}, tag = 'repl' }) {
   }
 }
 
+/**
+ * The same writers with the official driver straight to local (no addon, no
+ * replication): how fast the local server takes these documents, the
+ * ceiling of any replicated rate measured while writing.
+ */
+async function driverWriteRate(ctx, { n, mode }) {
+  const { batch, conc } = MODES[mode]
+  const coll = ctx.local.db(ctx.dbName('drv')).collection('repl')
+  await coll.insertMany(makeDocs(100, -100))
+  const docs = makeDocs(n)
+  const w = await closedLoop(Math.ceil(n / batch), conc, (i) =>
+    batch === 1 ? coll.insertOne(docs[i]) : coll.insertMany(docs.slice(i * batch, Math.min(n, (i + 1) * batch))),
+  )
+  return (n / w.wallMs) * 1000
+}
+
 async function run(ctx, { sizes }) {
   const m = {}
   ctx.log(`  fig 2: raw Atlas insertMany(1000) of ${sizes.raw} docs`)
@@ -60,6 +76,9 @@ async function run(ctx, { sizes }) {
     const r = await replicate(ctx, { n, mode })
     for (const [k, v] of Object.entries(r)) m[`${mode}.${k}`] = v
     m[`${mode}.ratio`] = ratio(r.replRate, m.rawAtlasRate)
+    ctx.log(`  fig 2: ${MODES[mode].label}, ${n} docs with the official driver straight to local`)
+    m[`${mode}.driverWriteRate`] = await driverWriteRate(ctx, { n, mode })
+    m[`${mode}.driverRatio`] = ratio(r.replRate, m[`${mode}.driverWriteRate`])
     if (!r.countOk) ctx.log(`  fig 2: WARNING Atlas count differs after flush (${mode})`)
   }
   return m
@@ -72,9 +91,11 @@ function rows(S, r) {
     r.value('reference: raw local find _id $in 500 (the replicator\'s read)', 'localInReadRate', 'docs/s'),
   ]
   for (const [mode, { label }] of Object.entries(MODES)) {
+    out.push(r.value(`writers ${label}: local write rate, official driver, no replication`, `${mode}.driverWriteRate`, 'docs/s'))
     out.push(r.value(`writers ${label}: local write rate via addon`, `${mode}.writeRate`, 'docs/s'))
     out.push(r.value(`writers ${label}: replicated (first write .. flush)`, `${mode}.replRate`, 'docs/s'))
     out.push(r.value(`writers ${label}: flush after last write`, `${mode}.catchUpMs`, 'ms'))
+    out.push(r.plain(`writers ${label}: replicated / driver's local write rate`, `${mode}.driverRatio`))
     out.push(r.plain(`writers ${label}: replication / raw Atlas ratio`, `${mode}.ratio`, { ge: 0.8 }))
   }
   return out

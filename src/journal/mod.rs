@@ -27,7 +27,7 @@ pub use locks::{LeaderLock, OwnerRegistry};
 pub use store::{now_ms, DeadLetter, Entry, Stats};
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,10 +72,28 @@ pub struct Journal {
     /// Appends may commit on the calling thread (not with `fsync`: a
     /// synced commit is too slow to run on an async worker).
     inline: bool,
+    /// Appends under way in this process.
+    appending: AtomicUsize,
     reader: Arc<Mutex<Connection>>,
     /// Signalled after every commit that made entries ready or removed some.
     pub changed: Arc<Notify>,
     pub owners: OwnerRegistry,
+}
+
+/// Counts an append as under way until dropped.
+struct Appending<'a>(&'a AtomicUsize);
+
+impl<'a> Appending<'a> {
+    fn enter(n: &'a AtomicUsize) -> Appending<'a> {
+        n.fetch_add(1, Ordering::SeqCst);
+        Appending(n)
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What the writer thread and inline appends share.
@@ -149,6 +167,7 @@ impl Journal {
             writer: Mutex::new(Some(writer)),
             shared,
             inline: !fsync,
+            appending: AtomicUsize::new(0),
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
@@ -190,21 +209,24 @@ impl Journal {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let _appending = Appending::enter(&self.appending);
         if let Some(done) = self.append_now(&keys, ready, inserts) {
             return done;
         }
         self.call(|r| Cmd::Append(keys, ready, inserts, r)).await
     }
 
-    /// Commits an append on the calling thread if nothing else is
-    /// committing (in this process or another); `None` otherwise.
+    /// Commits an append on the calling thread if it is the only append
+    /// under way and nothing else is committing (in this process or
+    /// another); `None` otherwise. Concurrent appends go to the writer
+    /// thread, which commits them together.
     fn append_now(
         &self,
         keys: &[DocKey],
         ready: bool,
         inserts: bool,
     ) -> Option<Result<Vec<i64>, SyncError>> {
-        if !self.inline {
+        if !self.inline || self.appending.load(Ordering::SeqCst) > 1 {
             return None;
         }
         let open = self.tx.lock().expect("journal sender poisoned").is_some();
