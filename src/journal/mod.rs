@@ -24,7 +24,7 @@ mod locks;
 mod store;
 
 pub use locks::{LeaderLock, OwnerRegistry};
-pub use store::{now_ms, DeadLetter, Entry, Stats};
+pub use store::{now_ms, DeadLetter, Entry, Readiness, Stats};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -411,7 +411,7 @@ impl Journal {
 
     /// Which of `seqs` are now ready (missing ones are reported as ready:
     /// they were removed, so nothing waits on them).
-    pub async fn ready_of(&self, seqs: Vec<i64>) -> Result<Vec<(i64, bool)>, SyncError> {
+    pub async fn ready_of(&self, seqs: Vec<i64>) -> Result<Vec<store::Readiness>, SyncError> {
         self.read(move |c| store::ready_of(c, &seqs)).await
     }
 
@@ -592,7 +592,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             j.ready_of(seqs.clone()).await.unwrap(),
-            vec![(seqs[0], true), (seqs[1], false)]
+            vec![(seqs[0], true, None), (seqs[1], false, None)]
         );
         j.remove(vec![seqs[0]]).await.unwrap();
         assert_eq!(j.min_seq().await.unwrap(), Some(seqs[1]));

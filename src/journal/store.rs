@@ -328,15 +328,24 @@ pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<
     rows.collect()
 }
 
-pub fn ready_of(c: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<(i64, bool)>> {
-    let mut stmt = c.prepare_cached("SELECT ready FROM pending WHERE seq = ?1")?;
+/// Whether each seq is ready, with the document bytes its mark stored.
+pub fn ready_of(c: &Connection, seqs: &[i64]) -> rusqlite::Result<Vec<Readiness>> {
+    let mut stmt = c.prepare_cached("SELECT ready, doc FROM pending WHERE seq = ?1")?;
     seqs.iter()
         .map(|s| {
-            let ready: Option<i64> = stmt.query_row([s], |r| r.get(0)).optional()?;
-            Ok((*s, ready.is_none_or(|r| r != 0)))
+            let row: Option<(i64, Option<Vec<u8>>)> = stmt
+                .query_row([s], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(match row {
+                Some((ready, doc)) => (*s, ready != 0, doc),
+                None => (*s, true, None),
+            })
         })
         .collect()
 }
+
+/// A seq, whether its write finished, and the bytes its mark stored.
+pub type Readiness = (i64, bool, Option<Vec<u8>>);
 
 pub fn stats(c: &Connection) -> rusqlite::Result<Stats> {
     let (pending, oldest): (i64, Option<i64>) =

@@ -233,14 +233,14 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
     let grace = Duration::from_millis(ctx.config.takeover_grace_ms);
     if !q.waiting.is_empty() {
         let seqs: Vec<i64> = q.waiting.keys().copied().collect();
-        for (seq, ready) in ctx.journal.ready_of(seqs).await? {
+        for (seq, ready, doc) in ctx.journal.ready_of(seqs).await? {
             let owner_gone = q
                 .waiting
                 .get(&seq)
                 .and_then(|e| ctx.journal.owners.dead_since(&e.owner))
                 .is_some_and(|t| t.elapsed() >= grace);
             if ready || owner_gone {
-                q.release_waiting(seq);
+                q.release_waiting(seq, doc);
             }
         }
     }
@@ -252,7 +252,7 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
             if e.ready {
                 q.admit(e.key, e.seq, e.at_ms, e.insert, e.doc);
             } else {
-                q.waiting.insert(e.seq, e);
+                q.wait(e);
             }
         }
         if n < READ_CHUNK {

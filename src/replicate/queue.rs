@@ -55,6 +55,12 @@ pub struct Queue {
     in_flight: HashSet<DocKey>,
     /// Entries whose local write has not finished, by seq.
     pub waiting: BTreeMap<i64, Entry>,
+    /// The seqs in `waiting`, by document.
+    waiting_by_key: HashMap<DocKey, Vec<i64>>,
+    /// Waiting seqs for whose document a newer entry was seen: when they
+    /// are released, their bytes no longer describe the newest state (the
+    /// writes finished out of order).
+    superseded: HashSet<i64>,
     /// Highest seq read from the journal.
     pub cursor: i64,
     max_dirty: usize,
@@ -71,6 +77,8 @@ impl Queue {
             order: VecDeque::new(),
             in_flight: HashSet::new(),
             waiting: BTreeMap::new(),
+            waiting_by_key: HashMap::new(),
+            superseded: HashSet::new(),
             cursor: 0,
             max_dirty,
             dirty_since: None,
@@ -81,6 +89,7 @@ impl Queue {
     /// Records a ready entry; entries of one document come in seq order, so
     /// the last one's bytes (or their absence) describe the newest state.
     pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool, doc: Option<Vec<u8>>) {
+        self.supersede(&key, seq);
         self.dirty_since.get_or_insert_with(Instant::now);
         let d = self.dirty.entry(key.clone()).or_insert_with(|| {
             self.order.push_back(key);
@@ -106,11 +115,40 @@ impl Queue {
         }
     }
 
-    /// Moves a waiting entry to dirty once its write is done.
-    pub fn release_waiting(&mut self, seq: i64) {
-        if let Some(e) = self.waiting.remove(&seq) {
-            self.admit(e.key, e.seq, e.at_ms, e.insert, e.doc);
+    /// An entry of `key` with `seq` was seen: older waiting entries of that
+    /// document no longer carry its newest state.
+    fn supersede(&mut self, key: &DocKey, seq: i64) {
+        if let Some(older) = self.waiting_by_key.get(key) {
+            self.superseded
+                .extend(older.iter().copied().filter(|w| *w < seq));
         }
+    }
+
+    /// Holds an entry whose local write has not finished.
+    pub fn wait(&mut self, e: Entry) {
+        self.supersede(&e.key, e.seq);
+        self.waiting_by_key
+            .entry(e.key.clone())
+            .or_default()
+            .push(e.seq);
+        self.waiting.insert(e.seq, e);
+    }
+
+    /// Moves a waiting entry to dirty once its write is done, with the
+    /// bytes its mark stored (read after it was seen ready), unless a newer
+    /// entry of the document was seen meanwhile.
+    pub fn release_waiting(&mut self, seq: i64, doc: Option<Vec<u8>>) {
+        let Some(e) = self.waiting.remove(&seq) else {
+            return;
+        };
+        if let Some(seqs) = self.waiting_by_key.get_mut(&e.key) {
+            seqs.retain(|s| *s != seq);
+            if seqs.is_empty() {
+                self.waiting_by_key.remove(&e.key);
+            }
+        }
+        let doc = doc.filter(|_| !self.superseded.remove(&seq));
+        self.admit(e.key, e.seq, e.at_ms, e.insert, doc);
     }
 
     pub fn is_full(&self) -> bool {
@@ -272,6 +310,43 @@ mod tests {
         assert_eq!(b.items[0].1.doc, None);
         assert_eq!(b.items[1].1.doc, Some(vec![2; 5]));
         assert_eq!(q.held_bytes, 0);
+    }
+
+    fn entry(id: u8, seq: i64) -> Entry {
+        Entry {
+            seq,
+            key: key("a.b", id),
+            owner: "o".into(),
+            ready: false,
+            at_ms: 0,
+            insert: true,
+            doc: None,
+        }
+    }
+
+    #[test]
+    fn a_released_entry_keeps_its_bytes_unless_a_newer_change_was_seen() {
+        let mut q = Queue::new(100);
+        q.wait(entry(1, 5));
+        q.release_waiting(5, Some(vec![5]));
+        assert_eq!(q.take_batch(5).unwrap().items[0].1.doc, Some(vec![5]));
+
+        // Write 7 finished before write 6 on the same document: 6's bytes
+        // may be older than what the server holds.
+        q.wait(entry(2, 6));
+        q.admit(key("a.b", 2), 7, 0, false, None);
+        q.release_waiting(6, Some(vec![6]));
+        let b = q.take_batch(5).unwrap();
+        assert_eq!(b.items[0].1.seqs, vec![7, 6]);
+        assert_eq!(b.items[0].1.doc, None, "read back instead");
+
+        // Two waiting writes of one document, the newer released first.
+        q.wait(entry(3, 8));
+        q.wait(entry(3, 9));
+        q.release_waiting(9, Some(vec![9]));
+        q.release_waiting(8, Some(vec![8]));
+        assert_eq!(q.take_batch(5).unwrap().items[0].1.doc, None);
+        assert!(q.waiting.is_empty() && q.waiting_by_key.is_empty() && q.superseded.is_empty());
     }
 
     #[test]
