@@ -19,6 +19,13 @@
 //! after a short wait (a removal lost to a crash only means one more
 //! idempotent copy). Several processes share the file safely through
 //! SQLite's own locking.
+//!
+//! Document bytes a mark carries are kept in memory instead of the file
+//! while this process's replicator leads and runs (bounded by
+//! `MEMO_MAX_BYTES`; beyond it, and in every other process, they go to the
+//! file): the replicator takes them from there. Losing them (crash, lost
+//! leadership, pause) only means the replicator reads those documents back
+//! from local.
 
 mod locks;
 mod store;
@@ -74,10 +81,44 @@ pub struct Journal {
     inline: bool,
     /// Appends under way in this process.
     appending: AtomicUsize,
+    /// Document bytes of marked entries, for this process's replicator.
+    memo: Mutex<Memo>,
     reader: Arc<Mutex<Connection>>,
     /// Signalled after every commit that made entries ready or removed some.
     pub changed: Arc<Notify>,
     pub owners: OwnerRegistry,
+}
+
+/// Most document bytes kept in memory for this process's replicator.
+const MEMO_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Document bytes of marked entries, by seq, while this process's
+/// replicator runs.
+#[derive(Default)]
+struct Memo {
+    on: bool,
+    docs: std::collections::HashMap<i64, Vec<u8>>,
+    bytes: usize,
+}
+
+impl Memo {
+    /// Keeps `doc` if there is room; gives it back otherwise.
+    fn keep(&mut self, seq: i64, doc: Vec<u8>) -> Option<Vec<u8>> {
+        if !self.on || self.bytes + doc.len() > MEMO_MAX_BYTES {
+            return Some(doc);
+        }
+        self.bytes += doc.len();
+        if let Some(old) = self.docs.insert(seq, doc) {
+            self.bytes -= old.len();
+        }
+        None
+    }
+
+    fn take(&mut self, seq: i64) -> Option<Vec<u8>> {
+        let doc = self.docs.remove(&seq)?;
+        self.bytes -= doc.len();
+        Some(doc)
+    }
 }
 
 /// Counts an append as under way until dropped.
@@ -168,6 +209,7 @@ impl Journal {
             shared,
             inline: !fsync,
             appending: AtomicUsize::new(0),
+            memo: Mutex::new(Memo::default()),
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
@@ -305,9 +347,11 @@ impl Journal {
 
     fn mark(&self, done: impl Iterator<Item = (i64, Option<Vec<u8>>)>) {
         let added = {
+            let mut memo = self.memo.lock().expect("journal memo poisoned");
             let mut d = self.shared.deferred();
             let before = d.marks.len();
-            d.marks.extend(done);
+            d.marks
+                .extend(done.map(|(seq, doc)| (seq, doc.and_then(|b| memo.keep(seq, b)))));
             d.marks.len() > before
         };
         if added {
@@ -406,13 +450,40 @@ impl Journal {
 
     /// Up to `limit` entries with `seq > after`, oldest first.
     pub async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, SyncError> {
-        self.read(move |c| store::read_after(c, after, limit)).await
+        let mut entries = self
+            .read(move |c| store::read_after(c, after, limit))
+            .await?;
+        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        for e in entries.iter_mut().filter(|e| e.ready && e.doc.is_none()) {
+            e.doc = memo.take(e.seq);
+        }
+        Ok(entries)
+    }
+
+    /// Keeps the document bytes of future marks in memory for this
+    /// process's replicator (`true` while it leads and runs), or stops and
+    /// forgets the ones kept.
+    pub fn keep_docs(&self, on: bool) {
+        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        if memo.on != on {
+            *memo = Memo {
+                on,
+                ..Memo::default()
+            };
+        }
     }
 
     /// Which of `seqs` are now ready (missing ones are reported as ready:
     /// they were removed, so nothing waits on them).
     pub async fn ready_of(&self, seqs: Vec<i64>) -> Result<Vec<store::Readiness>, SyncError> {
-        self.read(move |c| store::ready_of(c, &seqs)).await
+        let mut found = self.read(move |c| store::ready_of(c, &seqs)).await?;
+        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        for (seq, ready, doc) in found.iter_mut() {
+            if *ready && doc.is_none() {
+                *doc = memo.take(*seq);
+            }
+        }
+        Ok(found)
     }
 
     pub async fn stats(&self) -> Result<Stats, SyncError> {
@@ -622,6 +693,40 @@ mod tests {
         let j = Journal::open(&dir, false, "me".into()).unwrap();
         let e = j.read_after(0, 10).await.unwrap();
         assert!(e[1].ready, "a mark buffered at close is not lost");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn document_bytes_stay_in_memory_for_the_replicator_up_to_a_bound() {
+        let dir = temp_dir("memo");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        j.keep_docs(true);
+        let s = j.append(vec![key(1), key(2)]).await.unwrap();
+        let big = vec![9u8; MEMO_MAX_BYTES];
+        j.mark_inserted(vec![(s[0], Some(vec![1, 1])), (s[1], Some(big.clone()))]);
+        j.append(vec![key(3)]).await.unwrap();
+        let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!(e[0].doc, Some(vec![1, 1]), "from memory");
+        assert_eq!(e[1].doc, Some(big), "too big to keep: from the file");
+        assert!(j.memo.lock().unwrap().docs.is_empty(), "taken once read");
+        // Waiting entries get theirs when they are seen ready.
+        let s = j.append(vec![key(4)]).await.unwrap();
+        j.mark_inserted(vec![(s[0], Some(vec![4]))]);
+        j.append(vec![key(5)]).await.unwrap();
+        assert_eq!(
+            j.ready_of(s.clone()).await.unwrap(),
+            vec![(s[0], true, Some(vec![4]))]
+        );
+        // Not kept while off; turning it off forgets what was kept.
+        let s = j.append(vec![key(6)]).await.unwrap();
+        j.mark_inserted(vec![(s[0], Some(vec![6]))]);
+        j.keep_docs(false);
+        j.append(vec![key(7)]).await.unwrap();
+        assert_eq!(
+            j.ready_of(s.clone()).await.unwrap(),
+            vec![(s[0], true, None)]
+        );
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -139,6 +139,7 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Rec
     }
     tracing::info!("replicator started (this process leads)");
     let clean = run(&ctx, paused, stop).await;
+    ctx.journal.keep_docs(false);
     if clean {
         let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
     }
@@ -187,6 +188,8 @@ async fn run(
         }
         let is_paused = *paused.borrow() || shared_paused;
         ctx.metrics.paused.store(is_paused, Relaxed);
+        // While paused nothing takes the bytes: they go to the file.
+        ctx.journal.keep_docs(!is_paused);
         while !is_paused && ripe && tasks.len() < ctx.config.workers {
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
