@@ -302,7 +302,10 @@ impl Journal {
                 None
             }
             Err(e) => {
+                // The marks and removals taken along must not wait for the
+                // next write to be committed.
                 self.shared.restore_deferred(deferred);
+                self.flush_soon();
                 Some(Err(SyncError::journal(&self.path, e)))
             }
         }
