@@ -21,11 +21,11 @@
 //! SQLite's own locking.
 //!
 //! Document bytes a mark carries are kept in memory instead of the file
-//! while this process's replicator leads and runs (bounded by
+//! while this process's replicator leads, runs and reaches Atlas (bounded by
 //! `MEMO_MAX_BYTES`; beyond it, and in every other process, they go to the
 //! file): the replicator takes them from there. Losing them (crash, lost
-//! leadership, pause) only means the replicator reads those documents back
-//! from local.
+//! leadership, pause, Atlas down) only means the replicator reads those
+//! documents back from local.
 
 mod locks;
 mod store;
@@ -90,7 +90,7 @@ pub struct Journal {
 }
 
 /// Most document bytes kept in memory for this process's replicator.
-const MEMO_MAX_BYTES: usize = 16 * 1024 * 1024;
+const MEMO_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// Document bytes of marked entries, by seq, while this process's
 /// replicator runs.

@@ -188,8 +188,10 @@ async fn run(
         }
         let is_paused = *paused.borrow() || shared_paused;
         ctx.metrics.paused.store(is_paused, Relaxed);
-        // While paused nothing takes the bytes: they go to the file.
-        ctx.journal.keep_docs(!is_paused);
+        // While paused, or while Atlas is down, nothing takes the bytes
+        // soon: they go to the file instead of piling up in memory.
+        ctx.journal
+            .keep_docs(!is_paused && ctx.metrics.atlas_up.load(Relaxed));
         while !is_paused && ripe && tasks.len() < ctx.config.workers {
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
