@@ -23,7 +23,7 @@ use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::FullSyncView;
-use crate::replicate::canon_id;
+use crate::replicate::{canon_id, raw_id};
 
 const CHUNK: usize = 1000;
 const CHECKPOINT_KEY: &str = "full_sync";
@@ -373,12 +373,6 @@ async fn scan(
             return Ok(());
         }
     }
-}
-
-/// A scanned document's `_id`.
-fn raw_id(d: &RawDocumentBuf) -> Option<Bson> {
-    let v = d.get("_id").ok().flatten()?;
-    Bson::try_from(v.to_raw_bson()).ok()
 }
 
 async fn missing_locally(

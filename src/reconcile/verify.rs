@@ -24,7 +24,7 @@ use super::{drained, resolve_scope, Ctx};
 use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::now_ms;
-use crate::replicate::{canon_id, Canon};
+use crate::replicate::{canon_id, raw_id, Canon};
 
 const BUCKETS: usize = 4096;
 /// Documents whose ids one pass-2 group may hold in memory.
@@ -65,13 +65,6 @@ impl Summary {
     }
 }
 
-fn id_of_raw(d: &RawDocumentBuf) -> Option<Bson> {
-    d.get("_id")
-        .ok()
-        .flatten()
-        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
-}
-
 /// Streams a collection, calling `f(id, canon, bucket, doc hash)` per document.
 async fn stream(
     client: &Client,
@@ -85,7 +78,7 @@ async fn stream(
         .find(doc! {})
         .await?;
     while let Some(d) = cursor.try_next().await? {
-        let Some(id) = id_of_raw(&d) else { continue };
+        let Some(id) = raw_id(&d) else { continue };
         let c = canon_id(&id);
         let b = bucket_of(&c);
         f(id, c, b, xxh3_64(d.as_bytes()));

@@ -64,6 +64,14 @@ pub fn id_of(key: &DocKey) -> Option<Bson> {
     d.get("_id").cloned()
 }
 
+/// The `_id` of a document read as raw BSON.
+pub fn raw_id(d: &RawDocumentBuf) -> Option<Bson> {
+    d.get("_id")
+        .ok()
+        .flatten()
+        .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
+}
+
 /// One document of a batch.
 pub struct Item<'a> {
     pub key: &'a DocKey,
@@ -128,7 +136,7 @@ pub async fn apply(
         }
     }
     for chunk in chunk_by_size(inserts) {
-        let refused = write_docs(&atlas_db, coll, &chunk, false)
+        let refused = insert_docs(&atlas_db, coll, &chunk)
             .await
             .map_err(|e| (Side::Atlas, e))?;
         for (pos, r) in refused {
@@ -139,7 +147,7 @@ pub async fn apply(
         }
     }
     for chunk in chunk_by_size(upserts) {
-        let refused = write_docs(&atlas_db, coll, &chunk, true)
+        let refused = replace_docs(&atlas_db, coll, &chunk)
             .await
             .map_err(|e| (Side::Atlas, e))?;
         for (pos, r) in refused {
@@ -179,12 +187,7 @@ async fn read_local(
         .await?;
     let mut by_id = HashMap::with_capacity(found.len());
     for d in found {
-        if let Some(id) = d
-            .get("_id")
-            .ok()
-            .flatten()
-            .and_then(|v| Bson::try_from(v.to_raw_bson()).ok())
-        {
+        if let Some(id) = raw_id(&d) {
             by_id.insert(canon_id(&id), d);
         }
     }
@@ -246,18 +249,13 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
     Ok(out)
 }
 
-/// Sends `docs` as inserts, or (`replace`) as one `update` command of
-/// replace-with-upsert statements; returns per-document refusals by
-/// position in `docs`.
-async fn write_docs(
+/// Sends `docs` as one `update` command of replace-with-upsert statements;
+/// returns per-document refusals by position in `docs`.
+async fn replace_docs(
     db: &Database,
     coll: &str,
     docs: &[(usize, RawDocumentBuf)],
-    replace: bool,
 ) -> Result<Vec<(usize, DocResult)>, mongodb::error::Error> {
-    if !replace {
-        return insert_docs(db, coll, docs).await;
-    }
     let mut list = RawArrayBuf::new();
     for (_, d) in docs {
         let id = d
@@ -280,7 +278,8 @@ async fn write_docs(
 /// The driver's `insertMany` (unordered): it sends the documents as an
 /// OP_MSG document sequence, which the server takes in without parsing one
 /// large command document (half the server CPU of an `insert` command run
-/// as a plain command, measured on the test server).
+/// as a plain command, measured on the test server). Returns per-document
+/// refusals by position in `docs`.
 async fn insert_docs(
     db: &Database,
     coll: &str,

@@ -18,7 +18,7 @@ mod atlas;
 mod backoff;
 mod queue;
 
-pub use apply::{apply, canon_id, id_of, Canon, DocResult, Item, Side};
+pub use apply::{apply, canon_id, id_of, raw_id, Canon, DocResult, Item, Side};
 pub use atlas::Atlas;
 pub use backoff::backoff;
 pub use queue::{Batch, Queue};
