@@ -62,7 +62,8 @@ enum Cmd {
     Append(Vec<DocKey>, bool, bool, Reply<Vec<i64>>),
     /// Commit the deferred changes (after a short wait for company).
     Flush,
-    Remove(Vec<i64>, Reply<()>),
+    /// Commit the deferred changes now, and answer once they are.
+    Settle(Reply<()>),
     DeadLetter(Vec<DeadLetter>, Reply<()>),
     RequeueDeadLetters(Reply<u64>),
     SetMeta(String, String, Reply<()>),
@@ -289,22 +290,24 @@ impl Journal {
             inserts,
         );
         let _ = conn.busy_timeout(store::BUSY_TIMEOUT);
+        let settled = !deferred.is_empty();
+        if !matches!(done, Ok(Some(_))) {
+            // Back before the connection is released, so that no commit in
+            // between can miss them.
+            self.shared.restore_deferred(deferred);
+        }
         drop(conn);
         match done {
             Ok(Some(seqs)) => {
-                if ready || !deferred.is_empty() {
+                if ready || settled {
                     self.shared.notify();
                 }
                 Some(Ok(seqs))
             }
-            Ok(None) => {
-                self.shared.restore_deferred(deferred);
-                None
-            }
+            Ok(None) => None,
             Err(e) => {
                 // The marks and removals taken along must not wait for the
                 // next write to be committed.
-                self.shared.restore_deferred(deferred);
                 self.flush_soon();
                 Some(Err(SyncError::journal(&self.path, e)))
             }
@@ -369,9 +372,11 @@ impl Journal {
         }
     }
 
-    /// Removes entries whose documents Atlas acknowledged.
+    /// Removes entries whose documents Atlas acknowledged, and waits until
+    /// the removal is committed.
     pub async fn remove(&self, seqs: Vec<i64>) -> Result<(), SyncError> {
-        self.call(|r| Cmd::Remove(seqs, r)).await
+        self.shared.deferred().removals.extend(seqs);
+        self.call(Cmd::Settle).await
     }
 
     /// [`Journal::remove`] without waiting: the removal is committed with
@@ -603,12 +608,17 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
             continue;
         }
         let result = store::apply(&mut conn, &shared.owner, &deferred, &batch);
-        drop(conn);
         let mut notify = !deferred.is_empty();
+        if result.is_err() {
+            // Back before the connection is released, so that no commit in
+            // between can miss them.
+            shared.restore_deferred(deferred);
+        }
+        drop(conn);
         match result {
             Ok(outcomes) => {
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
-                    notify |= matches!(cmd, Cmd::Remove(..) | Cmd::DeadLetter(..))
+                    notify |= matches!(cmd, Cmd::DeadLetter(..))
                         || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
                     outcome.answer(cmd);
                 }
@@ -616,7 +626,6 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
             Err(e) => {
                 tracing::warn!("journal commit failed: {e}");
                 notify = false;
-                shared.restore_deferred(deferred);
                 for cmd in batch {
                     store::Outcome::Failed(e.clone()).answer(cmd);
                 }

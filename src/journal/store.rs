@@ -130,7 +130,7 @@ impl Outcome {
                     o => Err(err(&o)),
                 });
             }
-            Cmd::Remove(_, r)
+            Cmd::Settle(r)
             | Cmd::DeadLetter(_, r)
             | Cmd::SetMeta(_, _, r)
             | Cmd::DeleteMeta(_, r) => {
@@ -262,13 +262,8 @@ fn apply_tx(
                 Outcome::Seqs(append(&tx, owner, keys, *ready, *insert, now)?)
             }
             Cmd::Flush => Outcome::Unit,
-            Cmd::Remove(seqs, _) => {
-                let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
-                for s in seqs {
-                    stmt.execute([s])?;
-                }
-                Outcome::Unit
-            }
+            // The deferred changes, settled above, are all it asks for.
+            Cmd::Settle(_) => Outcome::Unit,
             Cmd::DeadLetter(items, _) => {
                 let mut ins = tx.prepare_cached(
                     "INSERT OR REPLACE INTO dead_letter (ns, id, code, reason, at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
