@@ -152,7 +152,11 @@ impl NativeSync {
     }
 }
 
-fn collections_of(options: &str) -> std::result::Result<(Option<Vec<String>>, bool), SyncError> {
+/// The JSON options of a full sync or a verify (`lib/sync.js` refuses
+/// `repair` for a full sync before it gets here).
+fn reconcile_options(
+    options: &str,
+) -> std::result::Result<crate::reconcile::VerifyOptions, SyncError> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct O {
@@ -161,7 +165,10 @@ fn collections_of(options: &str) -> std::result::Result<(Option<Vec<String>>, bo
     }
     let o: O =
         serde_json::from_str(options).map_err(|e| SyncError::invalid(format!("options: {e}")))?;
-    Ok((o.collections, o.repair.unwrap_or(false)))
+    Ok(crate::reconcile::VerifyOptions {
+        collections: o.collections,
+        repair: o.repair.unwrap_or(false),
+    })
 }
 
 #[napi]
@@ -169,7 +176,9 @@ impl NativeSync {
     /// Starts a full sync; `options` is JSON `{ collections? }`. Returns its id.
     #[napi]
     pub async fn start_full_sync(&self, options: String) -> Result<String> {
-        let (collections, _) = collections_of(&options).map_err(|e| self.err(e))?;
+        let collections = reconcile_options(&options)
+            .map_err(|e| self.err(e))?
+            .collections;
         self.engine
             .start_full_sync(collections)
             .await
@@ -193,11 +202,7 @@ impl NativeSync {
     /// Returns the report as BSON (its `_id` lists keep their types).
     #[napi]
     pub async fn verify(&self, options: String) -> Result<Buffer> {
-        let (collections, repair) = collections_of(&options).map_err(|e| self.err(e))?;
-        let opts = crate::reconcile::VerifyOptions {
-            collections,
-            repair,
-        };
+        let opts = reconcile_options(&options).map_err(|e| self.err(e))?;
         let report = self.engine.verify(opts).await.map_err(|e| self.err(e))?;
         let bytes = mongodb::bson::to_vec(&report)
             .map_err(|e| self.err(SyncError::Internal(e.to_string())))?;
@@ -208,11 +213,7 @@ impl NativeSync {
     /// on the tokio runtime, which a sync napi function must not do.)
     #[napi]
     pub async fn start_verify(&self, options: String) -> Result<String> {
-        let (collections, repair) = collections_of(&options).map_err(|e| self.err(e))?;
-        let opts = crate::reconcile::VerifyOptions {
-            collections,
-            repair,
-        };
+        let opts = reconcile_options(&options).map_err(|e| self.err(e))?;
         self.engine.start_verify(opts).map_err(|e| self.err(e))
     }
 
