@@ -39,6 +39,19 @@ pub const DEFAULT_LOCAL_URI: &str = "mongodb://127.0.0.1:27017";
 /// The default for `SYNC_DATA_DIR` (relative to the process's working directory).
 pub const DEFAULT_DATA_DIR: &str = "dual-mongo-sync-data";
 
+/// The default for `SYNC_RUNTIME_THREADS`.
+pub const DEFAULT_RUNTIME_THREADS: usize = 1;
+
+/// `SYNC_RUNTIME_THREADS` (env only: the runtime exists before any
+/// `createSync`, and every engine in the process shares it): worker threads
+/// of the runtime, 1..=64, default 1.
+pub fn runtime_threads(v: Option<&str>) -> Result<usize, SyncError> {
+    match v {
+        None => Ok(DEFAULT_RUNTIME_THREADS),
+        Some(v) => Ok(parse_int("SYNC_RUNTIME_THREADS", v, 1, 64)? as usize),
+    }
+}
+
 /// Log levels accepted by `SYNC_LOG_LEVEL`.
 pub const LOG_LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
 
@@ -252,6 +265,9 @@ impl Config {
         if let Some((name, v)) = src.get("SYNC_ATLAS_TIMEOUT_MS") {
             c.atlas_timeout_ms = parse_int(&name, &v, 100, 600_000)?;
         }
+        // Used by the binding when the addon loads; refused here so that a
+        // bad value is reported rather than silently replaced.
+        runtime_threads(env.get("SYNC_RUNTIME_THREADS").map(String::as_str))?;
         c.validate()?;
         Ok(c)
     }
@@ -457,6 +473,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("SYNC_WORKERS"), "{e}");
+        let e = Config::from_sources(
+            &with_atlas(vec![("SYNC_RUNTIME_THREADS", "two")]),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SYNC_RUNTIME_THREADS") && e.contains("two") && e.contains("1 to 64"),
+            "{e}"
+        );
+        assert_eq!(runtime_threads(None).unwrap(), DEFAULT_RUNTIME_THREADS);
+        assert_eq!(runtime_threads(Some("4")).unwrap(), 4);
     }
 
     #[test]
