@@ -11,16 +11,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** A running engine, driven by `lib/sync.js`. */
 export declare class NativeSync {
-  /**
-   * Runs a write method; `args` and the result are BSON documents.
-   *
-   * A plain function that copies `args` and returns a promise, rather than
-   * an `async fn` taking a `Buffer`: a `Buffer` moved into the future is
-   * dropped on a runtime thread, and napi then has to wake the JS thread a
-   * second time to release its reference. The result is copied into a new
-   * buffer on the JS thread, which for these small documents is cheaper
-   * than an external buffer with a finalizer.
-   */
+  /** Runs a write method; `args` and the result are BSON documents. */
   write(db: string, coll: string, op: string, args: Buffer): Promise<Buffer>
   /** Runs a read method; the result is concatenated BSON documents. */
   read(db: string, coll: string, op: string, args: Buffer): Promise<Buffer>

@@ -54,7 +54,7 @@ impl NativeSync {
         js_error(e, &self.engine.secrets())
     }
 
-    /// Runs a write method; `args` and the result are BSON documents.
+    /// Runs a write (`write`) or read method with a copy of `args`.
     ///
     /// A plain function that copies `args` and returns a promise, rather than
     /// an `async fn` taking a `Buffer`: a `Buffer` moved into the future is
@@ -62,6 +62,29 @@ impl NativeSync {
     /// second time to release its reference. The result is copied into a new
     /// buffer on the JS thread, which for these small documents is cheaper
     /// than an external buffer with a finalizer.
+    fn call<'env>(
+        &self,
+        env: &'env Env,
+        write: bool,
+        [db, coll, op]: [String; 3],
+        args: BufferSlice,
+    ) -> Result<PromiseRaw<'env, BufferSlice<'env>>> {
+        let engine = self.engine.clone();
+        let args = args.to_vec();
+        env.spawn_future_with_callback(
+            async move {
+                let out = if write {
+                    engine.write(&db, &coll, &op, args).await
+                } else {
+                    engine.read(&db, &coll, &op, args).await
+                };
+                out.map_err(|e| js_error(e, &engine.secrets()))
+            },
+            BufferSlice::copy_from,
+        )
+    }
+
+    /// Runs a write method; `args` and the result are BSON documents.
     #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn write<'env>(
         &self,
@@ -71,17 +94,7 @@ impl NativeSync {
         op: String,
         args: BufferSlice,
     ) -> Result<PromiseRaw<'env, BufferSlice<'env>>> {
-        let engine = self.engine.clone();
-        let args = args.to_vec();
-        env.spawn_future_with_callback(
-            async move {
-                engine
-                    .write(&db, &coll, &op, args)
-                    .await
-                    .map_err(|e| js_error(e, &engine.secrets()))
-            },
-            BufferSlice::copy_from,
-        )
+        self.call(env, true, [db, coll, op], args)
     }
 
     /// Runs a read method; the result is concatenated BSON documents.
@@ -94,17 +107,7 @@ impl NativeSync {
         op: String,
         args: BufferSlice,
     ) -> Result<PromiseRaw<'env, BufferSlice<'env>>> {
-        let engine = self.engine.clone();
-        let args = args.to_vec();
-        env.spawn_future_with_callback(
-            async move {
-                engine
-                    .read(&db, &coll, &op, args)
-                    .await
-                    .map_err(|e| js_error(e, &engine.secrets()))
-            },
-            BufferSlice::copy_from,
-        )
+        self.call(env, false, [db, coll, op], args)
     }
 
     #[napi]
