@@ -30,7 +30,7 @@ const FIGURES = [
 /** Sizes per mode. quick: about 5-10 minutes on 2 cores with the Python server. */
 const SIZES = {
   quick: {
-    seq: 300, // figure 1, operations one at a time
+    seq: 1000, // figure 1, operations one at a time (fewer make p99 the 3rd-worst call)
     conc: 2000, // figure 1, operations 32 at a time
     raw: 10000, // raw Atlas insertMany documents (figure 2)
     replOne: 5000, // figure 2, insertOne x32 writers
