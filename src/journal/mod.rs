@@ -34,7 +34,7 @@ pub use locks::{LeaderLock, OwnerRegistry};
 pub use store::{now_ms, DeadLetter, Entry, Readiness, Stats};
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -76,6 +76,7 @@ pub struct Journal {
     owner: String,
     tx: Mutex<Option<mpsc::Sender<Cmd>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Checkpointer,
     shared: Arc<Shared>,
     /// Appends may commit on the calling thread (not with `fsync`: a
     /// synced commit is too slow to run on an async worker).
@@ -147,6 +148,8 @@ struct Shared {
     /// A `Flush` is on its way to the writer thread.
     flush_sent: AtomicBool,
     changed: Arc<Notify>,
+    /// Commits so far, for the checkpoint thread.
+    commits: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -187,6 +190,8 @@ impl Journal {
             locks::exclusive(&dir.join("open.lock")).map_err(|e| SyncError::journal(dir, e))?;
         let writer_conn = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let reader = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
+        let checkpoint_conn =
+            store::open_checkpointer(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         drop(opening);
         let changed = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel();
@@ -196,7 +201,10 @@ impl Journal {
             deferred: Mutex::new(store::Deferred::default()),
             flush_sent: AtomicBool::new(false),
             changed: changed.clone(),
+            commits: Arc::new(AtomicU64::new(0)),
         });
+        let checkpointer = Checkpointer::start(checkpoint_conn, shared.commits.clone())
+            .map_err(|e| SyncError::journal(&path, e))?;
         let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("dual-sync-journal".into())
@@ -207,6 +215,7 @@ impl Journal {
             owner,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            checkpointer,
             shared,
             inline: !fsync,
             appending: AtomicUsize::new(0),
@@ -299,6 +308,7 @@ impl Journal {
         drop(conn);
         match done {
             Ok(Some(seqs)) => {
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 if ready || settled {
                     self.shared.notify();
                 }
@@ -540,6 +550,7 @@ impl Journal {
         if let Some(h) = self.writer.lock().expect("journal writer poisoned").take() {
             let _ = h.join();
         }
+        self.checkpointer.stop(true);
         self.owners.release();
     }
 }
@@ -547,6 +558,65 @@ impl Journal {
 impl Drop for Journal {
     fn drop(&mut self) {
         self.tx.lock().map(|mut t| t.take()).ok();
+        self.checkpointer.stop(false);
+    }
+}
+
+/// How often the checkpoint thread looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The thread that checkpoints the WAL (see `store::open_checkpointer`):
+/// every `CHECKPOINT_EVERY` if anything was committed since the last time.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    fn start(conn: Connection, commits: Arc<AtomicU64>) -> std::io::Result<Checkpointer> {
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dual-sync-ckpt".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut seen = 0;
+                let mut guard = stopped.lock().expect("journal checkpointer poisoned");
+                while !*guard {
+                    guard = wake
+                        .wait_timeout(guard, CHECKPOINT_EVERY)
+                        .expect("journal checkpointer poisoned")
+                        .0;
+                    let now = commits.load(Ordering::Relaxed);
+                    if now != seen && !*guard {
+                        seen = now;
+                        // Busy (another process checkpoints) or failed: the
+                        // next round tries again; the WAL only grows meanwhile.
+                        if let Err(e) = store::checkpoint(&conn) {
+                            tracing::debug!("journal checkpoint skipped: {e}");
+                        }
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Ends the thread; `join` waits for it (SQLite checkpoints once more
+    /// when the last connection closes).
+    fn stop(&self, join: bool) {
+        let (stopped, wake) = &*self.stop;
+        if let Ok(mut s) = stopped.lock() {
+            *s = true;
+        }
+        wake.notify_all();
+        if join {
+            if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+                let _ = h.join();
+            }
+        }
     }
 }
 
@@ -617,6 +687,7 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         drop(conn);
         match result {
             Ok(outcomes) => {
+                shared.commits.fetch_add(1, Ordering::Relaxed);
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
                     notify |= matches!(cmd, Cmd::DeadLetter(..))
                         || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
@@ -653,6 +724,35 @@ mod tests {
         let d = std::env::temp_dir().join(format!("dms-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn committed_pages_reach_the_database_file_through_the_checkpoint_thread() {
+        let dir = temp_dir("checkpoint");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let file = dir.join("journal.sqlite3");
+        let size = || std::fs::metadata(&file).unwrap().len();
+        let before = size();
+        for i in 0..3000u32 {
+            let k = DocKey {
+                ns: "db.c".into(),
+                id: i.to_le_bytes().to_vec(),
+            };
+            let seqs = j.append(vec![k]).await.unwrap();
+            j.mark_inserted(vec![(seqs[0], Some(vec![7u8; 200]))]);
+        }
+        // Commits never checkpoint themselves (`wal_autocheckpoint=0`), so
+        // only the checkpoint thread can have copied the rows into the file.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < before + 256 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes (was {before})",
+                size()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        j.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

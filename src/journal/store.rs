@@ -93,7 +93,26 @@ pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     add_column(&conn, "hint", "INTEGER NOT NULL DEFAULT 0")?;
     add_column(&conn, "doc", "BLOB")?;
+    // No checkpoint inside a commit: the journal's checkpoint thread does
+    // them (see `open_checkpointer`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
+}
+
+/// The connection of the checkpoint thread. A checkpoint copies committed
+/// pages from the WAL into the database file and ends with an fsync; run
+/// inside a commit (SQLite's default, every 1000 pages), that fsync would
+/// stall whatever thread committed, the runtime's worker included.
+pub fn open_checkpointer(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_millis(100))?;
+    conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    Ok(conn)
+}
+
+/// Checkpoints what it can without waiting for anyone (`PASSIVE`).
+pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 /// Journals made by earlier versions get the columns added since.
