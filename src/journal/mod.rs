@@ -568,27 +568,27 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The thread that checkpoints the WAL (see `store::open_checkpointer`):
 /// every `CHECKPOINT_EVERY` if anything was committed since the last time.
 struct Checkpointer {
-    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    stopped: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Checkpointer {
     fn start(conn: Connection, commits: Arc<AtomicU64>) -> std::io::Result<Checkpointer> {
-        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
-        let signal = stop.clone();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let stop = stopped.clone();
         let thread = std::thread::Builder::new()
             .name("dual-sync-ckpt".into())
             .spawn(move || {
-                let (stopped, wake) = &*signal;
                 let mut seen = 0;
-                let mut guard = stopped.lock().expect("journal checkpointer poisoned");
-                while !*guard {
-                    guard = wake
-                        .wait_timeout(guard, CHECKPOINT_EVERY)
-                        .expect("journal checkpointer poisoned")
-                        .0;
+                // No lock is held across a checkpoint, so `stop` never waits
+                // for its fsync.
+                loop {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let now = commits.load(Ordering::Relaxed);
-                    if now != seen && !*guard {
+                    if now != seen {
                         seen = now;
                         // Busy (another process checkpoints) or failed: the
                         // next round tries again; the WAL only grows meanwhile.
@@ -599,7 +599,7 @@ impl Checkpointer {
                 }
             })?;
         Ok(Checkpointer {
-            stop,
+            stopped,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -607,15 +607,13 @@ impl Checkpointer {
     /// Ends the thread; `join` waits for it (SQLite checkpoints once more
     /// when the last connection closes).
     fn stop(&self, join: bool) {
-        let (stopped, wake) = &*self.stop;
-        if let Ok(mut s) = stopped.lock() {
-            *s = true;
-        }
-        wake.notify_all();
+        self.stopped.store(true, Ordering::SeqCst);
+        let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        h.thread().unpark();
         if join {
-            if let Some(h) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-                let _ = h.join();
-            }
+            let _ = h.join();
         }
     }
 }
@@ -753,6 +751,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         j.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
