@@ -4,6 +4,7 @@
 // several processes. Each test ends by comparing both servers byte for byte.
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
 const path = require('node:path')
 const readline = require('node:readline')
 const { spawn } = require('node:child_process')
@@ -106,6 +107,65 @@ test('SIGKILL right after acknowledged writes, then restart: both servers end id
   }
   assert.ok(acked >= 6 * SOAK * 15)
   console.log(`# crash iterations: ${6 * SOAK}, acknowledged writes before the kills: ${acked}`)
+})
+
+test('SIGKILL while intents wait in the intent log: the next engine moves them, nothing acknowledged is lost', async () => {
+  // Every write's intent is first appended to the engine's intent log and
+  // moved into the SQLite journal a few milliseconds later. Here another
+  // process holds the journal's write lock, so none can be moved: the
+  // writer's acknowledged inserts exist only in its intent log when it is
+  // killed. The engine started afterwards must adopt them.
+  const db = uniqueDb('intentlog')
+  const dataDir = tempDir()
+  const N = 40
+  const script = `
+    const { createSync } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const readline = require('node:readline')
+    ;(async () => {
+      const sync = await createSync(${JSON.stringify({ ...syncOptions(db), dataDir })})
+      console.log('READY')
+      for await (const line of readline.createInterface({ input: process.stdin })) {
+        if (line !== 'go') continue
+        for (let i = 0; i < ${N}; i++) await sync.collection('c').insertOne({ _id: i, n: i })
+        console.log('DONE')
+      }
+    })().catch((e) => { console.log('ERROR ' + e.code + ' ' + e.message) })`
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = readline.createInterface({ input: child.stdout })
+  const next = () => new Promise((resolve) => lines.once('line', resolve))
+  assert.equal(await next(), 'READY')
+  const lockScript = [
+    'import sqlite3, sys',
+    'c = sqlite3.connect(sys.argv[1], isolation_level=None)',
+    "c.execute('BEGIN EXCLUSIVE')",
+    "print('LOCKED', flush=True)",
+    'sys.stdin.read()',
+  ].join('\n')
+  const locker = spawn('python3', ['-c', lockScript, path.join(dataDir, 'journal.sqlite3')], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const locked = await new Promise((resolve) => readline.createInterface({ input: locker.stdout }).once('line', resolve))
+  assert.equal(locked, 'LOCKED')
+  try {
+    child.stdin.write('go\n')
+    assert.equal(await next(), 'DONE', 'appending to the intent log does not wait for the journal')
+    child.kill('SIGKILL')
+    await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)))
+    const logged = fs
+      .readdirSync(path.join(dataDir, 'intents'))
+      .reduce((n, f) => n + fs.statSync(path.join(dataDir, 'intents', f)).size, 0)
+    assert.ok(logged > 0, 'the killed engine left its intents in the intent log')
+  } finally {
+    locker.stdin.end()
+    await new Promise((r) => (locker.exitCode !== null ? r() : locker.once('exit', r)))
+  }
+  const local = await driver(LOCAL)
+  assert.equal(await local.db(db).collection('c').countDocuments(), N, 'every insert was acknowledged by local')
+  const sync = await createSync({ ...syncOptions(db, FAST), dataDir })
+  await sync.flush({ timeoutMs: 60000 })
+  await sync.close()
+  assert.deepEqual(fs.readdirSync(path.join(dataDir, 'intents')), [], 'adopted files are deleted')
+  const atlas = await driver(ATLAS)
+  assert.equal(await atlas.db(db).collection('c').countDocuments(), N)
+  await assertSame(local, atlas, db, ['c'])
 })
 
 test('Atlas down during writes: writes go on, health degrades, the backlog drains after', async () => {

@@ -27,6 +27,7 @@
 //! leadership, pause, Atlas down) only means the replicator reads those
 //! documents back from local.
 
+mod intents;
 mod locks;
 mod store;
 
@@ -43,6 +44,7 @@ use rusqlite::Connection;
 use tokio::sync::{oneshot, Notify};
 
 use crate::error::SyncError;
+use intents::{IntentLog, Marked};
 
 /// A document's identity: its namespace (`db.coll`) and the BSON bytes of
 /// `{ "_id": <value> }`, so ids of every type are kept exactly.
@@ -83,8 +85,6 @@ pub struct Journal {
     inline: bool,
     /// Appends under way in this process.
     appending: AtomicUsize,
-    /// Document bytes of marked entries, for this process's replicator.
-    memo: Mutex<Memo>,
     reader: Arc<Mutex<Connection>>,
     /// Signalled after every commit that made entries ready or removed some.
     pub changed: Arc<Notify>,
@@ -104,9 +104,14 @@ struct Memo {
 }
 
 impl Memo {
+    /// Whether a document of `len` bytes would be kept now.
+    fn fits(&self, len: usize) -> bool {
+        self.on && self.bytes + len <= MEMO_MAX_BYTES
+    }
+
     /// Keeps `doc` if there is room; gives it back otherwise.
     fn keep(&mut self, seq: i64, doc: Vec<u8>) -> Option<Vec<u8>> {
-        if !self.on || self.bytes + doc.len() > MEMO_MAX_BYTES {
+        if !self.fits(doc.len()) {
             return Some(doc);
         }
         self.bytes += doc.len();
@@ -150,11 +155,35 @@ struct Shared {
     changed: Arc<Notify>,
     /// Commits so far, for the checkpoint thread.
     commits: Arc<AtomicU64>,
+    /// Document bytes of marked entries, for this process's replicator.
+    memo: Mutex<Memo>,
+    /// Where intents are logged before their local write (not with
+    /// `fsync`: see `Journal::inline`).
+    log: Option<IntentLog>,
+    /// Why the last move of logged intents into the journal failed, while
+    /// it keeps failing: new intents are refused meanwhile, as a failed
+    /// commit refuses them, instead of piling up.
+    move_failed: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().expect("journal memo poisoned")
+    }
+
     fn deferred(&self) -> std::sync::MutexGuard<'_, store::Deferred> {
         self.deferred.lock().expect("journal deferred poisoned")
+    }
+
+    /// Buffers marks of entries in the journal; their documents go to the
+    /// memo if it has room, else with the mark to the file.
+    fn defer_marks(&self, done: Vec<(i64, Option<Vec<u8>>)>) {
+        let mut memo = self.memo();
+        let mut d = self.deferred();
+        d.marks.extend(
+            done.into_iter()
+                .map(|(seq, doc)| (seq, doc.and_then(|b| memo.keep(seq, b)))),
+        );
     }
 
     fn take_deferred(&self) -> store::Deferred {
@@ -192,6 +221,11 @@ impl Journal {
         let reader = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let checkpoint_conn =
             store::open_checkpointer(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
+        let log = if fsync {
+            None
+        } else {
+            Some(IntentLog::open(dir, &owner).map_err(|e| SyncError::journal(dir, e))?)
+        };
         drop(opening);
         let changed = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel();
@@ -202,6 +236,9 @@ impl Journal {
             flush_sent: AtomicBool::new(false),
             changed: changed.clone(),
             commits: Arc::new(AtomicU64::new(0)),
+            memo: Mutex::new(Memo::default()),
+            log,
+            move_failed: Mutex::new(None),
         });
         let checkpointer = Checkpointer::start(checkpoint_conn, shared.commits.clone())
             .map_err(|e| SyncError::journal(&path, e))?;
@@ -210,7 +247,7 @@ impl Journal {
             .name("dual-sync-journal".into())
             .spawn(move || writer_loop(for_writer, rx))
             .map_err(|e| SyncError::journal(&path, e))?;
-        Ok(Journal {
+        let journal = Journal {
             path,
             owner,
             tx: Mutex::new(Some(tx)),
@@ -219,11 +256,54 @@ impl Journal {
             shared,
             inline: !fsync,
             appending: AtomicUsize::new(0),
-            memo: Mutex::new(Memo::default()),
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
-        })
+        };
+        journal.adopt_orphans()?;
+        Ok(journal)
+    }
+
+    /// Moves the intents that dead engines logged but never moved into the
+    /// journal (not ready, owned by the engine that logged them: copied
+    /// after the takeover grace). Returns how many.
+    pub fn adopt_orphans(&self) -> Result<u64, SyncError> {
+        let Some(log) = &self.shared.log else {
+            return Ok(0);
+        };
+        let files = log.claim_orphans(|h| self.owners.dead_since(h).is_some());
+        let mut n = 0;
+        for (file, writer) in files {
+            let intents = intents::read_file(&file).map_err(|e| SyncError::journal(&file, e))?;
+            if !intents.is_empty() {
+                let mut conn = self
+                    .shared
+                    .conn
+                    .lock()
+                    .expect("journal connection poisoned");
+                store::insert_adopted(&mut conn, &writer, &intents)
+                    .map_err(|e| SyncError::journal(&self.path, e))?;
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            n += intents.len() as u64;
+            let _ = std::fs::remove_file(&file);
+            tracing::info!(
+                "moved {} intent(s) logged by engine {writer}, which stopped before moving them",
+                intents.len()
+            );
+        }
+        if n > 0 {
+            self.shared.notify();
+        }
+        Ok(n)
+    }
+
+    /// [`Journal::adopt_orphans`] off the async workers.
+    pub async fn adopt_orphans_async(self: &Arc<Self>) -> Result<u64, SyncError> {
+        let j = self.clone();
+        tokio::task::spawn_blocking(move || j.adopt_orphans())
+            .await
+            .map_err(|e| SyncError::Internal(e.to_string()))?
     }
 
     pub fn owner(&self) -> &str {
@@ -252,14 +332,30 @@ impl Journal {
         }
     }
 
+    /// `logged`: not ready intents may go to the intent log, and come back
+    /// as tickets instead of seqs.
     async fn append_as(
         &self,
         keys: Vec<DocKey>,
         ready: bool,
         inserts: bool,
+        logged: bool,
     ) -> Result<Vec<i64>, SyncError> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if let (Some(log), false, true) = (&self.shared.log, ready, logged) {
+            if self.tx.lock().expect("journal sender poisoned").is_none() {
+                return Err(SyncError::Closed);
+            }
+            if let Some(e) = &*self.shared.move_failed.lock().expect("poisoned") {
+                return Err(SyncError::journal(&self.path, e));
+            }
+            let tickets = log
+                .append(keys, inserts, now_ms())
+                .map_err(|e| SyncError::journal(&self.path, e))?;
+            self.flush_soon();
+            return Ok(tickets);
         }
         let _appending = Appending::enter(&self.appending);
         if let Some(done) = self.append_now(&keys, ready, inserts) {
@@ -324,27 +420,40 @@ impl Journal {
         }
     }
 
-    /// Commits intents for `keys` (not ready yet: their local write is about
-    /// to be sent) and returns their sequence numbers.
+    /// Makes intents for `keys` durable (not ready yet: their local write is
+    /// about to be sent) and returns a handle for each, to mark it ready
+    /// with: its seq, or, if it went to the intent log, a ticket (a negative
+    /// number) that becomes a seq once the intent is moved into the journal.
     pub async fn append(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        self.append_as(keys, false, false).await
+        self.append_as(keys, false, false, true).await
     }
 
     /// [`Journal::append`] for inserts of new documents: the replicator may
     /// send them as inserts (much cheaper than upserts), falling back to a
     /// replace if Atlas has the `_id` already.
     pub async fn append_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        self.append_as(keys, false, true).await
+        self.append_as(keys, false, true, true).await
+    }
+
+    /// [`Journal::append`] (`inserts`: [`Journal::append_inserts`]) straight
+    /// into the journal, returning seqs: for a caller that compares them
+    /// with the seqs of other entries (full sync).
+    pub async fn append_committed(
+        &self,
+        keys: Vec<DocKey>,
+        inserts: bool,
+    ) -> Result<Vec<i64>, SyncError> {
+        self.append_as(keys, false, inserts, false).await
     }
 
     /// Commits entries that are ready at once (re-queued or repaired work).
     pub async fn append_ready(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        self.append_as(keys, true, false).await
+        self.append_as(keys, true, false, false).await
     }
 
     /// [`Journal::append_ready`] for documents Atlas is not expected to have.
     pub async fn append_ready_inserts(&self, keys: Vec<DocKey>) -> Result<Vec<i64>, SyncError> {
-        self.append_as(keys, true, true).await
+        self.append_as(keys, true, true, false).await
     }
 
     /// Marks intents ready once their local write finished. Not awaited: if
@@ -362,15 +471,26 @@ impl Journal {
     }
 
     fn mark(&self, done: impl Iterator<Item = (i64, Option<Vec<u8>>)>) {
-        let added = {
-            let mut memo = self.memo.lock().expect("journal memo poisoned");
-            let mut d = self.shared.deferred();
-            let before = d.marks.len();
-            d.marks
-                .extend(done.map(|(seq, doc)| (seq, doc.and_then(|b| memo.keep(seq, b)))));
-            d.marks.len() > before
+        // Tickets of logged intents become seqs once moved; until then the
+        // mark goes with the intent.
+        let done: Vec<(i64, Option<Vec<u8>>)> = match &self.shared.log {
+            Some(log) => done
+                .filter_map(|(s, doc)| match s < 0 {
+                    false => Some((s, doc)),
+                    true => match log.mark(s, doc) {
+                        Marked::Seq(seq, doc) => Some((seq, doc)),
+                        Marked::Logged | Marked::Held => None,
+                    },
+                })
+                .collect(),
+            None => done.collect(),
         };
-        if added {
+        self.defer_marks(done);
+    }
+
+    fn defer_marks(&self, done: Vec<(i64, Option<Vec<u8>>)>) {
+        if !done.is_empty() {
+            self.shared.defer_marks(done);
             self.flush_soon();
         }
     }
@@ -471,7 +591,7 @@ impl Journal {
         let mut entries = self
             .read(move |c| store::read_after(c, after, limit))
             .await?;
-        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        let mut memo = self.shared.memo();
         for e in entries.iter_mut().filter(|e| e.ready && e.doc.is_none()) {
             e.doc = memo.take(e.seq);
         }
@@ -482,7 +602,7 @@ impl Journal {
     /// process's replicator (`true` while it leads and runs), or stops and
     /// forgets the ones kept.
     pub fn keep_docs(&self, on: bool) {
-        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        let mut memo = self.shared.memo();
         if memo.on != on {
             *memo = Memo {
                 on,
@@ -495,7 +615,7 @@ impl Journal {
     /// they were removed, so nothing waits on them).
     pub async fn ready_of(&self, seqs: Vec<i64>) -> Result<Vec<store::Readiness>, SyncError> {
         let mut found = self.read(move |c| store::ready_of(c, &seqs)).await?;
-        let mut memo = self.memo.lock().expect("journal memo poisoned");
+        let mut memo = self.shared.memo();
         for (seq, ready, doc) in found.iter_mut() {
             if *ready && doc.is_none() {
                 *doc = memo.take(*seq);
@@ -504,8 +624,21 @@ impl Journal {
         Ok(found)
     }
 
+    /// Queue figures; `pending` counts the intents not moved yet too.
     pub async fn stats(&self) -> Result<Stats, SyncError> {
-        self.read(store::stats).await
+        let mut stats = self.read(store::stats).await?;
+        if let Some(log) = &self.shared.log {
+            stats.pending += log.pending_len() as u64;
+        }
+        Ok(stats)
+    }
+
+    /// Waits until every intent logged so far is in the journal.
+    async fn move_logged(&self) -> Result<(), SyncError> {
+        match &self.shared.log {
+            Some(_) => self.call(Cmd::Settle).await,
+            None => Ok(()),
+        }
     }
 
     /// The smallest pending seq, if any.
@@ -514,12 +647,15 @@ impl Journal {
     }
 
     /// The largest seq ever handed out.
+    /// (after moving the intents logged so far: they count as handed out).
     pub async fn max_seq(&self) -> Result<i64, SyncError> {
+        self.move_logged().await?;
         self.read(store::max_seq).await
     }
 
     /// How many entries of `ns` wait for their local write to finish.
     pub async fn unready_in(&self, ns: &str) -> Result<u64, SyncError> {
+        self.move_logged().await?;
         let ns = ns.to_string();
         self.read(move |c| store::unready_in(c, &ns)).await
     }
@@ -639,7 +775,9 @@ fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
 fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
     let mut open = true;
     while open {
-        let retrying = !shared.deferred().is_empty() && !shared.flush_sent.load(Ordering::SeqCst);
+        let waiting = !shared.deferred().is_empty()
+            || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
+        let retrying = waiting && !shared.flush_sent.load(Ordering::SeqCst);
         let first = if retrying {
             match rx.recv_timeout(MARK_RETRY) {
                 Ok(c) => Some(c),
@@ -672,19 +810,68 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         shared.flush_sent.store(false, Ordering::SeqCst);
         let mut conn = shared.conn.lock().expect("journal connection poisoned");
         let deferred = shared.take_deferred();
-        if deferred.is_empty() && batch.is_empty() {
+        let taken = shared.log.as_ref().map(|l| l.take());
+        let intents = taken.as_ref().map_or(&[][..], |t| &t.intents[..]);
+        if deferred.is_empty() && batch.is_empty() && intents.is_empty() {
+            if let (Some(log), Some(t)) = (&shared.log, taken) {
+                log.moved(t, &[]);
+            }
             continue;
         }
-        let result = store::apply(&mut conn, &shared.owner, &deferred, &batch);
-        let mut notify = !deferred.is_empty();
+        // Documents of ready intents go to the memo (after the commit, when
+        // their seqs are known) if it has room now, else into the file.
+        let to_memo: Vec<bool> = {
+            let memo = shared.memo();
+            let mut room = 0;
+            intents
+                .iter()
+                .map(|i| match &i.doc {
+                    Some(d) if memo.fits(room + d.len()) => {
+                        room += d.len();
+                        true
+                    }
+                    _ => false,
+                })
+                .collect()
+        };
+        let result = store::apply(
+            &mut conn,
+            &shared.owner,
+            &deferred,
+            intents,
+            &to_memo,
+            &batch,
+        );
+        let mut notify = !deferred.is_empty() || !intents.is_empty();
+        if !intents.is_empty() {
+            *shared.move_failed.lock().expect("poisoned") = result.as_ref().err().cloned();
+        }
         if result.is_err() {
             // Back before the connection is released, so that no commit in
             // between can miss them.
             shared.restore_deferred(deferred);
+            if let (Some(log), Some(t)) = (&shared.log, taken) {
+                log.restore(t);
+            }
+        } else if let (Some(log), Some(mut t), Ok((_, seqs))) = (&shared.log, taken, &result) {
+            {
+                let mut memo = shared.memo();
+                for ((i, seq), keep) in t.intents.iter_mut().zip(seqs).zip(&to_memo) {
+                    if let (true, Some(doc)) = (*keep, i.doc.take()) {
+                        // Turned off meanwhile: the replicator reads it back.
+                        let _ = memo.keep(*seq, doc);
+                    }
+                }
+            }
+            // Marks that came while the intents were being moved.
+            let late = log.moved(t, seqs);
+            if !late.is_empty() {
+                shared.defer_marks(late);
+            }
         }
         drop(conn);
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, _)) => {
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
                     notify |= matches!(cmd, Cmd::DeadLetter(..))
@@ -703,6 +890,9 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         if notify {
             shared.notify();
         }
+    }
+    if let Some(log) = &shared.log {
+        log.close();
     }
 }
 
@@ -754,24 +944,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// The seqs of the entries in the journal, after moving logged intents
+    /// (read from the file: the memo keeps its documents).
+    async fn seqs(j: &Journal) -> Vec<i64> {
+        j.max_seq().await.unwrap();
+        j.read(|c| store::read_after(c, 0, 1000))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intents_become_ready_and_leave_only_when_removed() {
         let dir = temp_dir("cycle");
         let j = Journal::open(&dir, false, "me".into()).unwrap();
-        let seqs = j.append(vec![key(1), key(2)]).await.unwrap();
-        assert_eq!(seqs.len(), 2);
+        let tickets = j.append(vec![key(1), key(2)]).await.unwrap();
+        assert_eq!(tickets.len(), 2);
+        assert_ne!(tickets[0], tickets[1]);
+        assert_eq!(j.stats().await.unwrap().pending, 2, "logged intents count");
+        let seqs = seqs(&j).await;
+        assert_eq!(seqs.len(), 2, "moved into the journal");
         assert!(seqs[0] < seqs[1], "sequence numbers grow");
         let e = j.read_after(0, 10).await.unwrap();
-        assert_eq!(e.len(), 2);
         assert!(
             !e[0].ready,
             "an intent is not ready before its write finished"
         );
         assert_eq!(e[0].owner, "me");
-        j.mark_ready(vec![seqs[0]]);
-        tokio::time::timeout(Duration::from_secs(5), j.changed.notified())
-            .await
-            .unwrap();
+        assert_eq!(e[0].key, key(1));
+        j.mark_ready(vec![tickets[0]]);
+        // Moving also commits the marks buffered so far.
+        j.max_seq().await.unwrap();
         assert_eq!(
             j.ready_of(seqs.clone()).await.unwrap(),
             vec![(seqs[0], true, None), (seqs[1], false, None)]
@@ -781,28 +986,35 @@ mod tests {
         assert_eq!(j.max_seq().await.unwrap(), seqs[1]);
         assert_eq!(j.stats().await.unwrap().pending, 1);
         j.close();
+        assert!(
+            std::fs::read_dir(dir.join(intents::DIR))
+                .unwrap()
+                .next()
+                .is_none(),
+            "no intent file is left after a clean close"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn marks_ride_with_the_next_append_and_closing_commits_the_rest() {
+    async fn marks_go_with_their_intent_or_the_next_commit_and_closing_commits_the_rest() {
         let dir = temp_dir("marks");
         let j = Journal::open(&dir, false, "me".into()).unwrap();
         let a = j.append(vec![key(1)]).await.unwrap();
         j.mark_inserted(vec![(a[0], Some(vec![7, 7]))]);
         let b = j.append(vec![key(2)]).await.unwrap();
+        let moved = seqs(&j).await;
         let e = j.read_after(0, 10).await.unwrap();
-        assert!(
-            e[0].ready,
-            "a mark is committed at the latest with the next append"
-        );
+        assert!(e[0].ready, "marked before it was moved: moved ready");
         assert_eq!(e[0].doc, Some(vec![7, 7]));
         assert!(!e[1].ready);
+        // Marked after it was moved: the mark finds its seq.
         j.mark_ready(b.clone());
         j.close();
         drop(j);
         let j = Journal::open(&dir, false, "me".into()).unwrap();
         let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!(e[1].seq, moved[1]);
         assert!(e[1].ready, "a mark buffered at close is not lost");
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
@@ -816,27 +1028,67 @@ mod tests {
         let s = j.append(vec![key(1), key(2)]).await.unwrap();
         let big = vec![9u8; MEMO_MAX_BYTES];
         j.mark_inserted(vec![(s[0], Some(vec![1, 1])), (s[1], Some(big.clone()))]);
-        j.append(vec![key(3)]).await.unwrap();
+        seqs(&j).await;
         let e = j.read_after(0, 10).await.unwrap();
         assert_eq!(e[0].doc, Some(vec![1, 1]), "from memory");
         assert_eq!(e[1].doc, Some(big), "too big to keep: from the file");
-        assert!(j.memo.lock().unwrap().docs.is_empty(), "taken once read");
+        assert!(j.shared.memo().docs.is_empty(), "taken once read");
         // Waiting entries get theirs when they are seen ready.
         let s = j.append(vec![key(4)]).await.unwrap();
+        let seq = *seqs(&j).await.last().unwrap();
         j.mark_inserted(vec![(s[0], Some(vec![4]))]);
         j.append(vec![key(5)]).await.unwrap();
+        seqs(&j).await;
         assert_eq!(
-            j.ready_of(s.clone()).await.unwrap(),
-            vec![(s[0], true, Some(vec![4]))]
+            j.ready_of(vec![seq]).await.unwrap(),
+            vec![(seq, true, Some(vec![4]))]
         );
         // Not kept while off; turning it off forgets what was kept.
         let s = j.append(vec![key(6)]).await.unwrap();
+        let seq = *seqs(&j).await.last().unwrap();
         j.mark_inserted(vec![(s[0], Some(vec![6]))]);
         j.keep_docs(false);
         j.append(vec![key(7)]).await.unwrap();
+        seqs(&j).await;
         assert_eq!(
-            j.ready_of(s.clone()).await.unwrap(),
-            vec![(s[0], true, None)]
+            j.ready_of(vec![seq]).await.unwrap(),
+            vec![(seq, true, None)]
+        );
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intents_a_dead_engine_never_moved_are_adopted_as_its_unready_entries() {
+        let dir = temp_dir("orphans");
+        // An engine that died between logging and moving: its file stays.
+        let before = IntentLog::open(&dir, "dead-at-start").unwrap();
+        before.append(vec![key(1), key(2)], true, 11).unwrap();
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!(e.len(), 2, "adopted when the journal opens");
+        assert_eq!((e[0].key.clone(), e[1].key.clone()), (key(1), key(2)));
+        assert!(e.iter().all(|e| !e.ready && e.insert && e.at_ms == 11));
+        assert!(e.iter().all(|e| e.owner == "dead-at-start"));
+        // One that dies while this engine runs: adopted on the next round,
+        // but never while its engine lives.
+        let later = IntentLog::open(&dir, "dead-later").unwrap();
+        later.append(vec![key(3)], false, 12).unwrap();
+        let alive = OwnerRegistry::register(&dir, "dead-later").unwrap();
+        assert_eq!(j.adopt_orphans().unwrap(), 0, "its engine still lives");
+        alive.release();
+        // The registry trusts a liveness check for 500 ms.
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(j.adopt_orphans().unwrap(), 1);
+        let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!((e.len(), e[2].key.clone()), (3, key(3)));
+        assert_eq!(e[2].owner, "dead-later");
+        assert!(
+            std::fs::read_dir(dir.join(intents::DIR))
+                .unwrap()
+                .next()
+                .is_none(),
+            "adopted files are deleted"
         );
         j.close();
         let _ = std::fs::remove_dir_all(&dir);

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::intents::Intent;
 use super::{Cmd, DocKey};
 
 const SCHEMA: &str = "
@@ -195,13 +196,67 @@ impl Deferred {
 /// Runs `deferred` and a group of commands in one transaction. If the
 /// commit fails, every command of the group fails with the reason (and the
 /// caller keeps `deferred` for the next commit).
+/// Logged intents (see `intents`) are moved in the same transaction, each
+/// with its document unless `to_memo` says it goes to memory; their seqs
+/// come back with the outcomes.
 pub(super) fn apply(
     conn: &mut Connection,
     owner: &str,
     deferred: &Deferred,
+    intents: &[Intent],
+    to_memo: &[bool],
     batch: &[Cmd],
-) -> Result<Vec<Outcome>, String> {
-    apply_tx(conn, owner, deferred, batch).map_err(|e| e.to_string())
+) -> Result<(Vec<Outcome>, Vec<i64>), String> {
+    apply_tx(conn, owner, deferred, intents, to_memo, batch).map_err(|e| e.to_string())
+}
+
+/// Inserts logged intents; returns their seqs.
+fn insert_intents(
+    tx: &rusqlite::Transaction<'_>,
+    owner: &str,
+    intents: &[Intent],
+    to_memo: &[bool],
+) -> rusqlite::Result<Vec<i64>> {
+    if intents.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO pending (ns, id, owner, ready, at_ms, hint, doc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut seqs = Vec::with_capacity(intents.len());
+    for (i, memo) in intents.iter().zip(to_memo) {
+        let doc = if *memo { None } else { i.doc.as_deref() };
+        stmt.execute(params![
+            i.key.ns,
+            i.key.id,
+            owner,
+            i.ready as i64,
+            i.at_ms,
+            i.insert as i64,
+            doc
+        ])?;
+        seqs.push(tx.last_insert_rowid());
+    }
+    Ok(seqs)
+}
+
+/// Commits intents a dead engine logged but never moved, as not ready and
+/// owned by `writer`.
+pub(super) fn insert_adopted(
+    conn: &mut Connection,
+    writer: &str,
+    intents: &[(DocKey, bool, i64)],
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO pending (ns, id, owner, ready, at_ms, hint) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
+        )?;
+        for (k, insert, at_ms) in intents {
+            stmt.execute(params![k.ns, k.id, writer, at_ms, *insert as i64])?;
+        }
+    }
+    tx.commit()
 }
 
 /// Inserts intents for `keys` and commits them with `deferred`, without
@@ -269,9 +324,12 @@ fn apply_tx(
     conn: &mut Connection,
     owner: &str,
     deferred: &Deferred,
+    intents: &[Intent],
+    to_memo: &[bool],
     batch: &[Cmd],
-) -> rusqlite::Result<Vec<Outcome>> {
+) -> rusqlite::Result<(Vec<Outcome>, Vec<i64>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let seqs = insert_intents(&tx, owner, intents, to_memo)?;
     settle(&tx, deferred)?;
     let mut out = Vec::with_capacity(batch.len());
     let now = now_ms();
@@ -316,7 +374,7 @@ fn apply_tx(
         });
     }
     tx.commit()?;
-    Ok(out)
+    Ok((out, seqs))
 }
 
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {

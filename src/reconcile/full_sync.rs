@@ -349,11 +349,8 @@ async fn scan(
             } else {
                 cp.documents_done += docs.len() as u64;
                 let keys: Vec<_> = docs.iter().map(|(id, _)| key_of(&ns, id)).collect();
-                let seqs = if atlas_empty {
-                    ctx.journal.append_inserts(keys).await?
-                } else {
-                    ctx.journal.append(keys).await?
-                };
+                // Seqs, not tickets: the witness compares them.
+                let seqs = ctx.journal.append_committed(keys, atlas_empty).await?;
                 let current = match witness.as_mut() {
                     Some(w) => w.check(&ctx.journal, &seqs).await?,
                     None => false,
@@ -428,22 +425,53 @@ mod tests {
 
         // Nothing else wrote: intact.
         let mut w = Witness::start(&j, "d.c").await.unwrap();
-        let s = j.append(vec![key("d.c", 1), key("d.c", 2)]).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 1), key("d.c", 2)], false)
+            .await
+            .unwrap();
         assert!(w.check(&j, &s).await.unwrap());
         // A write to another collection in between does not matter.
-        j.append(vec![key("d.other", 1)]).await.unwrap();
-        let s = j.append(vec![key("d.c", 3)]).await.unwrap();
+        j.append_committed(vec![key("d.other", 1)], false)
+            .await
+            .unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 3)], false)
+            .await
+            .unwrap();
         assert!(w.check(&j, &s).await.unwrap());
         // One to this collection does, for the rest of the scan.
-        j.append(vec![key("d.c", 9)]).await.unwrap();
-        let s = j.append(vec![key("d.c", 4)]).await.unwrap();
+        j.append_committed(vec![key("d.c", 9)], false)
+            .await
+            .unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 4)], false)
+            .await
+            .unwrap();
         assert!(!w.check(&j, &s).await.unwrap());
-        let s = j.append(vec![key("d.c", 5)]).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 5)], false)
+            .await
+            .unwrap();
         assert!(!w.check(&j, &s).await.unwrap());
 
-        // A write of this collection still running when the scan starts.
+        // A write of this collection still running when the scan starts
+        // (its intent still in the intent log: the start moves it).
+        let all = j.read_after(0, 100).await.unwrap();
+        j.mark_ready(all.iter().map(|e| e.seq).collect());
+        j.remove(Vec::new()).await.unwrap();
         let mut w = Witness::start(&j, "d.c").await.unwrap();
-        let s = j.append(vec![key("d.c", 6)]).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 11)], false)
+            .await
+            .unwrap();
+        assert!(w.check(&j, &s).await.unwrap(), "every write had finished");
+        j.mark_ready(s);
+        j.append(vec![key("d.c", 10)]).await.unwrap();
+        let mut w = Witness::start(&j, "d.c").await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 6)], false)
+            .await
+            .unwrap();
         assert!(!w.check(&j, &s).await.unwrap());
 
         // An entry in between that is gone already cannot be told apart.
@@ -457,10 +485,16 @@ mod tests {
         j.mark_ready(all.clone());
         j.remove(all).await.unwrap();
         let mut w = Witness::start(&j, "d.c").await.unwrap();
-        let gone = j.append(vec![key("d.other", 2)]).await.unwrap();
+        let gone = j
+            .append_committed(vec![key("d.other", 2)], false)
+            .await
+            .unwrap();
         j.mark_ready(gone.clone());
         j.remove(gone).await.unwrap();
-        let s = j.append(vec![key("d.c", 7)]).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 7)], false)
+            .await
+            .unwrap();
         assert!(!w.check(&j, &s).await.unwrap());
         j.close();
         let _ = std::fs::remove_dir_all(&dir);

@@ -167,6 +167,10 @@ async fn run(
                 .journal
                 .set_meta(HEARTBEAT_KEY, now_ms().to_string())
                 .await;
+            // Intents that engines which died logged but never moved.
+            if let Err(e) = ctx.journal.adopt_orphans_async().await {
+                ctx.record_error("moving a stopped engine's intents failed", &e);
+            }
         }
         let changed = ctx.journal.changed.notified();
         // While paused, pending work stays on disk, not in memory.
