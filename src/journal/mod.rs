@@ -1,8 +1,9 @@
 //! The journal: durable pending work, in SQLite (WAL mode) under `SYNC_DATA_DIR`.
 //!
 //! Invariants:
-//! - an intent is committed to the journal *before* the local write it
-//!   describes is sent, so a crash at any later moment leaves a record of it;
+//! - an intent is in this process's intent log (see `intents`) or committed
+//!   to the journal *before* the local write it describes is sent, so a
+//!   crash at any later moment leaves a record of it;
 //! - an entry is `ready` once its local write finished (or failed); while not
 //!   ready, only a dead owner's entries are replicated (see `locks`);
 //! - an entry leaves `pending` only after Atlas acknowledged the copy of its
@@ -10,10 +11,12 @@
 //! - sequence numbers only grow (`AUTOINCREMENT`), across processes too, so
 //!   "everything captured so far" is "every seq up to the current maximum".
 //!
-//! An append made while the journal is idle commits on the calling thread
-//! (one commit, no thread hand-off: what a sequential writer waits for).
-//! Everything else goes through one writer thread per process, which commits
-//! whatever is queued in one transaction (group commit). Marking entries
+//! A write's intent is appended to the intent log (one `write(2)`: what a
+//! sequential writer waits for); the writer thread moves logged intents
+//! into SQLite with its next commit. With `fsync` there is no intent log.
+//! A ready append made while the journal is idle commits on the calling
+//! thread. Everything else goes through one writer thread per process,
+//! which commits whatever is queued in one transaction (group commit). Marking entries
 //! ready and removing copied ones are never awaited: they are buffered and
 //! ride along with the next commit, or are committed by the writer thread
 //! after a short wait (a removal lost to a crash only means one more
