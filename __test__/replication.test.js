@@ -268,6 +268,35 @@ test('pause stops replication without stopping writes; resume catches up; flush 
   await sync.close()
 })
 
+test('an update that finishes after a racing insert of the same _id wins on Atlas, not the bytes the insert stored', async () => {
+  // The update's intent is logged first, the insert's second; the server
+  // may run the insert first. The insert's entry then carries bytes that
+  // the update has already changed: the write clock must make the
+  // replicator read the document back instead of sending them. Both
+  // processes of a pm2 cluster race the same way, so one of the writers is
+  // a second engine on the same journal.
+  const db = uniqueDb('race')
+  const dataDir = tempDir()
+  const a = await createSync({ ...syncOptions(db, FAST), dataDir })
+  const b = await createSync({ ...syncOptions(db, FAST), dataDir })
+  const N = 300
+  const tries = []
+  for (let i = 0; i < N; i++) {
+    const [up, ins] = i % 2 ? [a, b] : [a, a]
+    tries.push(up.collection('c').updateOne({ _id: i }, { $set: { v: 'updated' } }))
+    tries.push(ins.collection('c').insertOne({ _id: i, v: 'inserted' }))
+  }
+  await Promise.allSettled(tries)
+  await a.flush({ timeoutMs: 60000 })
+  await b.flush({ timeoutMs: 60000 })
+  await b.close()
+  await a.close()
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const updatedAfter = await local.db(db).collection('c').countDocuments({ v: 'updated' })
+  console.log(`# racing pairs: ${N}, updates that landed after their insert: ${updatedAfter}`)
+  await assertSame(local, atlas, db, ['c'])
+})
+
 test('$inc is never double-applied, however often a document is copied', async () => {
   const db = uniqueDb('inc')
   const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 1 }))

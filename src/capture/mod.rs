@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::error::SyncError;
-use crate::journal::{DocKey, Journal};
+use crate::journal::{clock, DocKey, Journal};
 use crate::observe::Metrics;
 
 /// The write path of one engine.
@@ -70,9 +70,13 @@ impl<'a> Target<'a> {
         ids: &[Bson],
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let seqs = self.intents(ids, false).await?;
+        let (seqs, keys) = self.intents(ids, false).await?;
         let out = op.await;
         if let Some(j) = &self.w.journal {
+            // Counted before the marks: see `journal::clock`.
+            for k in &keys {
+                j.clock().finished(k, None);
+            }
             j.mark_ready(seqs);
         }
         out
@@ -81,7 +85,8 @@ impl<'a> Target<'a> {
     /// [`Target::journaled`] for inserts of the new documents `docs` (one
     /// per id): the intents carry an insert hint, and each document that the
     /// server stored is handed to the journal with its bytes, so the
-    /// replicator can send it without reading it back.
+    /// replicator can send it without reading it back (stamped by the write
+    /// clock, which tells whether another write of it finished since).
     pub async fn journaled_inserts<T>(
         &self,
         ids: &[Bson],
@@ -89,37 +94,55 @@ impl<'a> Target<'a> {
         ordered: bool,
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let seqs = self.intents(ids, true).await?;
+        let clock = self.w.journal.as_ref().map(|j| j.clock());
+        let (seqs, keys) = self.intents(ids, true).await?;
+        let before: Vec<Option<u32>> = match clock {
+            Some(c) => keys.iter().map(|k| c.before(k)).collect(),
+            None => Vec::new(),
+        };
         let out = op.await;
-        if let Some(j) = &self.w.journal {
+        if let (Some(j), Some(c)) = (&self.w.journal, clock) {
             let stored = inserted(&out, docs.len(), ordered);
             let done = seqs
                 .into_iter()
+                .zip(keys.iter().zip(before))
                 .zip(docs.iter().zip(stored))
-                .map(|(s, (d, ok))| (s, ok.then(|| d.as_bytes().to_vec())))
+                .map(|((s, (k, before)), (d, ok))| {
+                    let stamp = c.finished(k, before);
+                    let bytes = match (ok, stamp) {
+                        (true, Some(t)) => Some(clock::stamp(d.as_bytes().to_vec(), t)),
+                        _ => None,
+                    };
+                    (s, bytes)
+                })
                 .collect();
             j.mark_inserted(done);
         }
         out
     }
 
-    /// Commits intents for `ids` (none if the collection is not replicated).
-    async fn intents(&self, ids: &[Bson], inserts: bool) -> Result<Vec<i64>, SyncError> {
+    /// Commits intents for `ids` (none if the collection is not replicated);
+    /// returns them with the keys they are for.
+    async fn intents(
+        &self,
+        ids: &[Bson],
+        inserts: bool,
+    ) -> Result<(Vec<i64>, Vec<DocKey>), SyncError> {
         match (&self.w.journal, self.replicated) {
             (Some(j), true) if !ids.is_empty() => {
                 let keys: Vec<DocKey> = ids.iter().map(|id| self.key(id)).collect();
                 let seqs = if inserts {
-                    j.append_inserts(keys).await?
+                    j.append_inserts(keys.clone()).await?
                 } else {
-                    j.append(keys).await?
+                    j.append(keys.clone()).await?
                 };
                 self.w
                     .metrics
                     .captured
                     .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                Ok(seqs)
+                Ok((seqs, keys))
             }
-            _ => Ok(Vec::new()),
+            _ => Ok((Vec::new(), Vec::new())),
         }
     }
 }

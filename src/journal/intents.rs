@@ -283,50 +283,54 @@ impl IntentLog {
             }
         }
     }
+}
 
-    /// Renames the files of dead holders (`dead(holder)`), and this holder's
-    /// own adopted files left by a failed import, to this holder's name and
-    /// returns them with the holder whose intents they hold.
-    pub fn claim_orphans(&self, dead: impl Fn(&str) -> bool) -> Vec<(PathBuf, String)> {
-        let Ok(list) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+/// Renames the intent files in `data_dir` of dead holders (`dead(holder)`),
+/// and `holder`'s own adopted files left by a failed import, to `holder`'s
+/// name, and returns them with the engine whose intents they hold.
+pub(super) fn claim_orphans(
+    data_dir: &Path,
+    holder: &str,
+    dead: impl Fn(&str) -> bool,
+) -> Vec<(PathBuf, String)> {
+    let dir = data_dir.join(DIR);
+    let Ok(list) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in list.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".log") else {
+            continue;
         };
-        let mut out = Vec::new();
-        for e in list.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".log") else {
-                continue;
-            };
-            let Some((holder, rest)) = stem.split_once("--") else {
-                continue;
-            };
-            if holder == self.holder {
-                // Ours: a live file, or one adopted earlier whose import failed.
-                if let Some((writer, _)) = rest.split_once("~adopted~") {
-                    out.push((e.path(), writer.to_string()));
-                }
-                continue;
+        let Some((owner, rest)) = stem.split_once("--") else {
+            continue;
+        };
+        if owner == holder {
+            // Ours: a live file, or one adopted earlier whose import failed.
+            if let Some((writer, _)) = rest.split_once("~adopted~") {
+                out.push((e.path(), writer.to_string()));
             }
-            if !dead(holder) {
-                continue;
-            }
-            // The original writer, through any earlier adoptions.
-            let writer = rest
-                .split_once("~adopted~")
-                .map_or(holder, |(w, _)| w)
-                .to_string();
-            let to = self.dir.join(format!(
-                "{}--{writer}~adopted~{:016x}.log",
-                self.holder,
-                rand::random::<u64>()
-            ));
-            // Only one engine renames it; the others find it gone.
-            if std::fs::rename(e.path(), &to).is_ok() {
-                out.push((to, writer));
-            }
+            continue;
         }
-        out
+        if !dead(owner) {
+            continue;
+        }
+        // The original writer, through any earlier adoptions.
+        let writer = rest
+            .split_once("~adopted~")
+            .map_or(owner, |(w, _)| w)
+            .to_string();
+        let to = dir.join(format!(
+            "{holder}--{writer}~adopted~{:016x}.log",
+            rand::random::<u64>()
+        ));
+        // Only one engine renames it; the others find it gone.
+        if std::fs::rename(e.path(), &to).is_ok() {
+            out.push((to, writer));
+        }
     }
+    out
 }
 
 fn encode(buf: &mut Vec<u8>, k: &DocKey, insert: bool, at_ms: i64) {
@@ -462,20 +466,21 @@ mod tests {
         gone.append(vec![key("db.c", &[1])], false, 1).unwrap();
         let alive = IntentLog::open(&dir, "alive").unwrap();
         alive.append(vec![key("db.c", &[2])], false, 1).unwrap();
-        let a = IntentLog::open(&dir, "a").unwrap();
-        let b = IntentLog::open(&dir, "b").unwrap();
         let dead = |h: &str| h == "gone";
-        let claimed = a.claim_orphans(dead);
+        let claimed = claim_orphans(&dir, "a", dead);
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].1, "gone");
         assert_eq!(read_file(&claimed[0].0).unwrap()[0].0, key("db.c", &[1]));
-        assert!(b.claim_orphans(dead).is_empty(), "already claimed by a");
+        assert!(
+            claim_orphans(&dir, "b", dead).is_empty(),
+            "already claimed by a"
+        );
         // a died before importing it: b adopts it, still as gone's intents.
-        let claimed = b.claim_orphans(|h| h == "a" || h == "gone");
+        let claimed = claim_orphans(&dir, "b", |h| h == "a" || h == "gone");
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].1, "gone");
         // b's own claim, not imported yet, is found again by b.
-        assert_eq!(b.claim_orphans(|_| false).len(), 1);
+        assert_eq!(claim_orphans(&dir, "b", |_| false).len(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

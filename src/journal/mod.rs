@@ -30,6 +30,7 @@
 //! leadership, pause, Atlas down) only means the replicator reads those
 //! documents back from local.
 
+pub mod clock;
 mod intents;
 mod locks;
 mod store;
@@ -92,7 +93,12 @@ pub struct Journal {
     /// Signalled after every commit that made entries ready or removed some.
     pub changed: Arc<Notify>,
     pub owners: OwnerRegistry,
+    clock: clock::WriteClock,
 }
+
+/// Most intents waiting in the intent log to be moved; beyond it, appends
+/// wait for a commit of their own.
+const MAX_LOGGED: usize = 100_000;
 
 /// Most document bytes kept in memory for this process's replicator.
 const MEMO_MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -163,6 +169,8 @@ struct Shared {
     /// Where intents are logged before their local write (not with
     /// `fsync`: see `Journal::inline`).
     log: Option<IntentLog>,
+    /// The writer thread runs (logged intents are moved).
+    writer_alive: AtomicBool,
     /// Why the last move of logged intents into the journal failed, while
     /// it keeps failing: new intents are refused meanwhile, as a failed
     /// commit refuses them, instead of piling up.
@@ -242,6 +250,7 @@ impl Journal {
             memo: Mutex::new(Memo::default()),
             log,
             move_failed: Mutex::new(None),
+            writer_alive: AtomicBool::new(true),
         });
         let checkpointer = Checkpointer::start(checkpoint_conn, shared.commits.clone())
             .map_err(|e| SyncError::journal(&path, e))?;
@@ -262,8 +271,13 @@ impl Journal {
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
+            clock: clock::WriteClock::open(dir),
         };
-        journal.adopt_orphans()?;
+        // Other engines' leftovers must not keep this one from starting: the
+        // leader tries again every second.
+        if let Err(e) = journal.adopt_orphans() {
+            tracing::warn!("moving a stopped engine's intents failed: {e}");
+        }
         Ok(journal)
     }
 
@@ -271,34 +285,47 @@ impl Journal {
     /// journal (not ready, owned by the engine that logged them: copied
     /// after the takeover grace). Returns how many.
     pub fn adopt_orphans(&self) -> Result<u64, SyncError> {
-        let Some(log) = &self.shared.log else {
-            return Ok(0);
-        };
-        let files = log.claim_orphans(|h| self.owners.dead_since(h).is_some());
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let files =
+            intents::claim_orphans(dir, &self.owner, |h| self.owners.dead_since(h).is_some());
         let mut n = 0;
+        let mut failed = None;
         for (file, writer) in files {
-            let intents = intents::read_file(&file).map_err(|e| SyncError::journal(&file, e))?;
-            if !intents.is_empty() {
-                let mut conn = self
-                    .shared
-                    .conn
-                    .lock()
-                    .expect("journal connection poisoned");
-                store::insert_adopted(&mut conn, &writer, &intents)
-                    .map_err(|e| SyncError::journal(&self.path, e))?;
-                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            // A file that fails stays, under this engine's name: the next
+            // round (or, once this engine is gone, another) tries again.
+            let done = intents::read_file(&file)
+                .map_err(|e| SyncError::journal(&file, e))
+                .and_then(|intents| {
+                    if !intents.is_empty() {
+                        let mut conn = self
+                            .shared
+                            .conn
+                            .lock()
+                            .expect("journal connection poisoned");
+                        store::insert_adopted(&mut conn, &writer, &intents)
+                            .map_err(|e| SyncError::journal(&self.path, e))?;
+                        self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(intents.len() as u64)
+                });
+            match done {
+                Ok(k) => {
+                    n += k;
+                    let _ = std::fs::remove_file(&file);
+                    tracing::info!(
+                        "moved {k} intent(s) logged by engine {writer}, which stopped before moving them"
+                    );
+                }
+                Err(e) => failed = failed.or(Some(e)),
             }
-            n += intents.len() as u64;
-            let _ = std::fs::remove_file(&file);
-            tracing::info!(
-                "moved {} intent(s) logged by engine {writer}, which stopped before moving them",
-                intents.len()
-            );
         }
         if n > 0 {
             self.shared.notify();
         }
-        Ok(n)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     /// [`Journal::adopt_orphans`] off the async workers.
@@ -307,6 +334,12 @@ impl Journal {
         tokio::task::spawn_blocking(move || j.adopt_orphans())
             .await
             .map_err(|e| SyncError::Internal(e.to_string()))?
+    }
+
+    /// Finished writes per document, shared by the processes of the data
+    /// directory (see `clock`).
+    pub fn clock(&self) -> &clock::WriteClock {
+        &self.clock
     }
 
     pub fn owner(&self) -> &str {
@@ -347,9 +380,24 @@ impl Journal {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        if let (Some(log), false, true) = (&self.shared.log, ready, logged) {
-            if self.tx.lock().expect("journal sender poisoned").is_none() {
+        let log = match (&self.shared.log, ready, logged) {
+            // A backlog of intents not moved (the journal is slow or busy):
+            // new ones wait for a commit instead of piling up in memory.
+            (Some(log), false, true) if log.pending_len() < MAX_LOGGED => Some(log),
+            _ => None,
+        };
+        if let Some(log) = log {
+            // Held across the append: `close` cannot end the writer thread
+            // between the check and the record.
+            let open = self.tx.lock().expect("journal sender poisoned");
+            if open.is_none() {
                 return Err(SyncError::Closed);
+            }
+            if !self.shared.writer_alive.load(Ordering::SeqCst) {
+                return Err(SyncError::journal(
+                    &self.path,
+                    "the journal's writer thread stopped",
+                ));
             }
             if let Some(e) = &*self.shared.move_failed.lock().expect("poisoned") {
                 return Err(SyncError::journal(&self.path, e));
@@ -357,6 +405,7 @@ impl Journal {
             let tickets = log
                 .append(keys, inserts, now_ms())
                 .map_err(|e| SyncError::journal(&self.path, e))?;
+            drop(open);
             self.flush_soon();
             return Ok(tickets);
         }
@@ -776,13 +825,30 @@ fn drain_into(rx: &mpsc::Receiver<Cmd>, batch: &mut Vec<Cmd>) {
 /// then answers the commands. When the process closes the journal, the
 /// deferred changes still buffered are committed before the thread ends.
 fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
+    /// Tells appends when this thread is gone, however it ends.
+    struct Alive<'a>(&'a AtomicBool);
+    impl Drop for Alive<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let _alive = Alive(&shared.writer_alive);
     let mut open = true;
+    // Marks that came while their intents were being moved wait for the
+    // next commit, which comes as soon as after a mark ready.
+    let mut immediate = false;
     while open {
         let waiting = !shared.deferred().is_empty()
             || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
         let retrying = waiting && !shared.flush_sent.load(Ordering::SeqCst);
-        let first = if retrying {
-            match rx.recv_timeout(MARK_RETRY) {
+        let first = if immediate || retrying {
+            let wait = if immediate {
+                MARK_READY_COALESCE
+            } else {
+                MARK_RETRY
+            };
+            immediate = false;
+            match rx.recv_timeout(wait) {
                 Ok(c) => Some(c),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -813,16 +879,17 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         shared.flush_sent.store(false, Ordering::SeqCst);
         let mut conn = shared.conn.lock().expect("journal connection poisoned");
         let deferred = shared.take_deferred();
-        let taken = shared.log.as_ref().map(|l| l.take());
-        let intents = taken.as_ref().map_or(&[][..], |t| &t.intents[..]);
+        let mut taken = shared.log.as_ref().map(|l| l.take());
+        let empty = &mut Vec::new();
+        let intents = taken.as_mut().map_or(empty, |t| &mut t.intents);
         if deferred.is_empty() && batch.is_empty() && intents.is_empty() {
             if let (Some(log), Some(t)) = (&shared.log, taken) {
                 log.moved(t, &[]);
             }
             continue;
         }
-        // Documents of ready intents go to the memo (after the commit, when
-        // their seqs are known) if it has room now, else into the file.
+        // Documents of ready intents go to the memo if it has room now,
+        // else into the file.
         let to_memo: Vec<bool> = {
             let memo = shared.memo();
             let mut room = 0;
@@ -837,6 +904,10 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
                 })
                 .collect()
         };
+        // Into the memo once their seqs are known, before the commit makes
+        // the rows visible to the replicator (which takes documents from
+        // the memo when it reads the rows).
+        let mut kept: Vec<(usize, i64)> = Vec::new();
         let result = store::apply(
             &mut conn,
             &shared.owner,
@@ -844,32 +915,43 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
             intents,
             &to_memo,
             &batch,
+            &mut |intents, seqs| {
+                let mut memo = shared.memo();
+                for (at, ((i, seq), keep)) in intents.iter_mut().zip(seqs).zip(&to_memo).enumerate()
+                {
+                    if let (true, Some(doc)) = (*keep, i.doc.take()) {
+                        // `Some` back: turned off meanwhile, read back instead.
+                        if memo.keep(*seq, doc).is_none() {
+                            kept.push((at, *seq));
+                        }
+                    }
+                }
+            },
         );
-        let mut notify = !deferred.is_empty() || !intents.is_empty();
-        if !intents.is_empty() {
+        let moved_any = !intents.is_empty();
+        let mut notify = !deferred.is_empty() || moved_any;
+        if moved_any {
             *shared.move_failed.lock().expect("poisoned") = result.as_ref().err().cloned();
         }
         if result.is_err() {
             // Back before the connection is released, so that no commit in
-            // between can miss them.
+            // between can miss them; the seqs of the failed commit may be
+            // handed out again, so the memo must not keep documents for them.
             shared.restore_deferred(deferred);
-            if let (Some(log), Some(t)) = (&shared.log, taken) {
+            if let (Some(log), Some(mut t)) = (&shared.log, taken) {
+                let mut memo = shared.memo();
+                for (at, seq) in &kept {
+                    t.intents[*at].doc = memo.take(*seq);
+                }
+                drop(memo);
                 log.restore(t);
             }
-        } else if let (Some(log), Some(mut t), Ok((_, seqs))) = (&shared.log, taken, &result) {
-            {
-                let mut memo = shared.memo();
-                for ((i, seq), keep) in t.intents.iter_mut().zip(seqs).zip(&to_memo) {
-                    if let (true, Some(doc)) = (*keep, i.doc.take()) {
-                        // Turned off meanwhile: the replicator reads it back.
-                        let _ = memo.keep(*seq, doc);
-                    }
-                }
-            }
+        } else if let (Some(log), Some(t), Ok((_, seqs))) = (&shared.log, taken, &result) {
             // Marks that came while the intents were being moved.
             let late = log.moved(t, seqs);
             if !late.is_empty() {
                 shared.defer_marks(late);
+                immediate = true;
             }
         }
         drop(conn);

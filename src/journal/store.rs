@@ -198,16 +198,28 @@ impl Deferred {
 /// caller keeps `deferred` for the next commit).
 /// Logged intents (see `intents`) are moved in the same transaction, each
 /// with its document unless `to_memo` says it goes to memory; their seqs
-/// come back with the outcomes.
+/// come back with the outcomes. `before_commit` gets the intents and their
+/// seqs just before the commit (to hand documents to memory before any
+/// reader can see the rows).
 pub(super) fn apply(
     conn: &mut Connection,
     owner: &str,
     deferred: &Deferred,
-    intents: &[Intent],
+    intents: &mut [Intent],
     to_memo: &[bool],
     batch: &[Cmd],
+    before_commit: &mut dyn FnMut(&mut [Intent], &[i64]),
 ) -> Result<(Vec<Outcome>, Vec<i64>), String> {
-    apply_tx(conn, owner, deferred, intents, to_memo, batch).map_err(|e| e.to_string())
+    apply_tx(
+        conn,
+        owner,
+        deferred,
+        intents,
+        to_memo,
+        batch,
+        before_commit,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Inserts logged intents; returns their seqs.
@@ -324,9 +336,10 @@ fn apply_tx(
     conn: &mut Connection,
     owner: &str,
     deferred: &Deferred,
-    intents: &[Intent],
+    intents: &mut [Intent],
     to_memo: &[bool],
     batch: &[Cmd],
+    before_commit: &mut dyn FnMut(&mut [Intent], &[i64]),
 ) -> rusqlite::Result<(Vec<Outcome>, Vec<i64>)> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let seqs = insert_intents(&tx, owner, intents, to_memo)?;
@@ -373,6 +386,7 @@ fn apply_tx(
             }
         });
     }
+    before_commit(intents, &seqs);
     tx.commit()?;
     Ok((out, seqs))
 }

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::error::{disposition, write_error_disposition, Disposition};
-use crate::journal::{now_ms, DeadLetter, DocKey, Journal, LeaderLock};
+use crate::journal::{clock, now_ms, DeadLetter, DocKey, Journal, LeaderLock};
 use crate::observe::Metrics;
 
 /// How many journal entries one read takes.
@@ -308,7 +308,11 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
             .map(|(k, d)| Item {
                 key: k,
                 insert_only: d.insert_only,
-                doc: d.doc.as_deref(),
+                doc: d.doc.as_deref().and_then(|b| match clock::unstamp(b) {
+                    // Another write of it finished since: read it back.
+                    (_, Some(t)) if !ctx.journal.clock().current(k, t) => None,
+                    (doc, _) => Some(doc),
+                }),
             })
             .collect();
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
