@@ -79,9 +79,11 @@ test('a journal folder that cannot be created fails createSync with ERR_SYNC_JOU
 test('a full disk: the write is refused before it reaches the local server, nothing acknowledged is lost', async () => {
   const db = uniqueDb('fulldisk')
   const dataDir = tempDir()
-  // The child may write at most 300 KB per file (ulimit -f counts 1 KB
-  // blocks) and ignores SIGXFSZ, so journal writes fail with EFBIG as on a
-  // full disk. Replication is paused so every write stays in the journal.
+  // The child may write at most 1 MiB per file (`sh` is dash here, whose
+  // ulimit -f counts 512-byte blocks; bash's count 1 KiB, 2 MiB then) and
+  // ignores SIGXFSZ, so journal writes fail with EFBIG as on a full disk;
+  // the write clock's 256 KiB file fits. Replication is paused so every
+  // write stays in the journal.
   const script = `
     const { createSync } = require(${JSON.stringify(path.join(__dirname, '..'))})
     ;(async () => {
@@ -95,7 +97,7 @@ test('a full disk: the write is refused before it reaches the local server, noth
       console.log(JSON.stringify({ ok, code: err && err.code, message: err && err.message }))
       process.exit(0)
     })().catch((e) => { console.log(JSON.stringify({ fatal: e.message, code: e.code })); process.exit(1) })`
-  const r = spawnSync('sh', ['-c', `trap '' XFSZ; ulimit -f 300; exec "${process.execPath}" -e "$0"`, script], {
+  const r = spawnSync('sh', ['-c', `trap '' XFSZ; ulimit -f 2048; exec "${process.execPath}" -e "$0"`, script], {
     encoding: 'utf8',
     timeout: 120000,
   })

@@ -97,7 +97,7 @@ impl<'a> Target<'a> {
         let clock = self.w.journal.as_ref().map(|j| j.clock());
         let (seqs, keys) = self.intents(ids, true).await?;
         let before: Vec<Option<u32>> = match clock {
-            Some(c) => keys.iter().map(|k| c.before(k)).collect(),
+            Some(c) => keys.iter().map(|k| Some(c.before(k))).collect(),
             None => Vec::new(),
         };
         let out = op.await;

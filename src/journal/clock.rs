@@ -7,7 +7,7 @@
 //! intent came first may finish after the insert, and intents from other
 //! processes get their seqs when they are moved, not when they are written.
 //! So every process of a data directory counts, in a file they all map
-//! (`write-clock`), the finished writes per document, in 2^20 buckets
+//! (`write-clock`), the finished writes per document, in 2^16 buckets
 //! by hash of the document key:
 //!
 //! - a write adds one to its documents' buckets after it finished and
@@ -21,8 +21,14 @@
 //!
 //! A write that finishes after that check has an entry that is not ready
 //! yet, so the replicator copies the document again after it. Two documents
-//! sharing a bucket only cost a read-back. Without the mapping, no bytes are
-//! carried at all.
+//! sharing a bucket only cost a read-back. Buckets hash the `_id` as the
+//! server compares it (1, 1L and 1.0 are one document).
+//!
+//! The counters are not as durable as the stamps in the journal (a power
+//! loss, a restored copy of the folder): the first word of the file is a
+//! generation, renewed by an engine that opens while no other engine of the
+//! directory lives, and stamps carry it, so older stamps are never trusted.
+//! An engine that cannot map the file does not open (it could not count).
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -32,14 +38,23 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::DocKey;
 
-const BUCKETS: usize = 1 << 20;
-const BYTES: usize = BUCKETS * 4;
+const BUCKETS: usize = 1 << 16;
+/// Word 0 is the generation; buckets are words 1..=BUCKETS.
+const BYTES: usize = (BUCKETS + 1) * 4;
 
-/// Marks bytes stamped with a bucket value (BSON documents end in 0x00).
+/// Marks bytes stamped by the clock (BSON documents end in 0x00).
 const STAMPED: u8 = 0xA5;
 
 pub struct WriteClock {
-    map: Option<Map>,
+    map: Map,
+    generation: u32,
+}
+
+/// What an insert's bytes are stamped with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    generation: u32,
+    count: u32,
 }
 
 struct Map {
@@ -60,13 +75,22 @@ impl Drop for Map {
 }
 
 impl WriteClock {
-    /// Maps `dir/write-clock`, creating it. If that fails, carried bytes
-    /// are never trusted (every copy reads back).
-    pub fn open(dir: &Path) -> WriteClock {
-        let map = Self::map(dir)
-            .map_err(|e| tracing::warn!("write clock unavailable, inserts will be read back: {e}"))
-            .ok();
-        WriteClock { map }
+    /// Maps `dir/write-clock`, creating it; `alone`: no other engine of the
+    /// directory lives, so the generation is renewed.
+    pub fn open(dir: &Path, alone: bool) -> std::io::Result<WriteClock> {
+        let map = Self::map(dir)?;
+        // SAFETY: word 0 is inside the mapping.
+        let word = unsafe { &*map.ptr };
+        if alone {
+            let old = word.load(Ordering::SeqCst);
+            let mut g = rand::random::<u32>();
+            while g == old {
+                g = rand::random::<u32>();
+            }
+            word.store(g, Ordering::SeqCst);
+        }
+        let generation = word.load(Ordering::SeqCst);
+        Ok(WriteClock { map, generation })
     }
 
     fn map(dir: &Path) -> std::io::Result<Map> {
@@ -77,8 +101,12 @@ impl WriteClock {
             .read(true)
             .write(true)
             .open(dir.join("write-clock"))?;
-        if f.metadata()?.len() < BYTES as u64 {
-            f.set_len(BYTES as u64)?;
+        // Blocks allocated now: a store into a hole on a full disk would
+        // kill the process (SIGBUS) instead of failing here.
+        // SAFETY: a valid descriptor.
+        let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, BYTES as libc::off_t) };
+        if r != 0 {
+            return Err(std::io::Error::from_raw_os_error(r));
         }
         // SAFETY: a shared read-write mapping of a file of at least `BYTES`
         // bytes; the mapping outlives the file handle.
@@ -98,42 +126,55 @@ impl WriteClock {
         Ok(Map { ptr: ptr.cast() })
     }
 
-    fn bucket(&self, key: &DocKey) -> Option<&AtomicU32> {
-        let map = self.map.as_ref()?;
+    fn bucket(&self, key: &DocKey) -> &AtomicU32 {
         let mut h = xxh3_64(key.ns.as_bytes());
-        h ^= xxh3_64(&key.id).rotate_left(17);
-        let i = (h as usize) & (BUCKETS - 1);
-        // SAFETY: `i < BUCKETS`, inside the mapping; AtomicU32 has the
-        // alignment of u32 and the mapping is page-aligned.
-        Some(unsafe { &*map.ptr.add(i) })
+        h ^= xxh3_64(&canonical_id(key)).rotate_left(17);
+        let i = 1 + ((h as usize) & (BUCKETS - 1));
+        // SAFETY: `1 <= i <= BUCKETS`, inside the mapping; AtomicU32 has
+        // the alignment of u32 and the mapping is page-aligned.
+        unsafe { &*self.map.ptr.add(i) }
     }
 
     /// Read before an insert is sent.
-    pub fn before(&self, key: &DocKey) -> Option<u32> {
-        self.bucket(key).map(|b| b.load(Ordering::SeqCst))
+    pub fn before(&self, key: &DocKey) -> u32 {
+        self.bucket(key).load(Ordering::SeqCst)
     }
 
-    /// Counts a finished write of `key`; with `before` (the insert's own
+    /// Counts a finished write of `key`; with `before` (an insert's own
     /// reading), returns the stamp for its bytes if no other write
     /// finished in between.
-    pub fn finished(&self, key: &DocKey, before: Option<u32>) -> Option<u32> {
+    pub fn finished(&self, key: &DocKey, before: Option<u32>) -> Option<Stamp> {
         let now = self
-            .bucket(key)?
+            .bucket(key)
             .fetch_add(1, Ordering::SeqCst)
             .wrapping_add(1);
-        (before?.wrapping_add(1) == now).then_some(now)
+        (before?.wrapping_add(1) == now).then_some(Stamp {
+            generation: self.generation,
+            count: now,
+        })
     }
 
     /// Whether bytes stamped `stamp` are still the document's state.
-    pub fn current(&self, key: &DocKey, stamp: u32) -> bool {
-        self.bucket(key)
-            .is_some_and(|b| b.load(Ordering::SeqCst) == stamp)
+    pub fn current(&self, key: &DocKey, stamp: Stamp) -> bool {
+        stamp.generation == self.generation
+            && self.bucket(key).load(Ordering::SeqCst) == stamp.count
+    }
+}
+
+/// The `_id` of a key as the server compares it: numbers by value.
+fn canonical_id(key: &DocKey) -> Vec<u8> {
+    use crate::replicate::{canon_id, id_of, Canon};
+    match id_of(key).map(|id| canon_id(&id)) {
+        Some(Canon::Int(i)) => [&[1u8][..], &i.to_le_bytes()].concat(),
+        Some(Canon::Float(f)) => [&[2u8][..], &f.to_le_bytes()].concat(),
+        _ => key.id.clone(),
     }
 }
 
 /// Appends the stamp to a document's bytes, for the journal to carry.
-pub fn stamp(mut doc: Vec<u8>, stamp: u32) -> Vec<u8> {
-    doc.extend_from_slice(&stamp.to_le_bytes());
+pub fn stamp(mut doc: Vec<u8>, stamp: Stamp) -> Vec<u8> {
+    doc.extend_from_slice(&stamp.generation.to_le_bytes());
+    doc.extend_from_slice(&stamp.count.to_le_bytes());
     doc.push(STAMPED);
     doc
 }
@@ -141,14 +182,16 @@ pub fn stamp(mut doc: Vec<u8>, stamp: u32) -> Vec<u8> {
 /// Splits carried bytes into the document and its stamp. Bytes without a
 /// stamp (a full sync's scan, proven current another way; journals of
 /// earlier versions) come back with `None`.
-pub fn unstamp(bytes: &[u8]) -> (&[u8], Option<u32>) {
+pub fn unstamp(bytes: &[u8]) -> (&[u8], Option<Stamp>) {
     match bytes.split_last() {
-        Some((&STAMPED, rest)) if rest.len() >= 4 => {
-            let (doc, s) = rest.split_at(rest.len() - 4);
-            (
-                doc,
-                Some(u32::from_le_bytes(s.try_into().expect("4 bytes"))),
-            )
+        Some((&STAMPED, rest)) if rest.len() >= 8 => {
+            let (doc, s) = rest.split_at(rest.len() - 8);
+            let word = |r: &[u8]| u32::from_le_bytes(r.try_into().expect("4 bytes"));
+            let stamp = Stamp {
+                generation: word(&s[..4]),
+                count: word(&s[4..]),
+            };
+            (doc, Some(stamp))
         }
         _ => (bytes, None),
     }
@@ -165,17 +208,21 @@ mod tests {
         }
     }
 
+    fn num_key(id: mongodb::bson::Bson) -> DocKey {
+        crate::capture::key_of("db.c", &id)
+    }
+
     #[test]
     fn bytes_are_trusted_only_while_no_other_write_of_the_document_finished() {
         let dir = std::env::temp_dir().join(format!("dms-clock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let a = WriteClock::open(&dir);
+        let a = WriteClock::open(&dir, true).unwrap();
         // Another process of the same directory maps the same counters.
-        let b = WriteClock::open(&dir);
+        let b = WriteClock::open(&dir, false).unwrap();
         let k = key(1);
 
         let before = a.before(&k);
-        let s = a.finished(&k, before).expect("nothing else finished");
+        let s = a.finished(&k, Some(before)).expect("nothing else finished");
         assert!(a.current(&k, s) && b.current(&k, s));
         // A write elsewhere finishes afterwards: the bytes are stale.
         b.finished(&k, None);
@@ -184,16 +231,33 @@ mod tests {
         // One that finishes while the insert runs: no stamp at all.
         let before = a.before(&k);
         b.finished(&k, None);
-        assert_eq!(a.finished(&k, before), None);
+        assert_eq!(a.finished(&k, Some(before)), None);
 
         // Other documents do not disturb (unless they share a bucket).
         let before = a.before(&k);
-        let s = a.finished(&k, before).unwrap();
+        let s = a.finished(&k, Some(before)).unwrap();
         b.finished(&key(2), None);
         assert!(a.current(&k, s));
 
+        // The same number as another BSON type is the same document.
+        let long = num_key(mongodb::bson::Bson::Int64(5));
+        let before = a.before(&long);
+        let s = a.finished(&long, Some(before)).unwrap();
+        b.finished(&num_key(mongodb::bson::Bson::Int32(5)), None);
+        assert!(
+            !a.current(&long, s),
+            "an update by {{_id: 5}} counts for 5L"
+        );
+
+        // An engine opening alone (after a crash, a restore) renews the
+        // generation: no stamp from before is trusted.
+        let before = a.before(&k);
+        let s = a.finished(&k, Some(before)).unwrap();
+        let c = WriteClock::open(&dir, true).unwrap();
+        assert!(!c.current(&k, s));
+
         let doc = vec![5, 0, 0, 0, 0];
-        assert_eq!(unstamp(&stamp(doc.clone(), 7)), (&doc[..], Some(7)));
+        assert_eq!(unstamp(&stamp(doc.clone(), s)), (&doc[..], Some(s)));
         assert_eq!(unstamp(&doc), (&doc[..], None), "a plain BSON document");
         let _ = std::fs::remove_dir_all(&dir);
     }

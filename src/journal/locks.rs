@@ -106,6 +106,20 @@ impl OwnerRegistry {
         }
     }
 
+    /// Whether no other engine of the directory holds its liveness lock.
+    pub fn none_alive_but_me(&self) -> bool {
+        let Ok(list) = std::fs::read_dir(&self.dir) else {
+            return true;
+        };
+        list.flatten().all(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match name.strip_suffix(".lock") {
+                Some(owner) if owner != self.me => !matches!(try_lock(&e.path()), Ok(None)),
+                _ => true,
+            }
+        })
+    }
+
     /// Gives up this engine's liveness lock (on close).
     pub fn release(&self) {
         if self.mine.lock().expect("owners poisoned").take().is_some() {
@@ -138,6 +152,7 @@ mod tests {
         let c = OwnerRegistry::register(&dir, "c").unwrap();
         assert!(a.dead_since("b").is_none());
         assert!(a.dead_since("a").is_none(), "self is never dead");
+        assert!(!a.none_alive_but_me(), "b and c live");
         c.release();
         assert!(a.dead_since("c").is_some());
         drop(b);

@@ -237,6 +237,9 @@ impl Journal {
         } else {
             Some(IntentLog::open(dir, &owner).map_err(|e| SyncError::journal(dir, e))?)
         };
+        // Under `open.lock`: no other engine opens meanwhile.
+        let alone = owners.none_alive_but_me();
+        let clock = clock::WriteClock::open(dir, alone).map_err(|e| SyncError::journal(dir, e))?;
         drop(opening);
         let changed = Arc::new(Notify::new());
         let (tx, rx) = mpsc::channel();
@@ -271,7 +274,7 @@ impl Journal {
             reader: Arc::new(Mutex::new(reader)),
             changed,
             owners,
-            clock: clock::WriteClock::open(dir),
+            clock,
         };
         // Other engines' leftovers must not keep this one from starting: the
         // leader tries again every second.
@@ -834,10 +837,24 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
     }
     let _alive = Alive(&shared.writer_alive);
     let mut open = true;
-    // Marks that came while their intents were being moved wait for the
-    // next commit, which comes as soon as after a mark ready.
+    // Marks that came while their intents were being moved are committed
+    // after `MARK_READY_COALESCE`, as a mark is otherwise.
     let mut immediate = false;
-    while open {
+    // After the last command: a few more commits for marks that came during
+    // the last move, or after a failed one.
+    let mut last_rounds = 3;
+    while open || last_rounds > 0 {
+        if !open {
+            let left = !shared.deferred().is_empty()
+                || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
+            if !left {
+                break;
+            }
+            last_rounds -= 1;
+            if !immediate {
+                std::thread::sleep(MARK_READY_COALESCE);
+            }
+        }
         let waiting = !shared.deferred().is_empty()
             || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
         let retrying = waiting && !shared.flush_sent.load(Ordering::SeqCst);

@@ -106,9 +106,17 @@ impl Queue {
         d.doc = doc;
     }
 
-    /// Puts a batch's items back (their copy could not be recorded).
+    /// Puts a batch's items back (their copy could not be recorded). Entries
+    /// of the same document that arrived meanwhile are newer: their bytes
+    /// (or their absence) stay.
     pub fn readmit(&mut self, items: Vec<(DocKey, Dirty)>) {
         for (k, d) in items {
+            if let Some(newer) = self.dirty.get_mut(&k) {
+                newer.seqs.extend(d.seqs);
+                newer.insert_only &= d.insert_only;
+                newer.newest_at_ms = newer.newest_at_ms.max(d.newest_at_ms);
+                continue;
+            }
             for s in d.seqs {
                 self.admit(k.clone(), s, d.newest_at_ms, d.insert_only, d.doc.clone());
             }
