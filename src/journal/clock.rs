@@ -128,7 +128,11 @@ impl WriteClock {
 
     fn bucket(&self, key: &DocKey) -> &AtomicU32 {
         let mut h = xxh3_64(key.ns.as_bytes());
-        h ^= xxh3_64(&canonical_id(key)).rotate_left(17);
+        h ^= match canonical_number(&key.id) {
+            Some(n) => xxh3_64(&n),
+            None => xxh3_64(&key.id),
+        }
+        .rotate_left(17);
         let i = 1 + ((h as usize) & (BUCKETS - 1));
         // SAFETY: `1 <= i <= BUCKETS`, inside the mapping; AtomicU32 has
         // the alignment of u32 and the mapping is page-aligned.
@@ -161,13 +165,33 @@ impl WriteClock {
     }
 }
 
-/// The `_id` of a key as the server compares it: numbers by value.
-fn canonical_id(key: &DocKey) -> Vec<u8> {
-    use crate::replicate::{canon_id, id_of, Canon};
-    match id_of(key).map(|id| canon_id(&id)) {
-        Some(Canon::Int(i)) => [&[1u8][..], &i.to_le_bytes()].concat(),
-        Some(Canon::Float(f)) => [&[2u8][..], &f.to_le_bytes()].concat(),
-        _ => key.id.clone(),
+/// A numeric `_id` as the server compares it, by value (1, 1L and 1.0 are
+/// one document), read straight from the key's bytes (`{_id: <value>}`):
+/// this runs for every document of every write. `None`: not a number.
+fn canonical_number(key: &[u8]) -> Option<[u8; 9]> {
+    let value = key.get(9..)?;
+    if key.get(5..9)? != b"_id\0" {
+        return None;
+    }
+    let int = |i: i64| {
+        let mut out = [1u8; 9];
+        out[1..].copy_from_slice(&i.to_le_bytes());
+        Some(out)
+    };
+    match key[4] {
+        0x10 => int(i32::from_le_bytes(value.get(..4)?.try_into().ok()?) as i64),
+        0x12 => int(i64::from_le_bytes(value.get(..8)?.try_into().ok()?)),
+        0x01 => {
+            let d = f64::from_le_bytes(value.get(..8)?.try_into().ok()?);
+            if d.fract() == 0.0 && d.abs() < 9.0e15 {
+                int(d as i64)
+            } else {
+                let mut out = [2u8; 9];
+                out[1..].copy_from_slice(&d.to_bits().to_le_bytes());
+                Some(out)
+            }
+        }
+        _ => None,
     }
 }
 
