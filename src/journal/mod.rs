@@ -1193,6 +1193,15 @@ mod tests {
             "adopted files are deleted"
         );
         j.close();
+        drop(j);
+        // An engine with `SYNC_JOURNAL_FSYNC` keeps no intent log of its
+        // own, and adopts all the same.
+        let crashed = IntentLog::open(&dir, "dead-before-fsync").unwrap();
+        crashed.append(vec![key(4)], false, 13).unwrap();
+        let j = Journal::open(&dir, true, "fsync".into()).unwrap();
+        let e = j.read_after(0, 10).await.unwrap();
+        assert_eq!(e.last().map(|e| e.key.clone()), Some(key(4)));
+        j.close();
         let _ = std::fs::remove_dir_all(&dir);
     }
 

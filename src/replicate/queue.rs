@@ -304,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn a_readmitted_item_keeps_the_state_of_entries_that_came_meanwhile() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 7, 0, false, Some(vec![1]));
+        let b = q.take_batch(5).unwrap();
+        // While the batch was out, an update of the document (no bytes).
+        q.admit(key("a.b", 1), 9, 0, false, None);
+        q.finish(b.items.iter().map(|(k, _)| k.clone()));
+        q.readmit(b.items);
+        let again = q.take_batch(5).unwrap();
+        let mut seqs = again.seqs();
+        seqs.sort();
+        assert_eq!(seqs, vec![7, 9]);
+        assert_eq!(again.items[0].1.doc, None, "the older bytes must not win");
+    }
+
+    #[test]
     fn the_newest_change_decides_the_bytes_and_bytes_are_counted() {
         let mut q = Queue::new(100);
         q.admit(key("a.b", 1), 1, 0, true, Some(vec![1; 10]));
