@@ -70,12 +70,12 @@ impl<'a> Target<'a> {
         ids: &[Bson],
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let (seqs, keys) = self.intents(ids, false).await?;
+        let (seqs, slots) = self.intents(ids, false).await?;
         let out = op.await;
         if let Some(j) = &self.w.journal {
             // Counted before the marks: see `journal::clock`.
-            for k in &keys {
-                j.clock().finished(k, None);
+            for s in slots {
+                j.clock().finished(s, None);
             }
             j.mark_ready(seqs);
         }
@@ -94,53 +94,51 @@ impl<'a> Target<'a> {
         ordered: bool,
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
-        let clock = self.w.journal.as_ref().map(|j| j.clock());
-        let (seqs, keys) = self.intents(ids, true).await?;
-        let before: Vec<Option<u32>> = match clock {
-            Some(c) => keys.iter().map(|k| Some(c.before(k))).collect(),
-            None => Vec::new(),
+        let (seqs, slots) = self.intents(ids, true).await?;
+        let Some(j) = &self.w.journal else {
+            return op.await;
         };
+        let before: Vec<u32> = slots.iter().map(|s| j.clock().before(*s)).collect();
         let out = op.await;
-        if let (Some(j), Some(c)) = (&self.w.journal, clock) {
-            let stored = inserted(&out, docs.len(), ordered);
-            let done = seqs
-                .into_iter()
-                .zip(keys.iter().zip(before))
-                .zip(docs.iter().zip(stored))
-                .map(|((s, (k, before)), (d, ok))| {
-                    let stamp = c.finished(k, before);
-                    let bytes = match (ok, stamp) {
-                        (true, Some(t)) => Some(clock::stamp(d.as_bytes().to_vec(), t)),
-                        _ => None,
-                    };
-                    (s, bytes)
-                })
-                .collect();
-            j.mark_inserted(done);
-        }
+        let stored = inserted(&out, docs.len(), ordered);
+        let done = seqs
+            .into_iter()
+            .zip(slots.into_iter().zip(before))
+            .zip(docs.iter().zip(stored))
+            .map(|((seq, (slot, before)), (d, ok))| {
+                let stamp = j.clock().finished(slot, Some(before));
+                let bytes = match (ok, stamp) {
+                    (true, Some(t)) => Some(clock::stamp(d.as_bytes().to_vec(), t)),
+                    _ => None,
+                };
+                (seq, bytes)
+            })
+            .collect();
+        j.mark_inserted(done);
         out
     }
 
     /// Commits intents for `ids` (none if the collection is not replicated);
-    /// returns them with the keys they are for.
+    /// returns them with the write-clock slots of their documents.
     async fn intents(
         &self,
         ids: &[Bson],
         inserts: bool,
-    ) -> Result<(Vec<i64>, Vec<DocKey>), SyncError> {
+    ) -> Result<(Vec<i64>, Vec<clock::Slot>), SyncError> {
         match (&self.w.journal, self.replicated) {
             (Some(j), true) if !ids.is_empty() => {
                 let keys: Vec<DocKey> = ids.iter().map(|id| self.key(id)).collect();
+                let slots = keys.iter().map(|k| j.clock().slot(k)).collect();
                 let seqs = if inserts {
-                    j.append_inserts(keys.clone()).await?
+                    j.append_inserts(keys).await?
                 } else {
-                    j.append(keys.clone()).await?
+                    j.append(keys).await?
                 };
                 self.w
                     .metrics
                     .captured
                     .fetch_add(ids.len() as u64, Ordering::Relaxed);
-                Ok((seqs, keys))
+                Ok((seqs, slots))
             }
             _ => Ok((Vec::new(), Vec::new())),
         }

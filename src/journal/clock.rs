@@ -61,6 +61,10 @@ struct Map {
     ptr: *mut AtomicU32,
 }
 
+/// A document's bucket, found once per write (`WriteClock::slot`).
+#[derive(Debug, Clone, Copy)]
+pub struct Slot(usize);
+
 // The mapping is shared memory of atomics, valid until dropped.
 unsafe impl Send for Map {}
 unsafe impl Sync for Map {}
@@ -126,30 +130,35 @@ impl WriteClock {
         Ok(Map { ptr: ptr.cast() })
     }
 
-    fn bucket(&self, key: &DocKey) -> &AtomicU32 {
+    /// The bucket of `key`'s document.
+    pub fn slot(&self, key: &DocKey) -> Slot {
         let mut h = xxh3_64(key.ns.as_bytes());
         h ^= match canonical_number(&key.id) {
             Some(n) => xxh3_64(&n),
             None => xxh3_64(&key.id),
         }
         .rotate_left(17);
-        let i = 1 + ((h as usize) & (BUCKETS - 1));
-        // SAFETY: `1 <= i <= BUCKETS`, inside the mapping; AtomicU32 has
-        // the alignment of u32 and the mapping is page-aligned.
-        unsafe { &*self.map.ptr.add(i) }
+        Slot(1 + ((h as usize) & (BUCKETS - 1)))
+    }
+
+    fn bucket(&self, slot: Slot) -> &AtomicU32 {
+        // SAFETY: `1 <= slot.0 <= BUCKETS` (only `slot` makes one), inside
+        // the mapping; AtomicU32 has the alignment of u32 and the mapping
+        // is page-aligned.
+        unsafe { &*self.map.ptr.add(slot.0) }
     }
 
     /// Read before an insert is sent.
-    pub fn before(&self, key: &DocKey) -> u32 {
-        self.bucket(key).load(Ordering::SeqCst)
+    pub fn before(&self, slot: Slot) -> u32 {
+        self.bucket(slot).load(Ordering::SeqCst)
     }
 
-    /// Counts a finished write of `key`; with `before` (an insert's own
-    /// reading), returns the stamp for its bytes if no other write
-    /// finished in between.
-    pub fn finished(&self, key: &DocKey, before: Option<u32>) -> Option<Stamp> {
+    /// Counts a finished write of the document in `slot`; with `before` (an
+    /// insert's own reading), returns the stamp for its bytes if no other
+    /// write finished in between.
+    pub fn finished(&self, slot: Slot, before: Option<u32>) -> Option<Stamp> {
         let now = self
-            .bucket(key)
+            .bucket(slot)
             .fetch_add(1, Ordering::SeqCst)
             .wrapping_add(1);
         (before?.wrapping_add(1) == now).then_some(Stamp {
@@ -161,7 +170,7 @@ impl WriteClock {
     /// Whether bytes stamped `stamp` are still the document's state.
     pub fn current(&self, key: &DocKey, stamp: Stamp) -> bool {
         stamp.generation == self.generation
-            && self.bucket(key).load(Ordering::SeqCst) == stamp.count
+            && self.bucket(self.slot(key)).load(Ordering::SeqCst) == stamp.count
     }
 }
 
@@ -245,29 +254,31 @@ mod tests {
         let b = WriteClock::open(&dir, false).unwrap();
         let k = key(1);
 
-        let before = a.before(&k);
-        let s = a.finished(&k, Some(before)).expect("nothing else finished");
+        let before = a.before(a.slot(&k));
+        let s = a
+            .finished(a.slot(&k), Some(before))
+            .expect("nothing else finished");
         assert!(a.current(&k, s) && b.current(&k, s));
         // A write elsewhere finishes afterwards: the bytes are stale.
-        b.finished(&k, None);
+        b.finished(b.slot(&k), None);
         assert!(!a.current(&k, s));
 
         // One that finishes while the insert runs: no stamp at all.
-        let before = a.before(&k);
-        b.finished(&k, None);
-        assert_eq!(a.finished(&k, Some(before)), None);
+        let before = a.before(a.slot(&k));
+        b.finished(b.slot(&k), None);
+        assert_eq!(a.finished(a.slot(&k), Some(before)), None);
 
         // Other documents do not disturb (unless they share a bucket).
-        let before = a.before(&k);
-        let s = a.finished(&k, Some(before)).unwrap();
-        b.finished(&key(2), None);
+        let before = a.before(a.slot(&k));
+        let s = a.finished(a.slot(&k), Some(before)).unwrap();
+        b.finished(b.slot(&key(2)), None);
         assert!(a.current(&k, s));
 
         // The same number as another BSON type is the same document.
         let long = num_key(mongodb::bson::Bson::Int64(5));
-        let before = a.before(&long);
-        let s = a.finished(&long, Some(before)).unwrap();
-        b.finished(&num_key(mongodb::bson::Bson::Int32(5)), None);
+        let before = a.before(a.slot(&long));
+        let s = a.finished(a.slot(&long), Some(before)).unwrap();
+        b.finished(b.slot(&num_key(mongodb::bson::Bson::Int32(5))), None);
         assert!(
             !a.current(&long, s),
             "an update by {{_id: 5}} counts for 5L"
@@ -275,8 +286,8 @@ mod tests {
 
         // An engine opening alone (after a crash, a restore) renews the
         // generation: no stamp from before is trusted.
-        let before = a.before(&k);
-        let s = a.finished(&k, Some(before)).unwrap();
+        let before = a.before(a.slot(&k));
+        let s = a.finished(a.slot(&k), Some(before)).unwrap();
         let c = WriteClock::open(&dir, true).unwrap();
         assert!(!c.current(&k, s));
 
