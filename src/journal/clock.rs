@@ -283,6 +283,18 @@ mod tests {
             !a.current(&long, s),
             "an update by {{_id: 5}} counts for 5L"
         );
+        let s = a
+            .finished(a.slot(&long), Some(a.before(a.slot(&long))))
+            .unwrap();
+        b.finished(b.slot(&num_key(mongodb::bson::Bson::Double(5.0))), None);
+        assert!(!a.current(&long, s), "and one by {{_id: 5.0}}");
+        let s = a
+            .finished(a.slot(&long), Some(a.before(a.slot(&long))))
+            .unwrap();
+        b.finished(b.slot(&num_key(mongodb::bson::Bson::Double(5.5))), None);
+        let five = mongodb::bson::Bson::String("5".into());
+        b.finished(b.slot(&num_key(five)), None);
+        assert!(a.current(&long, s), "5.5 and \"5\" are other documents");
 
         // An engine opening alone (after a crash, a restore) renews the
         // generation: no stamp from before is trusted.
