@@ -112,11 +112,7 @@ impl IntentLog {
                 .and_then(|s| s.strip_prefix("--"))
                 .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
             if own {
-                let to = dir.join(format!(
-                    "{holder}--{holder}~adopted~{:016x}.log",
-                    rand::random::<u64>()
-                ));
-                std::fs::rename(e.path(), to)?;
+                std::fs::rename(e.path(), adopted_path(&dir, holder, holder))?;
             }
         }
         Ok(IntentLog {
@@ -321,16 +317,21 @@ pub(super) fn claim_orphans(
             .split_once("~adopted~")
             .map_or(owner, |(w, _)| w)
             .to_string();
-        let to = dir.join(format!(
-            "{holder}--{writer}~adopted~{:016x}.log",
-            rand::random::<u64>()
-        ));
+        let to = adopted_path(&dir, holder, &writer);
         // Only one engine renames it; the others find it gone.
         if std::fs::rename(e.path(), &to).is_ok() {
             out.push((to, writer));
         }
     }
     out
+}
+
+/// A new name, held by `holder`, for a file of intents `writer` logged.
+fn adopted_path(dir: &Path, holder: &str, writer: &str) -> PathBuf {
+    dir.join(format!(
+        "{holder}--{writer}~adopted~{:016x}.log",
+        rand::random::<u64>()
+    ))
 }
 
 fn encode(buf: &mut Vec<u8>, k: &DocKey, insert: bool, at_ms: i64) {

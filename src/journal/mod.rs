@@ -299,17 +299,18 @@ impl Journal {
             let done = intents::read_file(&file)
                 .map_err(|e| SyncError::journal(&file, e))
                 .and_then(|intents| {
-                    if !intents.is_empty() {
+                    let n = intents.len() as u64;
+                    if n > 0 {
                         let mut conn = self
                             .shared
                             .conn
                             .lock()
                             .expect("journal connection poisoned");
-                        store::insert_adopted(&mut conn, &writer, &intents)
+                        store::insert_adopted(&mut conn, &writer, intents)
                             .map_err(|e| SyncError::journal(&self.path, e))?;
                         self.shared.commits.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(intents.len() as u64)
+                    Ok(n)
                 });
             match done {
                 Ok(k) => {

@@ -257,17 +257,21 @@ fn insert_intents(
 pub(super) fn insert_adopted(
     conn: &mut Connection,
     writer: &str,
-    intents: &[(DocKey, bool, i64)],
+    intents: Vec<(DocKey, bool, i64)>,
 ) -> rusqlite::Result<()> {
+    let intents: Vec<Intent> = intents
+        .into_iter()
+        .map(|(key, insert, at_ms)| Intent {
+            ticket: 0,
+            key,
+            insert,
+            at_ms,
+            ready: false,
+            doc: None,
+        })
+        .collect();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO pending (ns, id, owner, ready, at_ms, hint) VALUES (?1, ?2, ?3, 0, ?4, ?5)",
-        )?;
-        for (k, insert, at_ms) in intents {
-            stmt.execute(params![k.ns, k.id, writer, at_ms, *insert as i64])?;
-        }
-    }
+    insert_intents(&tx, writer, &intents, &vec![false; intents.len()])?;
     tx.commit()
 }
 
