@@ -186,17 +186,14 @@ impl IntentLog {
     /// Takes every intent not moved yet; appends from now on go to a new
     /// file (opened here, off the appenders' path).
     pub fn take(&self) -> Taken {
-        let written = self.state().written;
-        let next = if written {
-            let n = {
-                let mut st = self.state();
+        let number = {
+            let mut st = self.state();
+            st.written.then(|| {
                 st.next_file += 1;
                 st.next_file - 1
-            };
-            self.new_file(n).ok()
-        } else {
-            None
+            })
         };
+        let next = number.and_then(|n| self.new_file(n).ok());
         let mut st = self.state();
         if st.written {
             if let Some((_, path)) = std::mem::replace(&mut st.file, next) {

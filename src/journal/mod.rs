@@ -845,10 +845,10 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
     // the last move, or after a failed one.
     let mut last_rounds = 3;
     while open || last_rounds > 0 {
+        let waiting = !shared.deferred().is_empty()
+            || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
         if !open {
-            let left = !shared.deferred().is_empty()
-                || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
-            if !left {
+            if !waiting {
                 break;
             }
             last_rounds -= 1;
@@ -856,8 +856,6 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
                 std::thread::sleep(MARK_READY_COALESCE);
             }
         }
-        let waiting = !shared.deferred().is_empty()
-            || shared.log.as_ref().is_some_and(|l| l.pending_len() > 0);
         let retrying = waiting && !shared.flush_sent.load(Ordering::SeqCst);
         let first = if immediate || retrying {
             let wait = if immediate {
