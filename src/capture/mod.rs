@@ -14,9 +14,12 @@
 //!   the driver: no lookup, no journal.
 
 mod bulk;
+mod canon;
 mod payload;
 mod read;
 mod write;
+
+pub use canon::canonical_id;
 
 pub use payload::Payload;
 
@@ -169,9 +172,11 @@ fn inserted<T>(out: &Result<T, SyncError>, n: usize, ordered: bool) -> Vec<bool>
     }
 }
 
-/// The journal key of a document.
+/// The journal key of a document: its namespace and its `_id` in canonical
+/// form, so every spelling of one numeric `_id` keys one document.
 pub fn key_of(ns: &str, id: &Bson) -> DocKey {
-    let bytes = mongodb::bson::to_vec(&doc! { "_id": id.clone() }).expect("an _id always encodes");
+    let bytes =
+        mongodb::bson::to_vec(&doc! { "_id": canonical_id(id) }).expect("an _id always encodes");
     DocKey {
         ns: ns.to_string(),
         id: bytes,

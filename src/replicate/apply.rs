@@ -39,23 +39,14 @@ pub enum DocResult {
     Refused(i32, String),
 }
 
-/// Numeric `_id`s compare by value on the server (1 == 1.0 == 1L); match
-/// them the same way when pairing keys with the documents read back.
+/// An `_id` as the server compares it: the bytes of its canonical form
+/// (`capture::canonical_id`), so 1, 1L, 1.0 and NumberDecimal("1.0") pair
+/// with each other, and a key with the document read back for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Canon {
-    Int(i64),
-    Float(u64),
-    Bytes(Vec<u8>),
-}
+pub struct Canon(Vec<u8>);
 
 pub fn canon_id(id: &Bson) -> Canon {
-    match id {
-        Bson::Int32(i) => Canon::Int(*i as i64),
-        Bson::Int64(i) => Canon::Int(*i),
-        Bson::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Canon::Int(*d as i64),
-        Bson::Double(d) => Canon::Float(d.to_bits()),
-        other => Canon::Bytes(crate::capture::key_of("", other).id),
-    }
+    Canon(crate::capture::key_of("", id).id)
 }
 
 /// The `_id` value stored in a key.
@@ -108,7 +99,7 @@ pub async fn apply(
         .filter(|(_, k)| k.is_none())
         .map(|(i, _)| i.key)
         .collect();
-    let mut by_id = read_local(local, db, coll, &unknown)
+    let by_id = read_local(local, db, coll, &unknown)
         .await
         .map_err(|e| (Side::Local, e))?;
     let atlas_db = atlas.database(db);
@@ -129,7 +120,9 @@ pub async fn apply(
             results[i] = DocResult::Refused(2, "journal key does not hold an _id".into());
             continue;
         };
-        match by_id.remove(&canon_id(&id)) {
+        // Not `remove`: two keys of one document (journals written before
+        // keys were canonical) may both be in this batch.
+        match by_id.get(&canon_id(&id)).cloned() {
             Some(d) if item.insert_only => inserts.push((i, d)),
             Some(d) => upserts.push((i, d)),
             None => deletes.push((i, id)),
@@ -334,6 +327,9 @@ mod tests {
             canon_id(&Bson::String("1".into())),
             canon_id(&Bson::Int32(1))
         );
+        let dec = |s: &str| Bson::Decimal128(s.parse().unwrap());
+        assert_eq!(canon_id(&dec("1.0")), canon_id(&Bson::Int32(1)));
+        assert_eq!(canon_id(&dec("1.50")), canon_id(&Bson::Double(1.5)));
     }
 
     #[test]
