@@ -297,7 +297,7 @@ test('an update that finishes after a racing insert of the same _id wins on Atla
   await assertSame(local, atlas, db, ['c'])
 })
 
-test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal128 "5.00") change one document on Atlas', async () => {
+test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal128 "5.00", also inside an embedded _id) change one document on Atlas', async () => {
   // The server compares numbers by value across types. The journal must
   // too: when two spellings were two documents, the one whose read-back
   // found nothing under its own spelling was deleted on Atlas.
@@ -305,13 +305,14 @@ test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal12
   const db = uniqueDb('numid')
   const sync = await createSync(syncOptions(db, FAST))
   const c = sync.collection('n')
-  await c.insertMany([{ _id: 5, v: 0 }, { _id: 2.5, v: 0 }, { _id: Decimal128.fromString('0.1'), v: 0 }])
+  await c.insertMany([{ _id: 5, v: 0 }, { _id: 2.5, v: 0 }, { _id: Decimal128.fromString('0.1'), v: 0 }, { _id: { k: 1, n: 5 }, v: 0 }])
   await sync.flush({ timeoutMs: 30000 })
   // Alone: each write is the only one its batch holds for the document.
   await c.updateOne({ _id: Decimal128.fromString('5.00') }, { $inc: { v: 1 } })
   await sync.flush({ timeoutMs: 30000 })
   await c.updateOne({ _id: Decimal128.fromString('2.50') }, { $inc: { v: 1 } })
   await c.updateOne({ _id: Decimal128.fromString('0.100') }, { $inc: { v: 1 } })
+  await c.updateOne({ _id: { k: 1, n: new Double(5) } }, { $inc: { v: 1 } })
   await sync.flush({ timeoutMs: 30000 })
   // Together: paused, so that one batch gets every spelling.
   sync.pause()
@@ -321,6 +322,8 @@ test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal12
   await c.updateOne({ _id: Decimal128.fromString('5') }, { $inc: { v: 1 } })
   await c.updateOne({ _id: 2.5 }, { $inc: { v: 1 } })
   await c.updateOne({ _id: Decimal128.fromString('2.5') }, { $inc: { v: 1 } })
+  await c.updateOne({ _id: { k: 1, n: 5 } }, { $inc: { v: 1 } })
+  await c.updateOne({ _id: { k: Long.fromNumber(1), n: Decimal128.fromString('5.0') } }, { $inc: { v: 1 } })
   sync.resume()
   await sync.flush({ timeoutMs: 30000 })
   const { queueSize, deadLetterSize } = await sync.metrics()
@@ -328,8 +331,8 @@ test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal12
   const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
   const onAtlas = await atlas.db(db).collection('n').find({}, { sort: { _id: 1 } }).toArray()
   assert.deepEqual(
-    onAtlas.map((d) => [String(d._id), d.v]),
-    [['0.1', 1], ['2.5', 3], ['5', 5]]
+    onAtlas.map((d) => [JSON.stringify(d._id), d.v]),
+    [['{"$numberDecimal":"0.1"}', 1], ['2.5', 3], ['5', 5], ['{"k":1,"n":5}', 3]]
   )
   assert.deepEqual({ queueSize, deadLetterSize }, { queueSize: 0, deadLetterSize: 0 })
   await assertSame(local, atlas, db, ['n'])

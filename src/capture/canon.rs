@@ -17,7 +17,10 @@
 //! - any other decimal is its Decimal128 with trailing zeros removed
 //!   (`1.10` and `1.1` are one value).
 //!
-//! Other types are their own canonical form.
+//! An embedded document or array is compared value by value too
+//! (`{a: 5}` and `{a: 5.0}` are one `_id`): its values take their canonical
+//! form, its field names and order stay. Other types are their own
+//! canonical form.
 
 use mongodb::bson::{Bson, Decimal128};
 
@@ -28,6 +31,12 @@ pub fn canonical_id(id: &Bson) -> Bson {
         Bson::Int64(i) => int(*i),
         Bson::Double(d) => double(*d),
         Bson::Decimal128(d) => decimal(d),
+        Bson::Document(d) => Bson::Document(
+            d.iter()
+                .map(|(k, v)| (k.clone(), canonical_id(v)))
+                .collect(),
+        ),
+        Bson::Array(a) => Bson::Array(a.iter().map(canonical_id).collect()),
         other => other.clone(),
     }
 }
@@ -243,12 +252,33 @@ mod tests {
     }
 
     #[test]
+    fn embedded_values_are_canonical_and_field_order_stays() {
+        use mongodb::bson::doc;
+        assert_eq!(
+            canon(Bson::Document(
+                doc! { "x": 5.0, "y": [2i64, dec("0.50")], "z": { "n": dec("7") } }
+            )),
+            Bson::Document(doc! { "x": 5, "y": [2, 0.5], "z": { "n": 7 } })
+        );
+        // Bson's own == ignores field order; the key bytes do not.
+        let key = |b: Bson| crate::capture::key_of("", &b).id;
+        assert_ne!(
+            key(Bson::Document(doc! { "x": 1, "y": 2 })),
+            key(Bson::Document(doc! { "y": 2, "x": 1 }))
+        );
+        assert_eq!(
+            key(Bson::Document(doc! { "x": 1, "y": 2 })),
+            key(Bson::Document(doc! { "x": 1.0, "y": 2i64 }))
+        );
+    }
+
+    #[test]
     fn other_types_are_left_alone() {
         for b in [
             Bson::String("5".into()),
             Bson::ObjectId(mongodb::bson::oid::ObjectId::new()),
             Bson::Boolean(true),
-            Bson::Document(mongodb::bson::doc! { "a": 1 }),
+            Bson::Document(mongodb::bson::doc! { "a": "1" }),
         ] {
             assert_eq!(canon(b.clone()), b);
         }
