@@ -338,6 +338,31 @@ test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal12
   await assertSame(local, atlas, db, ['n'])
 })
 
+test('in a collection whose collation ignores case, an update by _id "a" of the document "A" reaches Atlas, never deletes it', async (t) => {
+  // MongoDB matches _id "a" to the stored "A"; the replicator's read-back
+  // returns "A" for the key "a". It must not conclude that "a" is gone.
+  const db = uniqueDb('collation')
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const collation = { locale: 'en', strength: 2 }
+  await local.db(db).createCollection('ci', { collation })
+  await atlas.db(db).createCollection('ci', { collation })
+  // The Python SecantusDB ignores a collection's default collation when it
+  // matches _id (secantusd-rs and MongoDB apply it): there is nothing to test.
+  await local.db(db).collection('ci').insertOne({ _id: 'probe' })
+  const applied = await local.db(db).collection('ci').findOne({ _id: 'PROBE' })
+  await local.db(db).collection('ci').deleteOne({ _id: 'probe' })
+  if (!applied) return t.skip('this server does not apply the collection default collation to _id matches')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.collection('ci')
+  await c.insertOne({ _id: 'A', v: 0 })
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal((await c.updateOne({ _id: 'a' }, { $inc: { v: 1 } })).modifiedCount, 1)
+  await sync.flush({ timeoutMs: 30000 })
+  await sync.close()
+  assert.deepEqual(await atlas.db(db).collection('ci').find().toArray(), [{ _id: 'A', v: 1 }])
+  await assertSame(local, atlas, db, ['ci'])
+})
+
 test('$inc is never double-applied, however often a document is copied', async () => {
   const db = uniqueDb('inc')
   const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 1 }))

@@ -107,6 +107,7 @@ pub async fn apply(
     let mut inserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut upserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut deletes: Vec<(usize, Bson)> = Vec::new();
+    let mut paired = std::collections::HashSet::new();
     for (i, (item, known)) in items.iter().zip(known).enumerate() {
         if let Some(d) = known {
             if item.insert_only {
@@ -122,10 +123,31 @@ pub async fn apply(
         };
         // Not `remove`: two keys of one document (journals written before
         // keys were canonical) may both be in this batch.
-        match by_id.get(&canon_id(&id)).cloned() {
+        let c = canon_id(&id);
+        match by_id.get(&c).cloned() {
             Some(d) if item.insert_only => inserts.push((i, d)),
             Some(d) => upserts.push((i, d)),
             None => deletes.push((i, id)),
+        }
+        paired.insert(c);
+    }
+    // The read returned a document no key claims: the server matched one of
+    // the keys by an equality this pairing does not model (a collection
+    // whose default collation ignores case: `_id: "a"` finds "A"). Nothing
+    // is deleted on Atlas on the strength of the pairing then: each
+    // unmatched key is looked up alone, and the server says what it is.
+    if !deletes.is_empty() && by_id.keys().any(|c| !paired.contains(c)) {
+        let docs = local.database(db).collection::<RawDocumentBuf>(coll);
+        for (i, id) in std::mem::take(&mut deletes) {
+            match docs
+                .find_one(doc! { "_id": id.clone() })
+                .await
+                .map_err(|e| (Side::Local, e))?
+            {
+                Some(d) if items[i].insert_only => inserts.push((i, d)),
+                Some(d) => upserts.push((i, d)),
+                None => deletes.push((i, id)),
+            }
         }
     }
     for chunk in chunk_by_size(inserts) {
