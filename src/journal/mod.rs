@@ -607,10 +607,21 @@ impl Journal {
     /// Whether a live engine paused replication for the whole data
     /// directory (a pause ends with the process that asked for it).
     pub async fn shared_pause(&self) -> Result<bool, SyncError> {
-        Ok(match self.get_meta(PAUSED_BY_KEY).await? {
+        Ok(self.paused_by(self.get_meta(PAUSED_BY_KEY).await?))
+    }
+
+    fn paused_by(&self, owner: Option<String>) -> bool {
+        match owner {
             Some(owner) => owner == self.owner || self.owners.dead_since(&owner).is_none(),
             None => false,
-        })
+        }
+    }
+
+    /// How many commits this process has made to the journal. Entries of
+    /// this process become visible only with one, so a reader that saw the
+    /// count unchanged has nothing of this process's to read again.
+    pub fn commit_count(&self) -> u64 {
+        self.shared.commits.load(Ordering::SeqCst)
     }
 
     /// Pauses (or resumes) replication for every process of the directory.
@@ -644,14 +655,29 @@ impl Journal {
 
     /// Up to `limit` entries with `seq > after`, oldest first.
     pub async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, SyncError> {
-        let mut entries = self
-            .read(move |c| store::read_after(c, after, limit))
+        Ok(self.read_after_then_pause(after, limit).await?.0)
+    }
+
+    /// [`Journal::read_after`], then [`Journal::shared_pause`] with the same
+    /// read (after the entries: a pause committed before any of them is
+    /// seen).
+    pub async fn read_after_then_pause(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Entry>, bool), SyncError> {
+        let (mut entries, owner) = self
+            .read(move |c| {
+                let entries = store::read_after(c, after, limit)?;
+                Ok((entries, store::get_meta(c, PAUSED_BY_KEY)?))
+            })
             .await?;
         let mut memo = self.shared.memo();
         for e in entries.iter_mut().filter(|e| e.ready && e.doc.is_none()) {
             e.doc = memo.take(e.seq);
         }
-        Ok(entries)
+        drop(memo);
+        Ok((entries, self.paused_by(owner)))
     }
 
     /// Keeps the document bytes of future marks in memory for this

@@ -157,6 +157,8 @@ async fn run(
     let mut tasks: JoinSet<BatchDone> = JoinSet::new();
     let mut last_heartbeat = Instant::now() - HEARTBEAT;
     let mut shared_paused = false;
+    // What the last read of the journal saw; `None`: read at the next turn.
+    let mut seen: Option<Seen> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -175,10 +177,27 @@ async fn run(
         let changed = ctx.journal.changed.notified();
         // While paused, pending work stays on disk, not in memory.
         let was_paused = *paused.borrow() || shared_paused;
-        if !was_paused {
-            if let Err(e) = refill(ctx, &mut q).await {
-                ctx.record_error("reading the journal failed", &e);
-            }
+        // Read only if the journal may have changed: this process committed
+        // since (its entries, its marks), or POLL passed (other processes'
+        // commits, owners that died), or the last read stopped short.
+        let commits = ctx.journal.commit_count();
+        let stale = seen
+            .as_ref()
+            .is_none_or(|s| s.commits != commits || !s.complete || s.at.elapsed() >= POLL);
+        if !was_paused && stale {
+            let at = Instant::now();
+            seen = match refill(ctx, &mut q).await {
+                Ok((complete, paused)) => Some(Seen {
+                    commits,
+                    at,
+                    complete,
+                    paused,
+                }),
+                Err(e) => {
+                    ctx.record_error("reading the journal failed", &e);
+                    None
+                }
+            };
         }
         // A batch goes when it is full or its oldest document has waited
         // LINGER: under load, changes gather into fuller batches.
@@ -187,8 +206,14 @@ async fn run(
         // The shared pause is read after the entries, before a batch goes (a
         // pause committed before an entry is seen before that entry is
         // dispatched), and on each wake while paused, to notice a resume.
+        // The pause the last read of entries saw was read after them, so it
+        // is valid for every entry in the queue; a wake while paused reads
+        // it afresh.
         if ripe || was_paused {
-            shared_paused = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
+            shared_paused = match seen.as_ref().and_then(|s| s.paused) {
+                Some(p) if !was_paused => p,
+                _ => ctx.journal.shared_pause().await.unwrap_or(shared_paused),
+            };
         }
         let is_paused = *paused.borrow() || shared_paused;
         ctx.metrics.paused.store(is_paused, Relaxed);
@@ -237,8 +262,22 @@ fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) {
     }
 }
 
+/// What a read of the journal saw.
+struct Seen {
+    /// This process's commit count, taken before the read.
+    commits: u64,
+    at: Instant,
+    /// Everything after the cursor was read (the queue did not fill up).
+    complete: bool,
+    /// The shared pause, read after the last entries (`None`: no entries
+    /// were read, the queue was full).
+    paused: Option<bool>,
+}
+
 /// Reads new journal entries and releases waiting ones whose write is done.
-async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError> {
+/// Returns whether it read everything there was, and the shared pause read
+/// after the entries.
+async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(bool, Option<bool>), crate::error::SyncError> {
     let grace = Duration::from_millis(ctx.config.takeover_grace_ms);
     if !q.waiting.is_empty() {
         let seqs: Vec<i64> = q.waiting.keys().copied().collect();
@@ -253,8 +292,13 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
             }
         }
     }
+    let mut paused = None;
     while !q.is_full() {
-        let entries = ctx.journal.read_after(q.cursor, READ_CHUNK).await?;
+        let (entries, p) = ctx
+            .journal
+            .read_after_then_pause(q.cursor, READ_CHUNK)
+            .await?;
+        paused = Some(p);
         let n = entries.len();
         for e in entries {
             q.cursor = q.cursor.max(e.seq);
@@ -265,10 +309,10 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(), crate::error::SyncError>
             }
         }
         if n < READ_CHUNK {
-            break;
+            return Ok((true, paused));
         }
     }
-    Ok(())
+    Ok((false, paused))
 }
 
 /// What a finished batch hands back to the loop.
