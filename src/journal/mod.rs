@@ -1084,6 +1084,36 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scattered_marks_and_removals_touch_exactly_their_entries() {
+        let dir = temp_dir("runs");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let tickets = j.append((1..=10).map(key).collect()).await.unwrap();
+        let seqs = seqs(&j).await;
+        assert_eq!(seqs.len(), 10);
+        // Marked in two runs and a single, one of them with its bytes.
+        let marked = [0usize, 1, 2, 5, 7, 8];
+        j.mark_ready([0, 1, 2, 7, 8].iter().map(|&i| tickets[i]).collect());
+        j.mark_inserted(vec![(tickets[5], Some(vec![7u8; 5]))]);
+        j.max_seq().await.unwrap();
+        let ready = j.ready_of(seqs.clone()).await.unwrap();
+        let want: Vec<(i64, bool, Option<Vec<u8>>)> = (0..10)
+            .map(|i| (seqs[i], marked.contains(&i), (i == 5).then(|| vec![7u8; 5])))
+            .collect();
+        assert_eq!(ready, want);
+        let gone = [0usize, 1, 2, 5, 7, 8];
+        j.remove(gone.iter().map(|&i| seqs[i]).collect())
+            .await
+            .unwrap();
+        let left: Vec<i64> = (0..10)
+            .filter(|i| !gone.contains(i))
+            .map(|i| seqs[i])
+            .collect();
+        assert_eq!(super::tests::seqs(&j).await, left);
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intents_become_ready_and_leave_only_when_removed() {
         let dir = temp_dir("cycle");
         let j = Journal::open(&dir, false, "me".into()).unwrap();
