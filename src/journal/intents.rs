@@ -11,9 +11,11 @@
 //! - an append returns only after its records are in the OS (`write(2)`
 //!   returned), so a process crash at any later moment leaves them in a file
 //!   (the same promise as a `synchronous=NORMAL` SQLite commit);
-//! - a file is deleted only after the commit that moved every intent in it;
-//!   a crash in between only means those intents are moved twice, and a
-//!   second copy of a document is harmless;
+//! - a file is emptied (or deleted) only after the commit that moved every
+//!   intent in it; a crash in between only means those intents are moved
+//!   twice, and a second copy of a document is harmless. An emptied file is
+//!   kept for later appends: creating and deleting a file per commit cost
+//!   more kernel time than the commit's own writes;
 //! - files are named `<holder>--<name>.log`; the holder is the engine that
 //!   will move them. Files of a dead holder are adopted by a live engine
 //!   (renamed to its own name first, so only one adopts them) and their
@@ -58,8 +60,17 @@ pub(super) struct Intent {
 /// Intents taken from the log by one commit, and the files they were in.
 pub(super) struct Taken {
     pub intents: Vec<Intent>,
-    pub files: Vec<PathBuf>,
+    pub files: Vec<LogFile>,
 }
+
+/// One open intent file.
+pub(super) struct LogFile {
+    file: File,
+    pub path: PathBuf,
+}
+
+/// Emptied files kept for reuse, at most.
+const SPARE_FILES: usize = 2;
 
 pub(super) struct IntentLog {
     dir: PathBuf,
@@ -69,9 +80,9 @@ pub(super) struct IntentLog {
 
 #[derive(Default)]
 struct State {
-    /// The file appends go to, with its path; `None` until the first append
-    /// after a commit took the previous one.
-    file: Option<(File, PathBuf)>,
+    /// The file appends go to; `None` until the first append after a
+    /// commit took the previous one.
+    file: Option<LogFile>,
     /// Appends have written to `file`.
     written: bool,
     /// Numbers the files of this holder.
@@ -83,8 +94,10 @@ struct State {
     moved: HashMap<i64, i64>,
     /// Marks of tickets that were being moved when they came.
     early: HashMap<i64, Option<Vec<u8>>>,
-    /// Files all of whose intents were taken, to delete after their commit.
-    retired: Vec<PathBuf>,
+    /// Files all of whose intents were taken, to empty after their commit.
+    retired: Vec<LogFile>,
+    /// Emptied files, for appends to reuse.
+    spare: Vec<LogFile>,
 }
 
 /// What a mark of a ticket turned into.
@@ -129,10 +142,10 @@ impl IntentLog {
         self.state.lock().expect("intent log poisoned")
     }
 
-    fn new_file(&self, n: u64) -> io::Result<(File, PathBuf)> {
+    fn new_file(&self, n: u64) -> io::Result<LogFile> {
         let path = self.dir.join(format!("{}--{n}.log", self.holder));
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        Ok((f, path))
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(LogFile { file, path })
     }
 
     /// Logs intents for `keys` (one `write(2)`) and returns their tickets.
@@ -143,21 +156,26 @@ impl IntentLog {
         }
         let mut st = self.state();
         if st.file.is_none() {
-            let n = st.next_file;
-            st.next_file += 1;
-            st.file = Some(self.new_file(n)?);
+            let f = match st.spare.pop() {
+                Some(f) => f,
+                None => {
+                    let n = st.next_file;
+                    st.next_file += 1;
+                    self.new_file(n)?
+                }
+            };
+            st.file = Some(f);
             st.written = false;
         }
-        let (f, path) = st.file.as_mut().expect("file opened above");
-        if let Err(e) = f.write_all(&buf) {
-            // Part of the records may be in the file: later appends go to a
-            // new one, so none follows a broken record.
-            let path = path.clone();
-            st.file = None;
+        let lf = st.file.as_mut().expect("file opened above");
+        if let Err(e) = lf.file.write_all(&buf) {
+            // Part of the records may be in the file: later appends go to
+            // another one, so none follows a broken record.
+            let lf = st.file.take().expect("file opened above");
             if st.written {
-                st.retired.push(path);
+                st.retired.push(lf);
             } else {
-                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(lf.path);
             }
             return Err(e);
         }
@@ -183,25 +201,33 @@ impl IntentLog {
         self.state().pending.len()
     }
 
-    /// Takes every intent not moved yet; appends from now on go to a new
-    /// file (opened here, off the appenders' path).
+    /// Takes every intent not moved yet; appends from now on go to another
+    /// file (an emptied one, or one created here, off the appenders' path).
     pub fn take(&self) -> Taken {
-        let number = {
+        let next = {
             let mut st = self.state();
-            st.written.then(|| {
+            if !st.written {
+                None
+            } else if let Some(f) = st.spare.pop() {
+                Some(Ok(f))
+            } else {
                 st.next_file += 1;
-                st.next_file - 1
-            })
+                Some(Err(st.next_file - 1))
+            }
         };
-        let next = number.and_then(|n| self.new_file(n).ok());
+        let next = match next {
+            Some(Ok(f)) => Some(f),
+            Some(Err(n)) => self.new_file(n).ok(),
+            None => None,
+        };
         let mut st = self.state();
         if st.written {
-            if let Some((_, path)) = std::mem::replace(&mut st.file, next) {
-                st.retired.push(path);
+            if let Some(old) = std::mem::replace(&mut st.file, next) {
+                st.retired.push(old);
             }
             st.written = false;
-        } else if let Some((_, path)) = next {
-            let _ = std::fs::remove_file(path);
+        } else if let Some(f) = next {
+            st.spare.push(f);
         }
         Taken {
             intents: std::mem::take(&mut st.pending),
@@ -210,13 +236,26 @@ impl IntentLog {
     }
 
     /// After the commit that moved `taken` (with `seqs`, one per intent):
-    /// deletes its files, remembers the seqs of intents not ready yet, and
-    /// returns the marks that came while they were being moved.
+    /// empties its files (kept for reuse, or deleted), remembers the seqs of
+    /// intents not ready yet, and returns the marks that came while they
+    /// were being moved.
     pub fn moved(&self, taken: Taken, seqs: &[i64]) -> Vec<(i64, Option<Vec<u8>>)> {
-        for f in &taken.files {
-            let _ = std::fs::remove_file(f);
+        let mut emptied = Vec::new();
+        for f in taken.files {
+            if emptied.len() < SPARE_FILES && f.file.set_len(0).is_ok() {
+                emptied.push(f);
+            } else {
+                let _ = std::fs::remove_file(&f.path);
+            }
         }
         let mut st = self.state();
+        for f in emptied {
+            if st.spare.len() < SPARE_FILES {
+                st.spare.push(f);
+            } else {
+                let _ = std::fs::remove_file(&f.path);
+            }
+        }
         let mut late = Vec::new();
         for (i, seq) in taken.intents.iter().zip(seqs) {
             if i.ready {
@@ -267,12 +306,16 @@ impl IntentLog {
         Marked::Held
     }
 
-    /// Deletes this holder's empty file (on close, once nothing is pending).
+    /// Deletes this holder's empty files (on close, once nothing is
+    /// pending).
     pub fn close(&self) {
         let mut st = self.state();
+        for f in std::mem::take(&mut st.spare) {
+            let _ = std::fs::remove_file(f.path);
+        }
         if st.pending.is_empty() && !st.written {
-            if let Some((_, path)) = st.file.take() {
-                let _ = std::fs::remove_file(path);
+            if let Some(f) = st.file.take() {
+                let _ = std::fs::remove_file(f.path);
             }
         }
     }
@@ -429,27 +472,42 @@ mod tests {
         let taken = log.take();
         assert_eq!(taken.intents.len(), 2);
         assert!(taken.intents[0].ready && !taken.intents[1].ready);
-        let file = taken.files[0].clone();
+        let file = taken.files[0].path.clone();
         assert_eq!(read_file(&file).unwrap().len(), 2);
         // Appends go on in a new file while the commit runs.
         let t3 = log.append(vec![key("db.c", &[3])], true, 6).unwrap();
         assert!(matches!(log.mark(t[1], Some(vec![4])), Marked::Held));
         let late = log.moved(taken, &[10, 11]);
         assert_eq!(late, vec![(11, Some(vec![4]))], "a mark during the move");
-        assert!(!file.exists(), "deleted after its commit");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            0,
+            "emptied after its commit"
+        );
         assert!(matches!(log.mark(t3[0], None), Marked::Logged));
         let taken = log.take();
         assert_eq!(taken.intents[0].ticket, t3[0]);
-        // A failed commit puts them back, files included.
+        let second = taken.files[0].path.clone();
+        // The emptied file takes the appends while this commit runs.
+        let t5 = log.append(vec![key("db.c", &[5])], false, 6).unwrap();
+        assert_eq!(
+            read_file(&file).unwrap(),
+            vec![(key("db.c", &[5]), false, 6)],
+            "reused, holding only the new record"
+        );
+        assert_ne!(second, file);
+        // A failed commit puts them back, files included, before t5.
         log.restore(taken);
-        assert_eq!(log.pending_len(), 1);
+        assert_eq!(log.pending_len(), 2);
         let taken = log.take();
-        assert_eq!(taken.files.len(), 1);
-        log.moved(taken, &[12]);
+        assert_eq!(taken.files.len(), 2);
+        assert_eq!(taken.intents[0].ticket, t3[0]);
+        log.moved(taken, &[12, 13]);
         let t4 = log.append(vec![key("db.c", &[4])], false, 7).unwrap();
         let taken = log.take();
-        log.moved(taken, &[13]);
-        assert!(matches!(log.mark(t4[0], None), Marked::Seq(13, None)));
+        log.moved(taken, &[14]);
+        assert!(matches!(log.mark(t5[0], None), Marked::Seq(13, None)));
+        assert!(matches!(log.mark(t4[0], None), Marked::Seq(14, None)));
         log.close();
         let left: Vec<_> = std::fs::read_dir(dir.join(DIR)).unwrap().collect();
         assert!(left.is_empty(), "nothing left after close: {left:?}");
