@@ -208,11 +208,18 @@ async fn run(
         // dispatched), and on each wake while paused, to notice a resume.
         // The pause the last read of entries saw was read after them, so it
         // is valid for every entry in the queue; a wake while paused reads
-        // it afresh.
+        // it afresh, and that later reading replaces it (a resume is not
+        // undone by the older one).
         if ripe || was_paused {
             shared_paused = match seen.as_ref().and_then(|s| s.paused) {
                 Some(p) if !was_paused => p,
-                _ => ctx.journal.shared_pause().await.unwrap_or(shared_paused),
+                _ => {
+                    let p = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
+                    if let Some(s) = seen.as_mut() {
+                        s.paused = Some(p);
+                    }
+                    p
+                }
             };
         }
         let is_paused = *paused.borrow() || shared_paused;
