@@ -204,29 +204,26 @@ impl IntentLog {
     /// Takes every intent not moved yet; appends from now on go to another
     /// file (an emptied one, or one created here, off the appenders' path).
     pub fn take(&self) -> Taken {
-        let next = {
+        // A file is created only if no spare is left. Between the two locks
+        // appends take no spare (they take one only when `file` is `None`,
+        // never while it is written to) and only the caller's thread (the
+        // writer's, which also runs `moved`) adds one.
+        let number = {
             let mut st = self.state();
-            if !st.written {
-                None
-            } else if let Some(f) = st.spare.pop() {
-                Some(Ok(f))
-            } else {
+            (st.written && st.spare.is_empty()).then(|| {
                 st.next_file += 1;
-                Some(Err(st.next_file - 1))
-            }
+                st.next_file - 1
+            })
         };
-        let next = match next {
-            Some(Ok(f)) => Some(f),
-            Some(Err(n)) => self.new_file(n).ok(),
-            None => None,
-        };
+        let opened = number.and_then(|n| self.new_file(n).ok());
         let mut st = self.state();
         if st.written {
+            let next = opened.or_else(|| st.spare.pop());
             if let Some(old) = std::mem::replace(&mut st.file, next) {
                 st.retired.push(old);
             }
             st.written = false;
-        } else if let Some(f) = next {
+        } else if let Some(f) = opened {
             st.spare.push(f);
         }
         Taken {
