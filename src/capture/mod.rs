@@ -19,7 +19,7 @@ mod payload;
 mod read;
 mod write;
 
-pub use canon::canonical_id;
+use canon::canonical_id;
 
 pub use payload::Payload;
 

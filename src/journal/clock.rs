@@ -177,6 +177,10 @@ impl WriteClock {
 /// A numeric `_id` as the server compares it, by value (1, 1L and 1.0 are
 /// one document), read straight from the key's bytes (`{_id: <value>}`):
 /// this runs for every document of every write. `None`: not a number.
+/// Keys are canonical now (`capture::key_of`), so one value has one key
+/// anyway; this keeps Int32, Int64 and Double keys in the buckets where
+/// earlier versions put them, for journals they wrote and for an old and a
+/// new process sharing the clock during a rolling restart.
 fn canonical_number(key: &[u8]) -> Option<[u8; 9]> {
     let value = key.get(9..)?;
     if key.get(5..9)? != b"_id\0" {

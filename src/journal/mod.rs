@@ -653,7 +653,9 @@ impl Journal {
         .map_err(|e| SyncError::journal(&path, e))
     }
 
-    /// Up to `limit` entries with `seq > after`, oldest first.
+    /// Up to `limit` entries with `seq > after`, oldest first (the
+    /// replicator uses [`Journal::read_after_then_pause`]).
+    #[cfg(test)]
     pub async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, SyncError> {
         Ok(self.read_after_then_pause(after, limit).await?.0)
     }
