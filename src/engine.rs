@@ -145,7 +145,8 @@ impl Engine {
         let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let local_opts = options_for("MONGODB_URI", &config.local_uri, &s).await?;
         let db = local_opts.default_database.clone();
-        let local = Client::with_options(local_opts).map_err(connect_error("MONGODB_URI", &s))?;
+        let local =
+            Client::with_options(local_opts.clone()).map_err(connect_error("MONGODB_URI", &s))?;
         ping(&local, Duration::from_secs(30))
             .await
             .map_err(|m| SyncError::Connect {
@@ -157,10 +158,15 @@ impl Engine {
         let (atlas, journal, replicator) = if config.enabled {
             let uri = config.atlas_uri.clone().unwrap_or_default();
             let atlas_opts = options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
-            let atlas = Arc::new(
-                replicate::Atlas::new(atlas_opts)
-                    .map_err(connect_error("MONGODB_ATLAS_URI", &s))?,
-            );
+            // The replicator's clients: their tasks run on its runtime.
+            let (atlas, replica_local) = {
+                let _on = replicate::runtime().enter();
+                let atlas = replicate::Atlas::new(atlas_opts)
+                    .map_err(connect_error("MONGODB_ATLAS_URI", &s))?;
+                let local =
+                    Client::with_options(local_opts).map_err(connect_error("MONGODB_URI", &s))?;
+                (Arc::new(atlas), local)
+            };
             let dir = config.data_dir.clone();
             let fsync = config.journal_fsync;
             let journal =
@@ -170,7 +176,7 @@ impl Engine {
             let journal = Arc::new(journal);
             let ctx = Arc::new(replicate::Ctx {
                 config: config.clone(),
-                local: local.clone(),
+                local: replica_local,
                 atlas: atlas.clone(),
                 journal: journal.clone(),
                 metrics: metrics.clone(),

@@ -97,11 +97,46 @@ impl Handle {
     }
 }
 
+/// The runtime replication runs on: one worker thread of its own (and its
+/// blocking threads), below the application's threads in CPU priority. The
+/// addon's calls run on another runtime with one worker; sharing it, a batch
+/// being encoded or paired held up the writes queued behind it. Clients the
+/// replicator uses are created in its context (`runtime().enter()`), so
+/// their connections are driven by this runtime too. If it cannot be built,
+/// the caller's runtime serves.
+pub fn runtime() -> tokio::runtime::Handle {
+    static RT: once_cell::sync::Lazy<Option<tokio::runtime::Runtime>> =
+        once_cell::sync::Lazy::new(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("dual-sync-replicate")
+                .on_thread_start(lower_priority)
+                .enable_all()
+                .build()
+                .ok()
+        });
+    RT.as_ref()
+        .map(|rt| rt.handle().clone())
+        .unwrap_or_else(tokio::runtime::Handle::current)
+}
+
+/// Nice value of the replicator's threads. On Linux it is per thread.
+const NICE: i32 = 5;
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
+    }
+}
+
 /// Starts the replicator task (it waits for leadership by itself).
 pub fn spawn(ctx: Arc<Ctx>) -> Handle {
     let (paused, paused_rx) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(lead(ctx, paused_rx, stop_rx));
+    let task = runtime().spawn(lead(ctx, paused_rx, stop_rx));
     Handle {
         paused,
         stop,
