@@ -11,36 +11,64 @@ const { percentile, ratio } = require('../lib/stats')
 const OPS = ['insertOne', 'updateOne']
 const CONC = [1, 32]
 const WARMUP = 50
+/** Slices each measurement is cut into, interleaved across implementations. */
+const CHUNKS = 4
 
 /**
- * Measures one (op, concurrency) pair for one implementation. `flush` runs
- * before (so an earlier backlog does not count) and after (CPU including
- * the replication of these writes).
+ * The call one implementation makes for operation i of (op), after a warm-up.
  */
-async function measure({ op, conc, n, coll, ids, flush }) {
-  let fn
+async function prepare({ op, n, coll, ids }) {
   if (op === 'insertOne') {
     const warm = makeDocs(WARMUP)
     for (const d of warm) await coll.insertOne(d)
     const docs = makeDocs(n)
-    fn = (i) => coll.insertOne(docs[i])
-  } else {
-    for (let i = 0; i < WARMUP; i++) await coll.updateOne({ _id: ids[(ids.length - 1 - i) % ids.length] }, makeUpdate(i))
-    const updates = Array.from({ length: n }, (_, i) => makeUpdate(i))
-    fn = (i) => coll.updateOne({ _id: ids[i % ids.length] }, updates[i])
+    return (i) => coll.insertOne(docs[i])
   }
-  if (flush) await flush()
-  const cpuStart = cpuNow()
-  const r = await closedLoop(n, conc, fn)
-  const out = {
-    p50: percentile(r.lat, 0.5),
-    p99: percentile(r.lat, 0.99),
-    opsPerSec: (n / r.wallMs) * 1000,
-    cpuUsPerOp: r.cpuUs / n,
+  for (let i = 0; i < WARMUP; i++) await coll.updateOne({ _id: ids[(ids.length - 1 - i) % ids.length] }, makeUpdate(i))
+  const updates = Array.from({ length: n }, (_, i) => makeUpdate(i))
+  return (i) => coll.updateOne({ _id: ids[i % ids.length] }, updates[i])
+}
+
+/**
+ * Measures one (op, concurrency) pair for every implementation, in CHUNKS
+ * interleaved slices (the order alternating), so that a machine whose speed
+ * drifts over seconds slows each of them alike. For the addon, `flush` runs
+ * before each slice (an earlier backlog does not count) and after it (CPU
+ * including the replication of its writes).
+ */
+async function measureAll({ op, conc, n, impls, ids, log }) {
+  const fns = []
+  for (const impl of impls) {
+    fns.push(await prepare({ op, n, coll: op === 'insertOne' ? impl.ins : impl.upd, ids: ids[impl.name] }))
   }
-  if (flush) await flush()
-  out.cpuUsPerOpWithRepl = (cpuNow() - cpuStart) / n
-  return out
+  const acc = impls.map(() => ({ lat: [], wallMs: 0, cpuUs: 0, cpuWithRepl: 0 }))
+  const per = Math.ceil(n / CHUNKS)
+  for (let c = 0; c < CHUNKS; c++) {
+    const from = c * per
+    const count = Math.min(per, n - from)
+    const order = impls.map((_, k) => k)
+    if (c % 2 === 1) order.reverse()
+    for (const k of order) {
+      const { flush, name } = impls[k]
+      if (c === 0) log(`  fig 1: ${op} x${conc} ${name} (${n} ops in ${CHUNKS} slices)`)
+      if (flush) await flush()
+      const cpuStart = cpuNow()
+      const r = await closedLoop(count, conc, (i) => fns[k](from + i))
+      if (flush) await flush()
+      const a = acc[k]
+      for (const x of r.lat) a.lat.push(x)
+      a.wallMs += r.wallMs
+      a.cpuUs += r.cpuUs
+      a.cpuWithRepl += cpuNow() - cpuStart
+    }
+  }
+  return acc.map((a) => ({
+    p50: percentile(a.lat, 0.5),
+    p99: percentile(a.lat, 0.99),
+    opsPerSec: (n / a.wallMs) * 1000,
+    cpuUsPerOp: a.cpuUs / n,
+    cpuUsPerOpWithRepl: a.cpuWithRepl / n,
+  }))
 }
 
 async function run(ctx, { sizes, runIndex }) {
@@ -77,18 +105,10 @@ async function run(ctx, { sizes, runIndex }) {
   for (const op of OPS) {
     for (const conc of CONC) {
       const n = conc === 1 ? sizes.seq : sizes.conc
-      for (const impl of impls) {
-        ctx.log(`  fig 1: ${op} x${conc} ${impl.name} (${n} ops)`)
-        const r = await measure({
-          op,
-          conc,
-          n,
-          coll: op === 'insertOne' ? impl.ins : impl.upd,
-          ids: ids[impl.name],
-          flush: impl.flush,
-        })
-        for (const [k, v] of Object.entries(r)) m[`${op}.c${conc}.${impl.name}.${k}`] = v
-      }
+      const res = await measureAll({ op, conc, n, impls, ids, log: ctx.log })
+      impls.forEach((impl, k) => {
+        for (const [key, v] of Object.entries(res[k])) m[`${op}.c${conc}.${impl.name}.${key}`] = v
+      })
       const a = (k) => m[`${op}.c${conc}.addon.${k}`]
       const d = (k) => m[`${op}.c${conc}.driver.${k}`]
       m[`${op}.c${conc}.ratio.p50`] = ratio(a('p50'), d('p50'))
