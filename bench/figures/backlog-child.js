@@ -25,6 +25,19 @@ function rssParts() {
   return out
 }
 
+/** Theil-Sen slope of `[x, y]` points: the median of the pairwise slopes. */
+function medianSlope(points) {
+  const slopes = []
+  for (let i = 0; i < points.length; i++) {
+    for (let j = i + 1; j < points.length; j++) {
+      slopes.push((points[j][1] - points[i][1]) / (points[j][0] - points[i][0]))
+    }
+  }
+  slopes.sort((a, b) => a - b)
+  const m = slopes.length >> 1
+  return slopes.length % 2 ? slopes[m] : (slopes[m - 1] + slopes[m]) / 2
+}
+
 async function main() {
   const a = JSON.parse(process.argv[2])
   const { n, batch } = a
@@ -36,15 +49,23 @@ async function main() {
   const rss0 = process.memoryUsage.rss()
   const parts0 = rssParts()
   const bytes0 = dirBytes(a.dataDir)
-  const half = Math.floor(n / batch / 2) * batch
-  let rssHalf = null
+  // RSS after a GC at 11 points of the second half (every twentieth of n),
+  // for the slope projected to 1M operations. The GCs' time is not capture
+  // time.
+  const marks = new Set(
+    Array.from({ length: 10 }, (_, e) => Math.floor((n * (10 + e)) / 20 / batch) * batch).filter((k) => k > 0),
+  )
+  const samples = []
+  let gcMs = 0
   let peak = rss0
   const t0 = now()
   let lastLog = t0
   for (let k = 0; k < n; k += batch) {
-    if (k === half && k > 0) {
+    if (marks.has(k)) {
+      const g = now()
       gc()
-      rssHalf = process.memoryUsage.rss()
+      samples.push([k, process.memoryUsage.rss()])
+      gcMs += now() - g
     }
     await coll.insertMany(makeDocs(Math.min(batch, n - k), k))
     peak = Math.max(peak, process.memoryUsage.rss())
@@ -53,9 +74,11 @@ async function main() {
       console.error(`captured ${k + batch}/${n}`)
     }
   }
-  const captureMs = now() - t0
+  const captureMs = now() - t0 - gcMs
   gc()
   const rss1 = process.memoryUsage.rss()
+  samples.push([n, rss1])
+  console.error(`rss after GC (MB over the start) at [ops, MB]: ${JSON.stringify(samples.map(([k, r]) => [k, +((r - rss0) / MB).toFixed(1)]))}`)
   const parts1 = rssParts()
   const bytes1 = dirBytes(a.dataDir)
   const { queueSize } = await sync.metrics()
@@ -81,7 +104,10 @@ async function main() {
     rssAfterDrainGrowthMB: (rss2 - rss0) / MB,
     // 1M ops: the growth so far plus the second half's slope for the rest
     // (the first half also pays one-off costs: pools, SQLite cache, arenas).
-    rssGrowth1M: rssHalf === null ? null : growth + ((Math.max(0, rss1 - rssHalf) / MB) * (1e6 - n)) / (n - half),
+    // The slope is the median of the slopes between every two samples
+    // (Theil-Sen): RSS wanders by a few MB between samples (heap segments
+    // come and go), which a two-point slope multiplied by 18.
+    rssGrowth1M: samples.length < 2 ? null : growth + (Math.max(0, medianSlope(samples)) / MB) * (1e6 - n),
     journalBytesPerOp: (bytes1 - bytes0) / n,
     journalMB: (bytes1 - bytes0) / MB,
     drainRate: (n / drainMs) * 1000,

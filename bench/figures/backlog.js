@@ -76,7 +76,7 @@ function rows(S, r) {
     r.value('  of which file-backed pages (mapped files)', 'rssFileGrowthMB', 'MB'),
     r.value('  V8 heapUsed growth', 'heapUsedGrowthMB', 'MB'),
     r.value('Node RSS growth, peak during capture', 'rssPeakGrowthMB', 'MB'),
-    ...(full ? [] : [r.value('Node RSS growth projected to 1M ops (2nd-half slope)', 'rssGrowth1M', 'MB', { le: 100 })]),
+    ...(full ? [] : [r.value('Node RSS growth projected to 1M ops (2nd-half median slope)', 'rssGrowth1M', 'MB', { le: 100 })]),
     r.value('Node RSS growth after the drain (after GC)', 'rssAfterDrainGrowthMB', 'MB'),
     r.value('journal bytes per pending op (SYNC_DATA_DIR files)', 'journalBytesPerOp', 'B'),
     r.value('drain rate after resume() (until flush resolves)', 'drainRate', 'docs/s'),
