@@ -89,6 +89,9 @@ struct State {
     next_file: u64,
     /// Logged intents not moved yet, oldest first.
     pending: Vec<Intent>,
+    /// Intents taken for a commit that has not been reported yet (`moved`
+    /// or `restore`).
+    in_transit: usize,
     next_ticket: i64,
     /// Tickets moved while not ready, with their seq, until marked.
     moved: HashMap<i64, i64>,
@@ -201,6 +204,15 @@ impl IntentLog {
         self.state().pending.len()
     }
 
+    /// Intents not in the journal for sure: waiting, or taken by a commit
+    /// not reported yet. Read before the journal's own count, it misses
+    /// none of the intents logged so far (one being moved meanwhile may be
+    /// counted twice).
+    pub fn unmoved_len(&self) -> usize {
+        let st = self.state();
+        st.pending.len() + st.in_transit
+    }
+
     /// Takes every intent not moved yet; appends from now on go to another
     /// file (an emptied one, or one created here, off the appenders' path).
     pub fn take(&self) -> Taken {
@@ -226,6 +238,7 @@ impl IntentLog {
         } else if let Some(f) = opened {
             st.spare.push(f);
         }
+        st.in_transit += st.pending.len();
         Taken {
             intents: std::mem::take(&mut st.pending),
             files: std::mem::take(&mut st.retired),
@@ -246,6 +259,7 @@ impl IntentLog {
             }
         }
         let mut st = self.state();
+        st.in_transit = st.in_transit.saturating_sub(taken.intents.len());
         for f in emptied {
             if st.spare.len() < SPARE_FILES {
                 st.spare.push(f);
@@ -271,6 +285,7 @@ impl IntentLog {
     /// After a commit that failed: the intents wait for the next one.
     pub fn restore(&self, taken: Taken) {
         let mut st = self.state();
+        st.in_transit = st.in_transit.saturating_sub(taken.intents.len());
         let mut intents = taken.intents;
         // Marks that came meanwhile apply to them now.
         for i in intents.iter_mut() {
@@ -473,8 +488,11 @@ mod tests {
         assert_eq!(read_file(&file).unwrap().len(), 2);
         // Appends go on in a new file while the commit runs.
         let t3 = log.append(vec![key("db.c", &[3])], true, 6).unwrap();
+        assert_eq!(log.pending_len(), 1);
+        assert_eq!(log.unmoved_len(), 3, "taken ones count until moved");
         assert!(matches!(log.mark(t[1], Some(vec![4])), Marked::Held));
         let late = log.moved(taken, &[10, 11]);
+        assert_eq!(log.unmoved_len(), 1);
         assert_eq!(late, vec![(11, Some(vec![4]))], "a mark during the move");
         assert_eq!(
             std::fs::metadata(&file).unwrap().len(),
@@ -496,6 +514,7 @@ mod tests {
         // A failed commit puts them back, files included, before t5.
         log.restore(taken);
         assert_eq!(log.pending_len(), 2);
+        assert_eq!(log.unmoved_len(), 2, "restored ones count once");
         let taken = log.take();
         assert_eq!(taken.files.len(), 2);
         assert_eq!(taken.intents[0].ticket, t3[0]);

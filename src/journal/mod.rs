@@ -708,12 +708,13 @@ impl Journal {
         Ok(found)
     }
 
-    /// Queue figures; `pending` counts the intents not moved yet too.
+    /// Queue figures; `pending` counts the intents not moved yet too. Those
+    /// are counted first: counted after the journal, an intent moved in
+    /// between was in neither count.
     pub async fn stats(&self) -> Result<Stats, SyncError> {
+        let unmoved = self.shared.log.as_ref().map_or(0, |l| l.unmoved_len());
         let mut stats = self.read(store::stats).await?;
-        if let Some(log) = &self.shared.log {
-            stats.pending += log.pending_len() as u64;
-        }
+        stats.pending += unmoved as u64;
         Ok(stats)
     }
 
