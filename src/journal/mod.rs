@@ -674,11 +674,14 @@ impl Journal {
                 Ok((entries, store::get_meta(c, PAUSED_BY_KEY)?))
             })
             .await?;
-        let mut memo = self.shared.memo();
-        for e in entries.iter_mut().filter(|e| e.ready && e.doc.is_none()) {
-            e.doc = memo.take(e.seq);
+        // In slices: writes keep documents in the memo meanwhile, from other
+        // threads, and should not wait for a whole read's worth.
+        for slice in entries.chunks_mut(256) {
+            let mut memo = self.shared.memo();
+            for e in slice.iter_mut().filter(|e| e.ready && e.doc.is_none()) {
+                e.doc = memo.take(e.seq);
+            }
         }
-        drop(memo);
         Ok((entries, self.paused_by(owner)))
     }
 

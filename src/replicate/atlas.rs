@@ -41,7 +41,14 @@ impl Atlas {
         if last.is_some_and(|t| t.elapsed() < MIN_RECYCLE_GAP) {
             return;
         }
-        let Ok(fresh) = Client::with_options(self.options.clone()) else {
+        // Created in the replicator's runtime whoever calls (the connection
+        // watcher runs on the addon's): its tasks belong there.
+        let rt = super::runtime();
+        let fresh = {
+            let _on = rt.enter();
+            Client::with_options(self.options.clone())
+        };
+        let Ok(fresh) = fresh else {
             return;
         };
         *last = Some(Instant::now());
@@ -52,7 +59,7 @@ impl Atlas {
         tracing::info!(
             "replaced the Atlas client after a timeout (stuck connections are abandoned)"
         );
-        tokio::spawn(async move {
+        rt.spawn(async move {
             old.shutdown().immediate(true).await;
         });
     }

@@ -120,15 +120,23 @@ pub fn runtime() -> tokio::runtime::Handle {
         .unwrap_or_else(tokio::runtime::Handle::current)
 }
 
-/// Nice value of the replicator's threads. On Linux it is per thread.
+/// How many steps the replicator's threads are niced below the process's
+/// main thread. On Linux a nice value belongs to a thread, and a new thread
+/// starts with its creator's (the runtime's blocking threads are created by
+/// its niced worker), so the value is set from the main thread's, not added.
 const NICE: i32 = 5;
 
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: plain system calls on the calling thread.
+    // SAFETY: plain system calls; `who` 0 is the calling thread, the pid is
+    // the main thread. A nice value above one's own needs no privilege; if
+    // a call fails, the thread keeps the priority it has.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
+        *libc::__errno_location() = 0;
+        let main = libc::getpriority(libc::PRIO_PROCESS, libc::getpid() as libc::id_t);
+        if main != -1 || *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, (main + NICE).min(19));
+        }
     }
 }
 
