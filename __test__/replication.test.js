@@ -445,3 +445,33 @@ test('new documents go to Atlas as inserts; one whose _id Atlas already has is r
   await assertSame(local, atlas, db, ['c'])
   assert.deepEqual(await atlas.db(db).collection('c').findOne({ _id: 'stale' }), { _id: 'stale', version: 'new' })
 })
+
+test(
+  'replication runs on a thread of its own, niced 5 below the main thread; writes run on threads that are not',
+  { skip: process.platform !== 'linux' && 'per-thread nice values are read from /proc (Linux)' },
+  async () => {
+    const db = uniqueDb('nice')
+    const sync = await createSync(syncOptions(db, FAST))
+    try {
+      await sync.db(db).collection('c').insertOne({ _id: 1 })
+      await sync.flush({ timeoutMs: 30000 })
+      // /proc/<pid>/task/<tid>/stat: field 19 is the nice value (index 16
+      // after the command name's closing parenthesis).
+      const niceOf = (file) => Number(fs.readFileSync(file, 'utf8').split(') ')[1].split(' ')[16])
+      const main = niceOf('/proc/self/stat')
+      const threads = fs.readdirSync('/proc/self/task').map((tid) => ({
+        name: fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim(),
+        nice: niceOf(`/proc/self/task/${tid}/stat`),
+      }))
+      const repl = threads.filter((t) => t.name === 'dual-sync-repli')
+      const calls = threads.filter((t) => t.name === 'tokio-rt-worker')
+      assert.ok(repl.length >= 1, `no replicator thread among ${JSON.stringify(threads.map((t) => t.name))}`)
+      assert.ok(calls.length >= 1, 'no runtime thread for the calls')
+      for (const t of repl) assert.equal(t.nice, Math.min(19, main + 5), 'replicator threads (its worker and blocking threads)')
+      for (const t of calls) assert.equal(t.nice, main, "the calls' runtime keeps the process's priority")
+      assert.equal(await (await driver(ATLAS)).db(db).collection('c').countDocuments(), 1)
+    } finally {
+      await sync.close()
+    }
+  },
+)
