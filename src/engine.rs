@@ -158,15 +158,13 @@ impl Engine {
         let (atlas, journal, replicator) = if config.enabled {
             let uri = config.atlas_uri.clone().unwrap_or_default();
             let atlas_opts = options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
-            // The replicator's clients: their tasks run on its runtime.
-            let (atlas, replica_local) = {
-                let _on = replicate::runtime().enter();
-                let atlas = replicate::Atlas::new(atlas_opts)
-                    .map_err(connect_error("MONGODB_ATLAS_URI", &s))?;
-                let local =
-                    Client::with_options(local_opts).map_err(connect_error("MONGODB_URI", &s))?;
-                (Arc::new(atlas), local)
-            };
+            let atlas = Arc::new(
+                replicate::Atlas::new(atlas_opts)
+                    .map_err(connect_error("MONGODB_ATLAS_URI", &s))?,
+            );
+            // The replicator's own client to the local server.
+            let replica_local =
+                replicate::client(local_opts).map_err(connect_error("MONGODB_URI", &s))?;
             let dir = config.data_dir.clone();
             let fsync = config.journal_fsync;
             let journal =

@@ -20,8 +20,9 @@ pub struct Atlas {
 }
 
 impl Atlas {
+    /// The client is created, and replaced, in the replicator's runtime.
     pub fn new(options: ClientOptions) -> mongodb::error::Result<Atlas> {
-        let client = Client::with_options(options.clone())?;
+        let client = super::client(options.clone())?;
         Ok(Atlas {
             options,
             client: RwLock::new(client),
@@ -41,14 +42,9 @@ impl Atlas {
         if last.is_some_and(|t| t.elapsed() < MIN_RECYCLE_GAP) {
             return;
         }
-        // Created in the replicator's runtime whoever calls (the connection
-        // watcher runs on the addon's): its tasks belong there.
-        let rt = super::runtime();
-        let fresh = {
-            let _on = rt.enter();
-            Client::with_options(self.options.clone())
-        };
-        let Ok(fresh) = fresh else {
+        // Whoever calls (the connection watcher runs on the addon's
+        // runtime), the new client's tasks belong to the replicator's.
+        let Ok(fresh) = super::client(self.options.clone()) else {
             return;
         };
         *last = Some(Instant::now());
@@ -59,7 +55,7 @@ impl Atlas {
         tracing::info!(
             "replaced the Atlas client after a timeout (stuck connections are abandoned)"
         );
-        rt.spawn(async move {
+        super::runtime().spawn(async move {
             old.shutdown().immediate(true).await;
         });
     }

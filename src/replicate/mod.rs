@@ -27,6 +27,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mongodb::options::ClientOptions;
 use mongodb::Client;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -101,8 +102,8 @@ impl Handle {
 /// blocking threads), below the application's threads in CPU priority. The
 /// addon's calls run on another runtime with one worker; sharing it, a batch
 /// being encoded or paired held up the writes queued behind it. Clients the
-/// replicator uses are created in its context (`runtime().enter()`), so
-/// their connections are driven by this runtime too. If it cannot be built,
+/// replicator uses are created in its context ([`client`]), so their
+/// connections are driven by this runtime too. If it cannot be built,
 /// the caller's runtime serves.
 pub fn runtime() -> tokio::runtime::Handle {
     static RT: once_cell::sync::Lazy<Option<tokio::runtime::Runtime>> =
@@ -118,6 +119,13 @@ pub fn runtime() -> tokio::runtime::Handle {
     RT.as_ref()
         .map(|rt| rt.handle().clone())
         .unwrap_or_else(tokio::runtime::Handle::current)
+}
+
+/// A client whose tasks (pool, monitors) run on the replicator's runtime,
+/// whichever runtime asks for it.
+pub fn client(options: ClientOptions) -> mongodb::error::Result<Client> {
+    let _on = runtime().enter();
+    Client::with_options(options)
 }
 
 /// How many steps the replicator's threads are niced below the process's
