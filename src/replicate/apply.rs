@@ -107,14 +107,19 @@ pub async fn apply(
     let mut inserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut upserts: Vec<(usize, RawDocumentBuf)> = Vec::new();
     let mut deletes: Vec<(usize, Bson)> = Vec::new();
+    // A document to copy: an insert if only inserts of new documents
+    // changed it, else a replace.
+    let mut send = |i: usize, d: RawDocumentBuf| {
+        if items[i].insert_only {
+            inserts.push((i, d));
+        } else {
+            upserts.push((i, d));
+        }
+    };
     let mut paired = std::collections::HashSet::new();
     for (i, (item, known)) in items.iter().zip(known).enumerate() {
         if let Some(d) = known {
-            if item.insert_only {
-                inserts.push((i, d));
-            } else {
-                upserts.push((i, d));
-            }
+            send(i, d);
             continue;
         }
         let Some(id) = id_of(item.key) else {
@@ -125,8 +130,7 @@ pub async fn apply(
         // keys were canonical) may both be in this batch.
         let c = canon_id(&id);
         match by_id.get(&c).cloned() {
-            Some(d) if item.insert_only => inserts.push((i, d)),
-            Some(d) => upserts.push((i, d)),
+            Some(d) => send(i, d),
             None => deletes.push((i, id)),
         }
         paired.insert(c);
@@ -144,8 +148,7 @@ pub async fn apply(
                 .await
                 .map_err(|e| (Side::Local, e))?
             {
-                Some(d) if items[i].insert_only => inserts.push((i, d)),
-                Some(d) => upserts.push((i, d)),
+                Some(d) => send(i, d),
                 None => deletes.push((i, id)),
             }
         }
