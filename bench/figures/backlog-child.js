@@ -7,6 +7,7 @@ const { makeDocs } = require('../lib/doc')
 const { now } = require('../lib/load')
 const fs = require('node:fs')
 const { dirBytes, gc, MB } = require('../lib/context')
+const { median } = require('../lib/stats')
 
 /** Resident memory split as Linux reports it: anonymous (heaps) and file-backed (mapped files), in MB. */
 function rssParts() {
@@ -33,9 +34,7 @@ function medianSlope(points) {
       slopes.push((points[j][1] - points[i][1]) / (points[j][0] - points[i][0]))
     }
   }
-  slopes.sort((a, b) => a - b)
-  const m = slopes.length >> 1
-  return slopes.length % 2 ? slopes[m] : (slopes[m - 1] + slopes[m]) / 2
+  return median(slopes)
 }
 
 async function main() {
