@@ -410,12 +410,19 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     })
 }
 
+const READ_AFTER: &str =
+    "SELECT seq, ns, id, owner, ready, at_ms, hint, doc FROM pending WHERE seq > ?1 ORDER BY seq";
+
+/// Up to `limit` entries with `seq > after`, oldest first.
+/// The limit is applied while stepping, not as `LIMIT ?`: SQLite plans a
+/// bound `LIMIT` with its value, so a cached statement with one is parsed and
+/// planned again on every call (one per replication batch). Rows come in
+/// `seq` order straight from the table's b-tree, so stopping early reads no
+/// more than a `LIMIT` would.
 pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Entry>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT seq, ns, id, owner, ready, at_ms, hint, doc FROM pending WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![after, limit as i64], entry)?;
-    rows.collect()
+    let mut stmt = c.prepare_cached(READ_AFTER)?;
+    let rows = stmt.query_map(params![after], entry)?;
+    rows.take(limit).collect()
 }
 
 /// Whether each seq is ready, with the document bytes its mark stored.
@@ -506,6 +513,51 @@ pub fn dead_letters(c: &Connection, limit: usize) -> rusqlite::Result<Vec<DeadLe
 }
 
 pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+    c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_after_stops_at_the_limit_and_keeps_its_plan() {
+        let dir = std::env::temp_dir().join(format!("dms-store-read-after-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.sqlite3");
+        let mut w = open(&path, false).unwrap();
+        let keys: Vec<DocKey> = (0..10u8)
+            .map(|i| DocKey {
+                ns: "db.c".into(),
+                id: vec![i],
+            })
+            .collect();
+        let tx = w.transaction().unwrap();
+        let seqs = append(&tx, "me", &keys, true, false, 1).unwrap();
+        tx.commit().unwrap();
+
+        let reader = Connection::open(&path).unwrap();
+        let seqs_of = |after, limit| -> Vec<i64> {
+            read_after(&reader, after, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs_of(0, 3), seqs[..3]);
+        assert_eq!(seqs_of(seqs[2], 100), seqs[3..]);
+        assert_eq!(seqs_of(seqs[0], 2), seqs[1..3]);
+        assert!(seqs_of(0, 0).is_empty());
+        assert_eq!(read_after(&reader, seqs[8], 5).unwrap()[0].key, keys[9]);
+
+        // With `LIMIT ?2` this was 4: a new parse and plan for every call after
+        // the first.
+        let stmt = reader.prepare_cached(READ_AFTER).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+        drop(stmt);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
