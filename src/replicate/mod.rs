@@ -41,7 +41,10 @@ use crate::observe::Metrics;
 const READ_CHUNK: usize = 5000;
 /// At most this many documents are held in memory; the rest waits on disk.
 const MAX_DIRTY: usize = 50_000;
-/// How long the first dirty document of a batch waits for company.
+/// How long the first dirty document of a batch waits for company, counted
+/// from when its write was journaled: the time it spent reaching the
+/// journal's file (see `journal`, the writer thread commits every few ms
+/// under load) counts, so the two waits do not add up.
 const LINGER: Duration = Duration::from_millis(5);
 /// How often the journal is polled for other processes' writes.
 const POLL: Duration = Duration::from_millis(25);

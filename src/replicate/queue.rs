@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::journal::{DocKey, Entry};
+use crate::journal::{now_ms, DocKey, Entry};
 
 /// Document bytes the queue may hold before it stops reading the journal.
 const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
@@ -70,6 +70,16 @@ pub struct Queue {
     held_bytes: usize,
 }
 
+/// When an entry's change was journaled (`at_ms`, wall-clock ms), as an
+/// `Instant`: its time in the intent log and the journal's writer thread
+/// counts as waiting. A clock that went back counts as now; ages over a
+/// second count as a second (all that matters is whether a batch is ripe).
+fn made_at(at_ms: i64) -> Instant {
+    let now = Instant::now();
+    let age = Duration::from_millis((now_ms() - at_ms).clamp(0, 1000) as u64);
+    now.checked_sub(age).unwrap_or(now)
+}
+
 impl Queue {
     pub fn new(max_dirty: usize) -> Queue {
         Queue {
@@ -90,7 +100,7 @@ impl Queue {
     /// the last one's bytes (or their absence) describe the newest state.
     pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool, doc: Option<Vec<u8>>) {
         self.supersede(&key, seq);
-        self.dirty_since.get_or_insert_with(Instant::now);
+        self.dirty_since.get_or_insert_with(|| made_at(at_ms));
         let d = self.dirty.entry(key.clone()).or_insert_with(|| {
             self.order.push_back(key);
             Dirty {
@@ -110,6 +120,10 @@ impl Queue {
     /// of the same document that arrived meanwhile are newer: their bytes
     /// (or their absence) stay.
     pub fn readmit(&mut self, items: Vec<(DocKey, Dirty)>) {
+        // They wait from now, as new company, not from their old writes.
+        if !items.is_empty() {
+            self.dirty_since.get_or_insert_with(Instant::now);
+        }
         for (k, d) in items {
             if let Some(newer) = self.dirty.get_mut(&k) {
                 newer.seqs.extend(d.seqs);
@@ -167,7 +181,8 @@ impl Queue {
         self.dirty.len()
     }
 
-    /// How long the oldest dirty document has waited (`None` if none waits).
+    /// How long the oldest dirty document has waited since its write was
+    /// journaled (`None` if none waits).
     pub fn dirty_age(&self) -> Option<Duration> {
         self.dirty_since.map(|t| t.elapsed())
     }
@@ -289,6 +304,26 @@ mod tests {
         assert!(q.dirty_age().is_some());
         q.take_batch(10).unwrap();
         assert!(q.dirty_age().is_none());
+    }
+
+    #[test]
+    fn dirty_age_counts_from_when_the_write_was_journaled() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 1, now_ms() - 30, false, None);
+        assert!(q.dirty_age().unwrap() >= Duration::from_millis(30));
+        // Later company does not make the oldest younger.
+        q.admit(key("a.b", 2), 2, now_ms(), false, None);
+        assert!(q.dirty_age().unwrap() >= Duration::from_millis(30));
+        q.take_batch(10).unwrap();
+
+        // A wall clock that went back: the entry counts as new.
+        q.admit(key("a.b", 3), 3, now_ms() + 60_000, false, None);
+        assert!(q.dirty_age().unwrap() < Duration::from_millis(30));
+        let b = q.take_batch(10).unwrap();
+
+        // Put back after a failed copy: it waits again from now.
+        q.readmit(b.items);
+        assert!(q.dirty_age().unwrap() < Duration::from_millis(30));
     }
 
     #[test]
