@@ -309,12 +309,29 @@ fn settle(tx: &rusqlite::Transaction<'_>, deferred: &Deferred) -> rusqlite::Resu
         }
     }
     if !deferred.removals.is_empty() {
-        let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq = ?1")?;
-        for s in &deferred.removals {
-            stmt.execute([s])?;
+        // A batch's seqs are mostly consecutive: one statement per run.
+        let mut stmt = tx.prepare_cached("DELETE FROM pending WHERE seq BETWEEN ?1 AND ?2")?;
+        for (first, last) in runs(&deferred.removals) {
+            stmt.execute([first, last])?;
         }
     }
     Ok(())
+}
+
+/// `seqs` as runs of consecutive numbers, `(first, last)`, in order: every
+/// number in a run is in `seqs`, so deleting the runs deletes nothing else.
+fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(i64, i64)> = Vec::new();
+    for s in sorted {
+        match out.last_mut() {
+            Some((_, last)) if *last + 1 == s => *last = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
 }
 
 fn append(
@@ -521,6 +538,46 @@ pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removals_go_in_runs_of_consecutive_seqs() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        assert_eq!(
+            runs(&[5, 3, 4, 9, 10, 12, 4, 1]),
+            vec![(1, 1), (3, 5), (9, 10), (12, 12)]
+        );
+    }
+
+    #[test]
+    fn settling_removals_deletes_exactly_those_rows() {
+        let dir = std::env::temp_dir().join(format!("dms-store-settle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = open(&dir.join("journal.sqlite3"), false).unwrap();
+        let keys: Vec<DocKey> = (0..10u8)
+            .map(|i| DocKey {
+                ns: "db.c".into(),
+                id: vec![i],
+            })
+            .collect();
+        let tx = c.transaction().unwrap();
+        let seqs = append(&tx, "me", &keys, true, false, 1).unwrap();
+        let gone = [seqs[1], seqs[2], seqs[3], seqs[5], seqs[6], seqs[9]];
+        let deferred = Deferred {
+            marks: Vec::new(),
+            removals: vec![gone[3], gone[0], gone[5], gone[2], gone[1], gone[4]],
+        };
+        settle(&tx, &deferred).unwrap();
+        tx.commit().unwrap();
+        let left: Vec<i64> = read_after(&c, 0, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(left, vec![seqs[0], seqs[4], seqs[7], seqs[8]]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn read_after_stops_at_the_limit_and_keeps_its_plan() {
