@@ -91,7 +91,9 @@ pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
             .map_err(SyncError::from)
     })
     .await?;
-    Ok(doc! { "insertedCount": n, "insertedIds": ids })
+    // The ids are not sent back: JS gave every document its `_id` before
+    // the call (as the driver does) and reports those.
+    Ok(doc! { "insertedCount": n })
 }
 
 /// An update's change: operators/pipeline, or a whole replacement.
