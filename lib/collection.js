@@ -91,8 +91,9 @@ class Collection {
     needDocument('insertOne', 'document', doc)
     const opts = checkOptions('insertOne', options)
     withId(doc)
-    const r = await this._write('insertOne', { doc, options: opts })
-    return { acknowledged: true, insertedId: r.insertedId }
+    await this._write('insertOne', { doc, options: opts })
+    // The driver reports the document's own `_id` (withId gave it one).
+    return { acknowledged: true, insertedId: doc._id }
   }
 
   async insertMany(docs, options) {

@@ -63,7 +63,8 @@ pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
             .map_err(SyncError::from)
     })
     .await?;
-    Ok(doc! { "insertedId": id })
+    // JS reports the `_id` it gave the document (see `insert_many`).
+    Ok(doc! { "insertedCount": 1 })
 }
 
 pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
