@@ -538,6 +538,7 @@ pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn removals_go_in_runs_of_consecutive_seqs() {
@@ -549,12 +550,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn settling_removals_deletes_exactly_those_rows() {
-        let dir = std::env::temp_dir().join(format!("dms-store-settle-{}", std::process::id()));
+    /// A fresh journal file in a directory of its own, with ten ready
+    /// entries: the file's path, the connection, the keys and their seqs.
+    fn journal_of_ten(name: &str) -> (PathBuf, Connection, Vec<DocKey>, Vec<i64>) {
+        let dir = std::env::temp_dir().join(format!("dms-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut c = open(&dir.join("journal.sqlite3"), false).unwrap();
+        let path = dir.join("journal.sqlite3");
+        let mut c = open(&path, false).unwrap();
         let keys: Vec<DocKey> = (0..10u8)
             .map(|i| DocKey {
                 ns: "db.c".into(),
@@ -563,51 +566,44 @@ mod tests {
             .collect();
         let tx = c.transaction().unwrap();
         let seqs = append(&tx, "me", &keys, true, false, 1).unwrap();
+        tx.commit().unwrap();
+        (path, c, keys, seqs)
+    }
+
+    fn seqs_after(c: &Connection, after: i64, limit: usize) -> Vec<i64> {
+        read_after(c, after, limit)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+
+    #[test]
+    fn settling_removals_deletes_exactly_those_rows() {
+        let (path, mut c, _, seqs) = journal_of_ten("settle");
         let gone = [seqs[1], seqs[2], seqs[3], seqs[5], seqs[6], seqs[9]];
         let deferred = Deferred {
             marks: Vec::new(),
             removals: vec![gone[3], gone[0], gone[5], gone[2], gone[1], gone[4]],
         };
+        let tx = c.transaction().unwrap();
         settle(&tx, &deferred).unwrap();
         tx.commit().unwrap();
-        let left: Vec<i64> = read_after(&c, 0, 100)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect();
-        assert_eq!(left, vec![seqs[0], seqs[4], seqs[7], seqs[8]]);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            seqs_after(&c, 0, 100),
+            vec![seqs[0], seqs[4], seqs[7], seqs[8]]
+        );
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]
     fn read_after_stops_at_the_limit_and_keeps_its_plan() {
-        let dir = std::env::temp_dir().join(format!("dms-store-read-after-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("journal.sqlite3");
-        let mut w = open(&path, false).unwrap();
-        let keys: Vec<DocKey> = (0..10u8)
-            .map(|i| DocKey {
-                ns: "db.c".into(),
-                id: vec![i],
-            })
-            .collect();
-        let tx = w.transaction().unwrap();
-        let seqs = append(&tx, "me", &keys, true, false, 1).unwrap();
-        tx.commit().unwrap();
-
+        let (path, _writer, keys, seqs) = journal_of_ten("read-after");
         let reader = Connection::open(&path).unwrap();
-        let seqs_of = |after, limit| -> Vec<i64> {
-            read_after(&reader, after, limit)
-                .unwrap()
-                .iter()
-                .map(|e| e.seq)
-                .collect()
-        };
-        assert_eq!(seqs_of(0, 3), seqs[..3]);
-        assert_eq!(seqs_of(seqs[2], 100), seqs[3..]);
-        assert_eq!(seqs_of(seqs[0], 2), seqs[1..3]);
-        assert!(seqs_of(0, 0).is_empty());
+        assert_eq!(seqs_after(&reader, 0, 3), seqs[..3]);
+        assert_eq!(seqs_after(&reader, seqs[2], 100), seqs[3..]);
+        assert_eq!(seqs_after(&reader, seqs[0], 2), seqs[1..3]);
+        assert!(seqs_after(&reader, 0, 0).is_empty());
         assert_eq!(read_after(&reader, seqs[8], 5).unwrap()[0].key, keys[9]);
 
         // With `LIMIT ?2` this was 4: a new parse and plan for every call after
@@ -615,6 +611,6 @@ mod tests {
         let stmt = reader.prepare_cached(READ_AFTER).unwrap();
         assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
         drop(stmt);
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }
