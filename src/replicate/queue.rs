@@ -181,8 +181,9 @@ impl Queue {
         self.dirty.len()
     }
 
-    /// How long the oldest dirty document has waited since its write was
-    /// journaled (`None` if none waits).
+    /// How long the dirty documents have waited (`None` if none waits):
+    /// since the write of the first one admitted while none waited was
+    /// journaled.
     pub fn dirty_age(&self) -> Option<Duration> {
         self.dirty_since.map(|t| t.elapsed())
     }
