@@ -1071,7 +1071,7 @@ mod tests {
         assert_eq!(coalesce_wait(ms(500)), MARK_READY_COALESCE);
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
+    pub(super) fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("dms-journal-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d

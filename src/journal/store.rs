@@ -553,8 +553,7 @@ mod tests {
     /// A fresh journal file in a directory of its own, with ten ready
     /// entries: the file's path, the connection, the keys and their seqs.
     fn journal_of_ten(name: &str) -> (PathBuf, Connection, Vec<DocKey>, Vec<i64>) {
-        let dir = std::env::temp_dir().join(format!("dms-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::journal::tests::temp_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("journal.sqlite3");
         let mut c = open(&path, false).unwrap();
@@ -580,7 +579,7 @@ mod tests {
 
     #[test]
     fn settling_removals_deletes_exactly_those_rows() {
-        let (path, mut c, _, seqs) = journal_of_ten("settle");
+        let (path, mut c, _, seqs) = journal_of_ten("store-settle");
         let gone = [seqs[1], seqs[2], seqs[3], seqs[5], seqs[6], seqs[9]];
         let deferred = Deferred {
             marks: Vec::new(),
@@ -598,7 +597,7 @@ mod tests {
 
     #[test]
     fn read_after_stops_at_the_limit_and_keeps_its_plan() {
-        let (path, _writer, keys, seqs) = journal_of_ten("read-after");
+        let (path, _writer, keys, seqs) = journal_of_ten("store-read-after");
         let reader = Connection::open(&path).unwrap();
         assert_eq!(seqs_after(&reader, 0, 3), seqs[..3]);
         assert_eq!(seqs_after(&reader, seqs[2], 100), seqs[3..]);
