@@ -26,7 +26,7 @@ pub use payload::Payload;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use mongodb::bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
+use mongodb::bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf};
 use mongodb::{Client, Collection};
 use tokio::sync::Notify;
 
@@ -174,12 +174,16 @@ fn inserted<T>(out: &Result<T, SyncError>, n: usize, ordered: bool) -> Vec<bool>
 
 /// The journal key of a document: its namespace and its `_id` in canonical
 /// form, so every spelling of one numeric `_id` keys one document.
+/// Written with the raw document writer: the same bytes as serializing
+/// `{_id: value}` with serde, which for an ObjectId goes through its hex
+/// spelling and back; this runs for every document of every write.
 pub fn key_of(ns: &str, id: &Bson) -> DocKey {
-    let bytes =
-        mongodb::bson::to_vec(&doc! { "_id": canonical_id(id) }).expect("an _id always encodes");
+    let id = RawBson::try_from(canonical_id(id)).expect("an _id always encodes");
+    let mut key = RawDocumentBuf::new();
+    key.append("_id", id);
     DocKey {
         ns: ns.to_string(),
-        id: bytes,
+        id: key.into_bytes(),
     }
 }
 
@@ -337,6 +341,49 @@ fn check_name(what: &str, name: &str) -> Result<(), SyncError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys written before the raw writer (with serde) must be the same
+    /// bytes, or a document journaled by an older version gets a second key.
+    #[test]
+    fn keys_are_the_bytes_serde_wrote() {
+        use mongodb::bson::spec::BinarySubtype;
+        use mongodb::bson::{oid::ObjectId, Binary, DateTime, Regex, Timestamp};
+        let ids = [
+            Bson::ObjectId(ObjectId::new()),
+            Bson::String("a\u{e9}b".into()),
+            Bson::Int32(-7),
+            Bson::Int64(1 << 40),
+            Bson::Double(2.5),
+            Bson::Double(f64::NAN),
+            Bson::Decimal128("1.10".parse().unwrap()),
+            Bson::Boolean(false),
+            Bson::Null,
+            Bson::MinKey,
+            Bson::MaxKey,
+            Bson::DateTime(DateTime::from_millis(1_700_000_000_123)),
+            Bson::Timestamp(Timestamp {
+                time: 5,
+                increment: 6,
+            }),
+            Bson::Binary(Binary {
+                subtype: BinarySubtype::Uuid,
+                bytes: vec![7; 16],
+            }),
+            Bson::RegularExpression(Regex {
+                pattern: "^a".into(),
+                options: "i".into(),
+            }),
+            Bson::JavaScriptCode("f()".into()),
+            Bson::Symbol("s".into()),
+            Bson::Undefined,
+            Bson::Document(doc! { "b": 1.0, "a": [ObjectId::new(), "x", { "n": 2i64 }] }),
+            Bson::Array(vec![Bson::Int32(1), Bson::String("y".into())]),
+        ];
+        for id in ids {
+            let serde = mongodb::bson::to_vec(&doc! { "_id": canonical_id(&id) }).unwrap();
+            assert_eq!(key_of("db.c", &id).id, serde, "{id:?}");
+        }
+    }
 
     #[test]
     fn pinned_ids() {

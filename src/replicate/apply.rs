@@ -51,8 +51,8 @@ pub fn canon_id(id: &Bson) -> Canon {
 
 /// The `_id` value stored in a key.
 pub fn id_of(key: &DocKey) -> Option<Bson> {
-    let d: Document = mongodb::bson::from_slice(&key.id).ok()?;
-    d.get("_id").cloned()
+    let d = mongodb::bson::RawDocument::from_bytes(&key.id).ok()?;
+    Bson::try_from(d.get("_id").ok()??.to_raw_bson()).ok()
 }
 
 /// The `_id` of a document read as raw BSON.
@@ -342,6 +342,27 @@ async fn delete_docs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_gives_back_its_canonical_id() {
+        let oid = mongodb::bson::oid::ObjectId::new();
+        for (id, back) in [
+            (Bson::ObjectId(oid), Bson::ObjectId(oid)),
+            (Bson::Int64(3), Bson::Int32(3)),
+            (Bson::String("a".into()), Bson::String("a".into())),
+            (
+                Bson::Document(doc! { "x": 2.0 }),
+                Bson::Document(doc! { "x": 2 }),
+            ),
+        ] {
+            assert_eq!(id_of(&crate::capture::key_of("db.c", &id)), Some(back));
+        }
+        let not_a_key = DocKey {
+            ns: "db.c".into(),
+            id: vec![1, 2, 3],
+        };
+        assert_eq!(id_of(&not_a_key), None);
+    }
 
     #[test]
     fn numeric_ids_compare_by_value() {
