@@ -255,6 +255,54 @@ test('cursors chain like the driver: sort/skip/limit/project/map and async itera
   assert.equal(await cur.next(), null)
 })
 
+test('find and aggregate read large results a batch at a time, like the driver', async () => {
+  const c = sync.db(db).collection('batches')
+  const n = 2500
+  for (let k = 0; k < n; k += 500) await c.insertMany(Array.from({ length: 500 }, (_, i) => ({ _id: k + i, pad: 'x'.repeat(100) })))
+  const ids = Array.from({ length: n }, (_, i) => i)
+
+  // Only the first batch is in memory after the first read; the rest follow in order.
+  const cur = c.find({}, { sort: { _id: 1 } }).batchSize(300)
+  assert.equal(await cur.hasNext(), true)
+  assert.equal(cur._buffer.length, 300, 'one batch buffered, not the whole result')
+  const oneByOne = []
+  for (let d = await cur.next(); d !== null; d = await cur.next()) oneByOne.push(d._id)
+  assert.deepEqual(oneByOne, ids)
+  assert.equal(cur._state.id, 0, 'a cursor read to the end is no longer open in the engine')
+
+  // toArray over many batches, and with the default batch size.
+  assert.deepEqual((await c.find({}).sort({ _id: 1 }).batchSize(7).toArray()).map((d) => d._id), ids)
+  assert.deepEqual((await c.find({}).sort({ _id: 1 }).toArray()).map((d) => d._id), ids)
+  const agg = c.aggregate([{ $match: { _id: { $lt: 1000 } } }, { $sort: { _id: -1 } }, { $project: { pad: 0 } }], { batchSize: 64 })
+  const aggIds = []
+  for await (const d of agg) aggIds.push(d._id)
+  assert.deepEqual(aggIds, ids.slice(0, 1000).reverse())
+
+  // Reads racing on one cursor neither lose nor repeat documents.
+  const racing = c.find({}, { sort: { _id: 1 }, batchSize: 10 })
+  const got = await Promise.all(Array.from({ length: 55 }, () => racing.next()))
+  assert.deepEqual(got.map((d) => d._id), ids.slice(0, 55))
+  await racing.close()
+
+  // Leaving a for await loop early closes the engine's cursor; a later getMore names it.
+  const early = c.find({}, { sort: { _id: 1 }, batchSize: 50 })
+  for await (const d of early) if (d._id === 10) break
+  assert.equal(early._state.id, 0)
+  const open = c.find({}, { batchSize: 5 })
+  await open.hasNext()
+  const id = open._state.id
+  assert.ok(id > 0, 'more than one batch: the engine keeps the cursor')
+  await open.close()
+  assert.equal(await open.next(), null, 'a closed cursor gives nothing more')
+  await assert.rejects(c._getMore(id), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: new RegExp(`cursor ${id} is not open`) })
+
+  // rewind runs the query again from the start.
+  const again = c.find({ _id: { $lt: 20 } }, { sort: { _id: 1 }, batchSize: 4 })
+  assert.deepEqual([(await again.next())._id, (await again.next())._id], [0, 1])
+  again.rewind()
+  assert.deepEqual((await again.toArray()).map((d) => d._id), ids.slice(0, 20))
+})
+
 test('the metrics and health read as the mission describes', async () => {
   const m = await sync.metrics()
   for (const k of ['queueSize', 'captured', 'synced', 'failed', 'retried', 'deadLettered', 'successRate', 'lagMs', 'connections']) {
@@ -271,9 +319,16 @@ test('the metrics and health read as the mission describes', async () => {
 test('after close every call fails with ERR_SYNC_CLOSED', async () => {
   const s = await createSync(syncOptions(db))
   const c = s.collection('closed')
-  await c.insertOne({ a: 1 })
+  await c.insertMany(Array.from({ length: 5 }, (_, i) => ({ i })))
+  const reading = c.find({}, { batchSize: 2 })
+  assert.equal(await reading.hasNext(), true)
   await s.close()
   await assert.rejects(c.insertOne({ a: 2 }), { code: 'ERR_SYNC_CLOSED' })
+  // A cursor open in the engine when it closed: its next batch fails the same way, closing it does not throw.
+  await reading.next()
+  await reading.next()
+  await assert.rejects(reading.next(), { code: 'ERR_SYNC_CLOSED' })
+  await reading.close()
   await assert.rejects(s.flush(), { code: 'ERR_SYNC_CLOSED' })
   assert.throws(() => s.pause(), { code: 'ERR_SYNC_CLOSED' })
   await s.close() // closing twice is fine

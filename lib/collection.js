@@ -197,8 +197,18 @@ class Collection {
     return new FindCursor(this, needFilter('find', filter), checkOptions('find', options))
   }
 
+  /** The first batch of a find: `{ id, docs }` (id 0: nothing more). */
   async _find(filter, options) {
-    return decodeAll(await this._call('read', 'find', { filter, options: checkOptions('find', options) }))
+    return batchOf(await this._call('read', 'find', { filter, options: checkOptions('find', options) }))
+  }
+
+  /** The next batch of an engine cursor. */
+  async _getMore(id, batchSize) {
+    return batchOf(await this._call('read', 'getMore', batchSize === undefined ? { cursor: id } : { cursor: id, batchSize }))
+  }
+
+  async _killCursor(id) {
+    await this._call('read', 'killCursor', { cursor: id })
   }
 
   async findOne(filter, options) {
@@ -234,8 +244,15 @@ class Collection {
   }
 
   async _aggregate(pipeline, options) {
-    return decodeAll(await this._call('read', 'aggregate', { pipeline, options }))
+    return batchOf(await this._call('read', 'aggregate', { pipeline, options }))
   }
+}
+
+/** A batch as the engine sends it: `{cursor: id}`, then the documents. */
+function batchOf(buf) {
+  const docs = decodeAll(buf)
+  const { cursor } = docs.shift()
+  return { id: Number(cursor), docs }
 }
 
 const BULK_OPS = ['insertOne', 'updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany']

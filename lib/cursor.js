@@ -1,6 +1,7 @@
 'use strict'
 // Cursors with the driver's chainable API. Results are read from the local
-// MongoDB when first needed (toArray, iteration, next).
+// MongoDB when first needed (toArray, iteration, next), a batch at a time:
+// the engine keeps the server's cursor open between batches.
 const { invalidArgument } = require('./errors')
 
 function normalizeSort(sort) {
@@ -25,10 +26,22 @@ function normalizeSort(sort) {
   throw invalidArgument(`sort must be an object, an array or a field name, got ${typeof sort}`)
 }
 
+/**
+ * Cursors still open in the engine when their JS object is collected
+ * unread: the engine is told to drop them (it also drops any left unread
+ * for 10 minutes, as the server does).
+ */
+const abandoned = new FinalizationRegistry((state) => {
+  if (state.id) state.coll._killCursor(state.id).catch(() => {})
+})
+
 class BaseCursor {
-  constructor(load) {
-    this._load = load
-    this._buffer = null
+  /** `open()` runs the query and resolves to its first batch: `{ id, docs }`. */
+  constructor(collection, open) {
+    this._open = open
+    this._buffer = null // null until the query ran
+    this._state = { coll: collection, id: 0 } // id: the engine's cursor, 0 once read to the end
+    this._filling = null
     this._maps = []
   }
 
@@ -37,25 +50,86 @@ class BaseCursor {
     return this
   }
 
-  async toArray() {
-    const docs = this._buffer ?? (await this._load())
-    this._buffer = []
-    return this._maps.length ? docs.map((d) => this._maps.reduce((x, f) => f(x), d)) : docs
+  /** The batch size the call asked for (undefined: the engine's default). */
+  _batchSize() {
+    return undefined
   }
 
-  async _fill() {
-    if (this._buffer === null) this._buffer = await this._load()
+  /** Reads batches until one document is buffered or the cursor is exhausted; one read at a time. */
+  _fill() {
+    this._filling ??= this._fillNow().finally(() => {
+      this._filling = null
+    })
+    return this._filling
+  }
+
+  async _fillNow() {
+    const state = this._state
+    if (this._buffer === null) {
+      const { id, docs } = await this._open()
+      this._buffer = docs
+      this._setId(id)
+    }
+    while (this._buffer.length === 0 && state.id) {
+      let batch
+      try {
+        batch = await state.coll._getMore(state.id, this._batchSize())
+      } catch (e) {
+        this._setId(0) // the engine dropped the cursor with the error
+        throw e
+      }
+      this._buffer = batch.docs
+      this._setId(batch.id)
+    }
+  }
+
+  _setId(id) {
+    const state = this._state
+    if (id && !state.id) abandoned.register(this, state, state)
+    if (!id && state.id) abandoned.unregister(state)
+    state.id = id
+  }
+
+  _apply(d) {
+    return this._maps.reduce((x, f) => f(x), d)
+  }
+
+  async toArray() {
+    const out = []
+    for (;;) {
+      await this._fill()
+      if (this._buffer.length === 0) break
+      for (const d of this._buffer) out.push(d)
+      this._buffer = []
+    }
+    return this._maps.length ? out.map((d) => this._apply(d)) : out
+  }
+
+  /**
+   * The next document, unmapped (undefined once the cursor is read to the
+   * end). Takes it in the same turn as it checks the buffer: reads racing
+   * on one cursor share a batch, and the ones it did not cover wait for
+   * the next.
+   */
+  async _take() {
+    for (;;) {
+      if (this._buffer !== null && this._buffer.length > 0) return this._buffer.shift()
+      if (this._buffer !== null && !this._state.id) return undefined
+      await this._fill()
+    }
   }
 
   async hasNext() {
-    await this._fill()
-    return this._buffer.length > 0
+    for (;;) {
+      if (this._buffer !== null && this._buffer.length > 0) return true
+      if (this._buffer !== null && !this._state.id) return false
+      await this._fill()
+    }
   }
 
   async next() {
-    await this._fill()
-    const d = this._buffer.shift()
-    return d === undefined ? null : this._maps.reduce((x, f) => f(x), d)
+    const d = await this._take()
+    return d === undefined ? null : this._apply(d)
   }
 
   async tryNext() {
@@ -68,27 +142,48 @@ class BaseCursor {
     }
   }
 
+  /** Back to before the first read: the query runs again when next read. */
   rewind() {
+    const id = this._drop()
     this._buffer = null
+    if (id) this._state.coll._killCursor(id).catch(() => {})
   }
 
+  /** Drops the engine's cursor if it is still open; later reads return nothing. */
   async close() {
+    const id = this._drop()
     this._buffer = []
+    if (id) await this._state.coll._killCursor(id).catch(() => {})
+  }
+
+  /** Forgets the engine's cursor; returns its id (0: none was open). */
+  _drop() {
+    const { id } = this._state
+    this._setId(0)
+    return id
   }
 
   async *[Symbol.asyncIterator]() {
-    await this._fill()
-    while (this._buffer.length) yield this._maps.reduce((x, f) => f(x), this._buffer.shift())
+    try {
+      for (let d = await this._take(); d !== undefined; d = await this._take()) yield this._apply(d)
+    } finally {
+      // Leaving a for await loop early closes the cursor, as the driver's does.
+      if (this._state.id) await this.close()
+    }
   }
 }
 
 /** `collection.find(filter, options)`. */
 class FindCursor extends BaseCursor {
   constructor(collection, filter, options) {
-    super(() => collection._find(this._filter, this._options))
+    super(collection, () => collection._find(this._filter, this._options))
     this._filter = filter
     this._options = { ...options }
     if (this._options.sort !== undefined) this._options.sort = normalizeSort(this._options.sort)
+  }
+
+  _batchSize() {
+    return this._options.batchSize
   }
 
   _set(k, v) {
@@ -133,8 +228,13 @@ class FindCursor extends BaseCursor {
 /** `collection.aggregate(pipeline, options)`. */
 class AggregationCursor extends BaseCursor {
   constructor(collection, pipeline, options) {
-    super(() => collection._aggregate(this._pipeline, options))
+    super(collection, () => collection._aggregate(this._pipeline, options))
     this._pipeline = pipeline
+    this._options = options
+  }
+
+  _batchSize() {
+    return this._options && this._options.batchSize
   }
 }
 

@@ -43,6 +43,8 @@ pub struct Writer {
     pub(crate) metrics: Arc<Metrics>,
     in_flight: AtomicUsize,
     idle: Notify,
+    /// Open `find`/`aggregate` cursors JS reads batch by batch.
+    cursors: read::Cursors,
 }
 
 /// One collection as the write path sees it.
@@ -232,6 +234,7 @@ impl Writer {
             metrics,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
+            cursors: read::Cursors::default(),
         }
     }
 
@@ -279,7 +282,8 @@ impl Writer {
     }
 
     /// Runs one read method on the local server. Documents come back as
-    /// concatenated BSON, exactly as the server sent them.
+    /// concatenated BSON, exactly as the server sent them; `find`,
+    /// `aggregate` and `getMore` put `{cursor: id}` before them (see `read`).
     pub async fn read(
         &self,
         db: &str,
@@ -295,6 +299,8 @@ impl Writer {
             "countDocuments" => read::count_documents(&t, p).await,
             "aggregate" => read::aggregate(&t, p).await,
             "distinct" => read::distinct(&t, p).await,
+            "getMore" => read::get_more(&t, p).await,
+            "killCursor" => read::kill_cursor(&t, p).await,
             other => Err(SyncError::invalid(format!("unknown read method '{other}'"))),
         }
     }

@@ -1,22 +1,162 @@
 //! The read methods: straight to the local server, documents returned as the
 //! server's own BSON bytes (concatenated), never re-encoded.
+//!
+//! `find` and `aggregate` answer in batches, as the driver's cursors do: the
+//! first batch, and a cursor id to fetch the next ones with `getMore` (or
+//! to drop with `killCursor`), so a large result never has to fit in memory
+//! at once.
 
-use futures_util::TryStreamExt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::options::{
     AggregateOptions, CountOptions, DistinctOptions, FindOneOptions, FindOptions,
 };
+use mongodb::Cursor;
 
 use super::payload::Payload;
 use super::Target;
 use crate::error::SyncError;
 
-fn concat(docs: impl IntoIterator<Item = RawDocumentBuf>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for d in docs {
-        out.extend_from_slice(d.as_bytes());
+/// Documents per batch when the call sets no `batchSize`.
+const BATCH_DOCS: usize = 1000;
+/// A batch ends once it holds this many bytes, whatever its count.
+const BATCH_BYTES: usize = 8 << 20;
+/// How long an open cursor may go unread before it is dropped (and killed
+/// on the server): the server's own default idle timeout for cursors.
+const IDLE: Duration = Duration::from_secs(600);
+
+type Shared = Arc<tokio::sync::Mutex<Cursor<RawDocumentBuf>>>;
+
+/// The cursors JS is still reading, by the id it was given. Dropping one
+/// kills it on the server (the driver does that in the background).
+#[derive(Default)]
+pub struct Cursors {
+    last: AtomicU64,
+    open: Mutex<HashMap<u64, (Shared, Instant)>>,
+}
+
+impl Cursors {
+    /// Answers with the first batch of `cursor`; keeps it if there is more.
+    async fn first(
+        &self,
+        mut cursor: Cursor<RawDocumentBuf>,
+        n: usize,
+    ) -> Result<Vec<u8>, SyncError> {
+        let (docs, done) = batch(&mut cursor, n).await?;
+        let id = if done {
+            0
+        } else {
+            let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut open = self.open.lock().expect("cursor map poisoned");
+            open.retain(|_, (_, used)| used.elapsed() < IDLE);
+            open.insert(
+                id,
+                (Arc::new(tokio::sync::Mutex::new(cursor)), Instant::now()),
+            );
+            id
+        };
+        Ok(answer(id, docs))
     }
+
+    /// The next batch of cursor `id`.
+    async fn more(&self, id: u64, n: usize) -> Result<Vec<u8>, SyncError> {
+        let cursor = {
+            let mut open = self.open.lock().expect("cursor map poisoned");
+            match open.get_mut(&id) {
+                Some((c, used)) if used.elapsed() < IDLE => {
+                    *used = Instant::now();
+                    c.clone()
+                }
+                _ => {
+                    open.remove(&id);
+                    return Err(SyncError::invalid(format!(
+                        "getMore: cursor {id} is not open: it was read to the end, closed, \
+                         or left unread for more than {} minutes",
+                        IDLE.as_secs() / 60
+                    )));
+                }
+            }
+        };
+        let mut guard = cursor.lock().await;
+        let result = batch(&mut guard, n).await;
+        if !matches!(result, Ok((_, false))) {
+            self.open.lock().expect("cursor map poisoned").remove(&id);
+        }
+        let (docs, done) = result?;
+        Ok(answer(if done { 0 } else { id }, docs))
+    }
+
+    /// Drops cursor `id` (nothing happens if it is not open).
+    fn kill(&self, id: u64) {
+        self.open.lock().expect("cursor map poisoned").remove(&id);
+    }
+}
+
+/// Up to `n` documents (and about `BATCH_BYTES`), concatenated; `true` once
+/// the cursor has nothing more.
+async fn batch(
+    cursor: &mut Cursor<RawDocumentBuf>,
+    n: usize,
+) -> Result<(Vec<u8>, bool), SyncError> {
+    let mut out = Vec::new();
+    let mut count = 0;
+    while count < n && out.len() < BATCH_BYTES {
+        if !cursor.advance().await? {
+            return Ok((out, true));
+        }
+        out.extend_from_slice(cursor.current().as_bytes());
+        count += 1;
+    }
+    Ok((out, !cursor.has_next()))
+}
+
+/// `{cursor: id}` (0: nothing more), then the batch's documents.
+fn answer(id: u64, docs: Vec<u8>) -> Vec<u8> {
+    let mut out = mongodb::bson::to_vec(&doc! { "cursor": id as i64 }).expect("a header encodes");
+    out.extend_from_slice(&docs);
     out
+}
+
+/// The batch size a call asked for, else the default.
+fn batch_len(asked: Option<u32>) -> usize {
+    match asked {
+        Some(n) if n > 0 => n as usize,
+        _ => BATCH_DOCS,
+    }
+}
+
+/// A cursor id sent back by JS.
+fn cursor_id(p: &Payload, method: &str) -> Result<u64, SyncError> {
+    let id = match p.value("cursor")? {
+        Some(Bson::Int32(i)) => i as i64,
+        Some(Bson::Int64(i)) => i,
+        Some(Bson::Double(d)) if d.fract() == 0.0 => d as i64,
+        _ => -1,
+    };
+    u64::try_from(id)
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| SyncError::invalid(format!("{method}: 'cursor' must be a positive integer")))
+}
+
+pub async fn get_more(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
+    let id = cursor_id(&p, "getMore")?;
+    let n = match p.value("batchSize")? {
+        Some(Bson::Int32(n)) => u32::try_from(n).ok(),
+        Some(Bson::Int64(n)) => u32::try_from(n).ok(),
+        Some(Bson::Double(d)) if d >= 0.0 && d.fract() == 0.0 => Some(d as u32),
+        _ => None,
+    };
+    t.w.cursors.more(id, batch_len(n)).await
+}
+
+pub async fn kill_cursor(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
+    t.w.cursors.kill(cursor_id(&p, "killCursor")?);
+    Ok(answer(0, Vec::new()))
 }
 
 fn one(d: Document) -> Result<Vec<u8>, SyncError> {
@@ -26,9 +166,9 @@ fn one(d: Document) -> Result<Vec<u8>, SyncError> {
 pub async fn find(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let filter = p.opt_doc("filter")?.unwrap_or_default();
     let (opts, _) = p.options::<FindOptions>()?;
+    let n = batch_len(opts.batch_size);
     let cursor = t.raw().find(filter).with_options(opts).await?;
-    let docs: Vec<RawDocumentBuf> = cursor.try_collect().await?;
-    Ok(concat(docs))
+    t.w.cursors.first(cursor, n).await
 }
 
 pub async fn find_one(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
@@ -75,12 +215,12 @@ pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError>
         }
     }
     let (opts, _) = p.options::<AggregateOptions>()?;
+    let n = batch_len(opts.batch_size);
     let cursor = t
         .raw()
         .aggregate(pipeline)
         .with_options(opts)
         .with_type::<RawDocumentBuf>()
         .await?;
-    let docs: Vec<RawDocumentBuf> = cursor.try_collect().await?;
-    Ok(concat(docs))
+    t.w.cursors.first(cursor, n).await
 }
