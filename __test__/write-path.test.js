@@ -296,6 +296,15 @@ test('find and aggregate read large results a batch at a time, like the driver',
   assert.equal(await open.next(), null, 'a closed cursor gives nothing more')
   await assert.rejects(c._getMore(id), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: new RegExp(`cursor ${id} is not open`) })
 
+  // close() while a batch is on its way: the batch is dropped, not revived.
+  const closing = c.find({}, { sort: { _id: 1 }, batchSize: 3 })
+  for (let i = 0; i < 3; i++) await closing.next()
+  const inFlight = closing.next() // the buffer is empty: this one asks for the next batch
+  await closing.close()
+  assert.equal(await inFlight, null)
+  assert.equal(closing._state.id, 0)
+  assert.equal(await closing.next(), null)
+
   // rewind runs the query again from the start.
   const again = c.find({ _id: { $lt: 20 } }, { sort: { _id: 1 }, batchSize: 4 })
   assert.deepEqual([(await again.next())._id, (await again.next())._id], [0, 1])

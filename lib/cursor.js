@@ -42,6 +42,7 @@ class BaseCursor {
     this._buffer = null // null until the query ran
     this._state = { coll: collection, id: 0 } // id: the engine's cursor, 0 once read to the end
     this._filling = null
+    this._era = 0 // counts close() and rewind(): batches of an earlier era are dropped
     this._maps = []
   }
 
@@ -65,19 +66,28 @@ class BaseCursor {
 
   async _fillNow() {
     const state = this._state
+    const era = this._era
+    // A batch that arrives after close() or rewind() is not this cursor's any more.
+    const stale = ({ id }) => {
+      if (era === this._era) return false
+      if (id) state.coll._killCursor(id).catch(() => {})
+      return true
+    }
     if (this._buffer === null) {
-      const { id, docs } = await this._open()
-      this._buffer = docs
-      this._setId(id)
+      const batch = await this._open()
+      if (stale(batch)) return
+      this._buffer = batch.docs
+      this._setId(batch.id)
     }
     while (this._buffer.length === 0 && state.id) {
       let batch
       try {
         batch = await state.coll._getMore(state.id, this._batchSize())
       } catch (e) {
-        this._setId(0) // the engine dropped the cursor with the error
+        if (era === this._era) this._setId(0) // the engine dropped the cursor with the error
         throw e
       }
+      if (stale(batch)) return
       this._buffer = batch.docs
       this._setId(batch.id)
     }
@@ -159,6 +169,7 @@ class BaseCursor {
   /** Forgets the engine's cursor; returns its id (0: none was open). */
   _drop() {
     const { id } = this._state
+    this._era += 1
     this._setId(0)
     return id
   }
