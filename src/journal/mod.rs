@@ -698,6 +698,14 @@ impl Journal {
         }
     }
 
+    /// Gives back the capacity the memo grew to, once it is empty.
+    pub fn shrink_memo(&self) {
+        let mut memo = self.shared.memo();
+        if memo.docs.is_empty() {
+            memo.docs.shrink_to_fit();
+        }
+    }
+
     /// Which of `seqs` are now ready (missing ones are reported as ready:
     /// they were removed, so nothing waits on them).
     pub async fn ready_of(&self, seqs: Vec<i64>) -> Result<Vec<store::Readiness>, SyncError> {

@@ -96,6 +96,23 @@ impl Queue {
         }
     }
 
+    /// Whether nothing is queued, waiting or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.dirty.is_empty() && self.in_flight.is_empty() && self.waiting.is_empty()
+    }
+
+    /// Gives back the capacity a backlog grew the containers to (hash maps
+    /// keep it after they empty); only while idle.
+    pub fn shrink(&mut self) {
+        if self.is_idle() {
+            self.dirty.shrink_to_fit();
+            self.order.shrink_to_fit();
+            self.in_flight.shrink_to_fit();
+            self.waiting_by_key.shrink_to_fit();
+            self.superseded.shrink_to_fit();
+        }
+    }
+
     /// Records a ready entry; entries of one document come in seq order, so
     /// the last one's bytes (or their absence) describe the newest state.
     pub fn admit(&mut self, key: DocKey, seq: i64, at_ms: i64, insert: bool, doc: Option<Vec<u8>>) {
@@ -238,6 +255,28 @@ mod tests {
             ns: ns.into(),
             id: vec![id],
         }
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_its_capacity() {
+        let mut q = Queue::new(10_000);
+        for i in 0..2000u16 {
+            let k = DocKey {
+                ns: "a.b".into(),
+                id: i.to_le_bytes().to_vec(),
+            };
+            q.admit(k, i64::from(i) + 1, 10, true, Some(vec![0; 8]));
+        }
+        let b = q.take_batch(2000).unwrap();
+        q.shrink();
+        assert!(q.in_flight.capacity() >= 2000, "not idle: nothing shrinks");
+        assert!(!q.is_idle());
+        q.finish(b.items.iter().map(|(k, _)| k.clone()));
+        assert!(q.is_idle());
+        assert!(q.dirty.capacity() >= 2000 && q.in_flight.capacity() >= 2000);
+        q.shrink();
+        assert_eq!((q.dirty.capacity(), q.in_flight.capacity()), (0, 0));
+        assert_eq!(q.order.capacity(), 0);
     }
 
     #[test]
