@@ -32,7 +32,8 @@ const IDLE: Duration = Duration::from_secs(600);
 type Shared = Arc<tokio::sync::Mutex<Cursor<RawDocumentBuf>>>;
 
 /// The cursors JS is still reading, by the id it was given. Dropping one
-/// kills it on the server (the driver does that in the background).
+/// kills it on the server (the driver does that in the background). Ones
+/// idle for `IDLE` are dropped whenever a cursor is opened or read.
 #[derive(Default)]
 pub struct Cursors {
     last: AtomicU64,
@@ -66,6 +67,7 @@ impl Cursors {
     async fn more(&self, id: u64, n: usize) -> Result<Vec<u8>, SyncError> {
         let cursor = {
             let mut open = self.open.lock().expect("cursor map poisoned");
+            open.retain(|k, (_, used)| *k == id || used.elapsed() < IDLE);
             match open.get_mut(&id) {
                 Some((c, used)) if used.elapsed() < IDLE => {
                     *used = Instant::now();
