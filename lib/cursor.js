@@ -31,9 +31,12 @@ function normalizeSort(sort) {
  * unread: the engine is told to drop them (it also drops any left unread
  * for 10 minutes, as the server does).
  */
-const abandoned = new FinalizationRegistry((state) => {
-  if (state.id) state.coll._killCursor(state.id).catch(() => {})
-})
+const abandoned = new FinalizationRegistry((state) => kill(state.coll, state.id))
+
+/** Tells the engine to drop cursor `id` (none if 0); a failure (the instance closed) changes nothing. */
+function kill(coll, id) {
+  return id ? coll._killCursor(id).catch(() => {}) : Promise.resolve()
+}
 
 class BaseCursor {
   /** `open()` runs the query and resolves to its first batch: `{ id, docs }`. */
@@ -70,7 +73,7 @@ class BaseCursor {
     // A batch that arrives after close() or rewind() is not this cursor's any more.
     const stale = ({ id }) => {
       if (era === this._era) return false
-      if (id) state.coll._killCursor(id).catch(() => {})
+      kill(state.coll, id)
       return true
     }
     if (this._buffer === null) {
@@ -154,24 +157,22 @@ class BaseCursor {
 
   /** Back to before the first read: the query runs again when next read. */
   rewind() {
-    const id = this._drop()
+    this._drop()
     this._buffer = null
-    if (id) this._state.coll._killCursor(id).catch(() => {})
   }
 
   /** Drops the engine's cursor if it is still open; later reads return nothing. */
   async close() {
-    const id = this._drop()
     this._buffer = []
-    if (id) await this._state.coll._killCursor(id).catch(() => {})
+    await this._drop()
   }
 
-  /** Forgets the engine's cursor; returns its id (0: none was open). */
+  /** Forgets the engine's cursor and tells the engine to drop it; resolves once it did. */
   _drop() {
-    const { id } = this._state
+    const { coll, id } = this._state
     this._era += 1
     this._setId(0)
-    return id
+    return kill(coll, id)
   }
 
   async *[Symbol.asyncIterator]() {
