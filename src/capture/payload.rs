@@ -125,6 +125,17 @@ impl Payload {
             .transpose()
     }
 
+    /// A whole number, however JS encoded it (Int32, Int64, or a Double
+    /// without a fraction); `None` if absent or anything else.
+    pub fn integer(&self, field: &str) -> Result<Option<i64>, SyncError> {
+        Ok(match self.value(field)? {
+            Some(Bson::Int32(i)) => Some(i.into()),
+            Some(Bson::Int64(i)) => Some(i),
+            Some(Bson::Double(d)) if d.fract() == 0.0 => Some(d as i64),
+            _ => None,
+        })
+    }
+
     /// The `options` object, deserialized into a driver options struct.
     pub fn options<T: DeserializeOwned + Default>(&self) -> Result<(T, Document), SyncError> {
         let d = self.opt_doc("options")?.unwrap_or_default();

@@ -133,26 +133,15 @@ fn batch_len(asked: Option<u32>) -> usize {
 
 /// A cursor id sent back by JS.
 fn cursor_id(p: &Payload, method: &str) -> Result<u64, SyncError> {
-    let id = match p.value("cursor")? {
-        Some(Bson::Int32(i)) => i as i64,
-        Some(Bson::Int64(i)) => i,
-        Some(Bson::Double(d)) if d.fract() == 0.0 => d as i64,
-        _ => -1,
-    };
-    u64::try_from(id)
-        .ok()
+    p.integer("cursor")?
+        .and_then(|id| u64::try_from(id).ok())
         .filter(|&id| id > 0)
         .ok_or_else(|| SyncError::invalid(format!("{method}: 'cursor' must be a positive integer")))
 }
 
 pub async fn get_more(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let id = cursor_id(&p, "getMore")?;
-    let n = match p.value("batchSize")? {
-        Some(Bson::Int32(n)) => u32::try_from(n).ok(),
-        Some(Bson::Int64(n)) => u32::try_from(n).ok(),
-        Some(Bson::Double(d)) if d >= 0.0 && d.fract() == 0.0 => Some(d as u32),
-        _ => None,
-    };
+    let n = p.integer("batchSize")?.and_then(|n| u32::try_from(n).ok());
     t.w.cursors.more(id, batch_len(n)).await
 }
 
