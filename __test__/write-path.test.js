@@ -80,6 +80,45 @@ test('every BSON type is stored with the same bytes as the official driver write
   assert.ok(viaAddon[0].long instanceof Long)
 })
 
+test('BSON values of the bson 6 package (the driver 6 an app may still import) are written as our own', async () => {
+  // An app moving from driver 6 keeps `const { ObjectId } = require('mongodb')`
+  // in its routes. bson 7 refuses to encode values of another major version;
+  // the addon rebuilds them as bson 7 values of the same type and bytes.
+  const B6 = require('bson6')
+  const same = (B) => ({
+    _id: new B.ObjectId('65a1b2c3d4e5f60718293a4b'),
+    objectId: new B.ObjectId('65a1b2c3d4e5f60718293a4c'),
+    decimal: B.Decimal128.fromString('-1234.5678901234567890123456789012'),
+    long: B.Long.fromString('-9007199254740993'),
+    int32: new B.Int32(7),
+    double: new B.Double(3),
+    binary: new B.Binary(Buffer.from([0, 1, 250]), 0x80),
+    uuid: new B.UUID('5f4dcc3b-5aa7-4c8a-9d2e-3c7d1a2b4e6f'),
+    timestamp: new B.Timestamp({ t: 4000000000, i: 3 }),
+    bsonRegExp: new B.BSONRegExp('^x', 'i'),
+    minKey: new B.MinKey(),
+    maxKey: new B.MaxKey(),
+    code: new B.Code('f()'),
+    nested: { list: [new B.Int32(1), { deep: new B.ObjectId('65a1b2c3d4e5f60718293a4d') }] },
+  })
+  const old = same(B6)
+  assert.throws(() => BSON.serialize(old), /BSONVersionError|bson types must be from bson 7/, 'the premise: bson 7 refuses them')
+  const coll = sync.db(db).collection('bson6')
+  await coll.insertOne(old)
+  await local.db(db).collection('bson6_driver').insertOne(same(BSON))
+  assert.deepEqual(await rawDump(local, db, 'bson6'), await rawDump(local, db, 'bson6_driver'))
+  // as filters and update values too
+  const found = await coll.findOne({ _id: new B6.ObjectId('65a1b2c3d4e5f60718293a4b') })
+  assert.ok(found && found._id instanceof ObjectId && found.decimal instanceof Decimal128)
+  const r = await coll.updateOne({ _id: old._id }, { $set: { decimal: B6.Decimal128.fromString('2.50'), at: new B6.Timestamp({ t: 1, i: 2 }) } })
+  assert.equal(r.modifiedCount, 1)
+  assert.equal((await coll.findOne({ 'nested.list.deep': old.nested.list[1].deep })).decimal.toString(), '2.50')
+  await sync.flush({ timeoutMs: 30000 })
+  assert.deepEqual(await rawDump(atlas, db, 'bson6'), await rawDump(local, db, 'bson6'))
+  // the caller's document is not changed (no _id added, no value replaced)
+  assert.ok(old.decimal instanceof B6.Decimal128 && !(old.decimal instanceof Decimal128))
+})
+
 /** Hex BSON with the option letters of every regular expression sorted. */
 function sortRegexOptions(hex) {
   const sortAll = (v) => {

@@ -18,6 +18,7 @@ function encode(method, args) {
   try {
     return BSON.serialize(args, SERIALIZE)
   } catch (e) {
+    if (e && e.name === 'BSONVersionError') return encode(method, adopt(method, args))
     if (!(e instanceof RangeError)) {
       throw invalidArgument(`${method}: the arguments cannot be encoded as BSON: ${e.message}`)
     }
@@ -43,6 +44,77 @@ function checkDocumentSizes(method, args) {
         `${method}: a document is ${(n / 1048576).toFixed(1)} MiB; MongoDB's limit is 16 MiB (${MAX_DOCUMENT} bytes)`,
       )
     }
+  }
+}
+
+const VERSION = Symbol.for('@@mdb.bson.version')
+const OURS = new BSON.ObjectId()[VERSION]
+
+/**
+ * The arguments with every BSON value made by another major version of the
+ * `bson` package (an app's `ObjectId` from `require('mongodb')` of driver 6,
+ * which bson 7 refuses to encode) rebuilt as this package's class of the
+ * same type and value. Only called after such a refusal; copies the objects
+ * and arrays on the way, never changes the caller's.
+ */
+function adopt(method, args) {
+  const path = new Set()
+  const walk = (v) => {
+    if (v === null || typeof v !== 'object') return v
+    if (typeof v.toBSON === 'function' && v._bsontype === undefined) v = v.toBSON()
+    if (v === null || typeof v !== 'object') return v
+    if (typeof v._bsontype === 'string') return v[VERSION] === OURS ? v : foreign(v, walk, method)
+    if (Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Date || v instanceof RegExp) return v
+    if (path.has(v)) throw invalidArgument(`${method}: the arguments cannot be encoded as BSON: they contain a circular reference`)
+    path.add(v)
+    let out
+    if (Array.isArray(v)) out = v.map(walk)
+    else if (v instanceof Map) out = new Map([...v].map(([k, x]) => [k, walk(x)]))
+    else {
+      out = {}
+      for (const k of Object.keys(v)) out[k] = walk(v[k])
+    }
+    path.delete(v)
+    return out
+  }
+  return walk(args)
+}
+
+/** One BSON value of another `bson` major version (4, 5, 6, ...) as ours. */
+function foreign(v, walk, method) {
+  switch (v._bsontype) {
+    case 'ObjectId':
+    case 'ObjectID':
+      return new BSON.ObjectId(v.toHexString())
+    case 'Decimal128':
+      return BSON.Decimal128.fromString(v.toString())
+    case 'Long':
+      return new BSON.Long(v.low, v.high, v.unsigned)
+    case 'Int32':
+      return new BSON.Int32(v.value)
+    case 'Double':
+      return new BSON.Double(v.value)
+    case 'Binary':
+      return new BSON.Binary(Uint8Array.prototype.slice.call(v.buffer, 0, v.position), v.sub_type)
+    case 'Timestamp':
+      return new BSON.Timestamp({ t: v.high >>> 0, i: v.low >>> 0 })
+    case 'MinKey':
+      return new BSON.MinKey()
+    case 'MaxKey':
+      return new BSON.MaxKey()
+    case 'BSONRegExp':
+      return new BSON.BSONRegExp(v.pattern, v.options)
+    case 'BSONSymbol':
+    case 'Symbol':
+      return new BSON.BSONSymbol(v.value)
+    case 'Code':
+      return new BSON.Code(v.code, v.scope == null ? undefined : walk(v.scope))
+    case 'DBRef':
+      return new BSON.DBRef(v.collection, walk(v.oid), v.db, walk(v.fields))
+    default:
+      throw invalidArgument(
+        `${method}: the arguments cannot be encoded as BSON: a ${v._bsontype} value from another version of the bson package`,
+      )
   }
 }
 
