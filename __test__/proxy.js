@@ -7,11 +7,13 @@
 // - 'latency': forward, delaying each chunk by `ms`;
 // - 'reset': forward, but reset a connection once `afterBytes` bytes went
 //   from client to server on it (a reset in the middle of a batch).
+// With `state.tap` set to an array, every chunk from client to server is
+// also pushed there (to check what a command carried).
 const net = require('node:net')
 
 async function startProxy(targetPort, targetHost = '127.0.0.1') {
   const conns = new Set()
-  const state = { mode: 'pass', ms: 0, afterBytes: 0, resets: 0, accepted: 0 }
+  const state = { mode: 'pass', ms: 0, afterBytes: 0, resets: 0, accepted: 0, tap: null }
   const server = net.createServer((client) => {
     state.accepted += 1
     if (state.mode === 'cut') return client.destroy()
@@ -32,6 +34,7 @@ async function startProxy(targetPort, targetHost = '127.0.0.1') {
     const relay = (from, to, counts) =>
       from.on('data', (chunk) => {
         if (state.mode === 'blackhole') return // swallowed: the peer waits forever
+        if (counts && state.tap) state.tap.push(chunk)
         if (counts && state.mode === 'reset') {
           conn.sent += chunk.length
           if (conn.sent > state.afterBytes) {

@@ -204,6 +204,35 @@ test('results have the driver shapes for every write method', async () => {
   assert.deepEqual(await dump(atlas, db, 'shapes_addon'), await dump(local, db, 'shapes_addon'))
 })
 
+test('an upsert that sets its own _id ($setOnInsert, $set, a pipeline) inserts that _id, like the driver', async () => {
+  // The engine pins an upsert's _id in the filter before it runs; it must be
+  // the one the change sets, or the server refuses to change the immutable _id.
+  const { ours, theirs } = await sideBySide('upsert_id', async (c) => {
+    const out = []
+    out.push(await c.updateOne({ email: 'a@x' }, { $setOnInsert: { _id: 'user-a', since: 1 }, $set: { seen: 1 } }, { upsert: true }))
+    out.push(await c.updateOne({ email: 'a@x' }, { $setOnInsert: { _id: 'user-a', since: 1 }, $set: { seen: 2 } }, { upsert: true }))
+    out.push(await c.updateOne({ email: 'b@x' }, { $set: { _id: new ObjectId('65a1b2c3d4e5f60718293a50'), seen: 1 } }, { upsert: true }))
+    out.push(await c.updateMany({ email: 'c@x' }, { $setOnInsert: { _id: { org: 1, n: new Long(2) } } }, { upsert: true }))
+    out.push(await c.updateOne({ email: 'd@x' }, [{ $set: { _id: { $literal: '$not-a-path' }, seen: { $add: [1, 1] } } }], { upsert: true }))
+    out.push(await c.updateOne({ email: 'e@x' }, [{ $addFields: { _id: 'user-e' } }], { upsert: true }))
+    out.push(await c.findOneAndUpdate({ email: 'f@x' }, { $setOnInsert: { _id: 7 } }, { upsert: true, returnDocument: 'after' }))
+    out.push(await c.find({}).sort({ email: 1 }).toArray())
+    return out
+  })
+  assert.deepEqual(ours, theirs)
+  assert.equal(ours[0].upsertedId, 'user-a')
+  assert.deepEqual(ours[7].map((d) => d._id), ['user-a', new ObjectId('65a1b2c3d4e5f60718293a50'), { org: 1, n: 2 }, '$not-a-path', 'user-e', 7])
+  // an _id computed by an expression cannot be known before the write runs
+  const c = sync.db(db).collection('upsert_id_addon')
+  await assert.rejects(
+    c.updateOne({ email: 'g@x' }, [{ $set: { _id: { $concat: ['u-', '$email'] } } }], { upsert: true }),
+    (e) => e.code === 'ERR_SYNC_INVALID_ARGUMENT' && /pipeline sets _id with an expression/.test(e.message),
+  )
+  assert.equal(await c.countDocuments({ email: 'g@x' }), 0)
+  await sync.flush({ timeoutMs: 30000 })
+  assert.deepEqual(await dump(atlas, db, 'upsert_id_addon'), await dump(local, db, 'upsert_id_addon'))
+})
+
 test('insertOne and bulkWrite give documents without _id a new ObjectId, like the driver', async () => {
   const c = sync.db(db).collection('ids')
   const doc = { a: 1 }
@@ -272,6 +301,42 @@ test('bad arguments get a clear error naming what was wrong, and break nothing',
   // the instance still works
   await c.insertOne({ ok: true })
   assert.equal(await c.countDocuments(), 1)
+})
+
+test('maxTimeMS reaches the local server with every read that takes it', async () => {
+  // Seen on the wire (a proxy in front of the local server): the Rust
+  // driver's FindOneOptions and CountOptions name it differently, and a
+  // name it does not know was dropped without a word.
+  const { startProxy } = require('./proxy')
+  const proxy = await startProxy(Number(new URL(LOCAL).port))
+  const s = await createSync({ ...syncOptions(db), localUri: `${proxy.uri}&appName=maxtime`, enabled: false })
+  try {
+    const c = s.db(db).collection('maxtime')
+    await c.insertOne({ a: 1 })
+    const sent = async (ms, call) => {
+      proxy.state.tap = []
+      await call()
+      const bytes = Buffer.concat(proxy.state.tap)
+      proxy.state.tap = null
+      const at = bytes.indexOf('maxTimeMS\0')
+      if (at < 1) return undefined
+      const v = at + 'maxTimeMS'.length + 1
+      return bytes[at - 1] === 0x10 ? bytes.readInt32LE(v) : Number(bytes.readBigInt64LE(v))
+    }
+    assert.equal(await sent(1201, () => c.findOne({ a: 1 }, { maxTimeMS: 1201 })), 1201)
+    assert.equal(await sent(1202, () => c.countDocuments({ a: 1 }, { maxTimeMS: 1202 })), 1202)
+    assert.equal(await sent(1203, () => c.find({ a: 1 }, { maxTimeMS: 1203 }).toArray()), 1203)
+    assert.equal(await sent(1206, () => c.find({ a: 1 }).maxTimeMS(1206).next()), 1206)
+    assert.equal(await sent(1204, () => c.aggregate([{ $match: { a: 1 } }], { maxTimeMS: 1204 }).toArray()), 1204)
+    assert.equal(await sent(1205, () => c.distinct('a', {}, { maxTimeMS: 1205 })), 1205)
+    assert.equal(await sent(0, () => c.findOne({ a: 1 })), undefined, 'none given, none sent')
+    for (const bad of [-1, 1.5, '100']) {
+      await assert.rejects(c.findOne({}, { maxTimeMS: bad }), (e) => e.code === 'ERR_SYNC_INVALID_ARGUMENT' && /maxTimeMS/.test(e.message))
+    }
+  } finally {
+    await s.close()
+    await proxy.close()
+  }
 })
 
 test('aggregate stages that write ($out, $merge) are refused while sync is on', async () => {

@@ -57,6 +57,9 @@ function checkOptions(method, options) {
       throw invalidArgument(`${method}: option '${k}' must be a boolean, got ${describe(out[k])}`)
     }
   }
+  if ('maxTimeMS' in out && !(Number.isSafeInteger(out.maxTimeMS) && out.maxTimeMS >= 0)) {
+    throw invalidArgument(`${method}: option 'maxTimeMS' must be a whole number of milliseconds >= 0, got ${describe(out.maxTimeMS)}`)
+  }
   return out
 }
 

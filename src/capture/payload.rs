@@ -136,10 +136,16 @@ impl Payload {
         })
     }
 
-    /// The `options` object, deserialized into a driver options struct.
+    /// The `options` object, deserialized into a driver options struct, and
+    /// as it came. `maxTimeMS` is left out of the struct: the driver's
+    /// structs read it under other names or as a `Duration` they cannot read
+    /// from a number. A method that takes it sets `max_time` from
+    /// [`max_time`] of the document.
     pub fn options<T: DeserializeOwned + Default>(&self) -> Result<(T, Document), SyncError> {
         let d = self.opt_doc("options")?.unwrap_or_default();
-        let parsed = mongodb::bson::from_document::<T>(d.clone())
+        let mut fields = d.clone();
+        fields.remove("maxTimeMS");
+        let parsed = mongodb::bson::from_document::<T>(fields)
             .map_err(|e| SyncError::invalid(format!("{}: invalid options: {e}", self.method)))?;
         Ok((parsed, d))
     }
@@ -161,7 +167,7 @@ impl From<Update> for mongodb::options::UpdateModifications {
     }
 }
 
-/// `maxTimeMS` of an options document, for structs whose serde name differs.
+/// `maxTimeMS` of an options document (JS checked it is a whole number >= 0).
 pub fn max_time(opts: &Document) -> Option<std::time::Duration> {
     let ms = match opts.get("maxTimeMS")? {
         Bson::Int32(n) => *n as u64,

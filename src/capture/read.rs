@@ -17,7 +17,7 @@ use mongodb::options::{
 };
 use mongodb::Cursor;
 
-use super::payload::Payload;
+use super::payload::{max_time, Payload};
 use super::Target;
 use crate::error::SyncError;
 
@@ -156,7 +156,8 @@ fn one(d: Document) -> Result<Vec<u8>, SyncError> {
 
 pub async fn find(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let filter = p.opt_doc("filter")?.unwrap_or_default();
-    let (opts, _) = p.options::<FindOptions>()?;
+    let (mut opts, raw) = p.options::<FindOptions>()?;
+    opts.max_time = max_time(&raw);
     let n = batch_len(opts.batch_size);
     let cursor = t.raw().find(filter).with_options(opts).await?;
     t.w.cursors.first(cursor, n).await
@@ -164,14 +165,16 @@ pub async fn find(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
 
 pub async fn find_one(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let filter = p.opt_doc("filter")?.unwrap_or_default();
-    let (opts, _) = p.options::<FindOneOptions>()?;
+    let (mut opts, raw) = p.options::<FindOneOptions>()?;
+    opts.max_time = max_time(&raw);
     let d = t.raw().find_one(filter).with_options(opts).await?;
     Ok(d.map(|d| d.into_bytes()).unwrap_or_default())
 }
 
 pub async fn count_documents(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let filter = p.opt_doc("filter")?.unwrap_or_default();
-    let (opts, _) = p.options::<CountOptions>()?;
+    let (mut opts, raw) = p.options::<CountOptions>()?;
+    opts.max_time = max_time(&raw);
     let n = t.raw().count_documents(filter).with_options(opts).await?;
     one(doc! { "n": n as i64 })
 }
@@ -182,7 +185,8 @@ pub async fn distinct(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> 
         _ => return Err(SyncError::invalid("distinct: 'key' must be a string")),
     };
     let filter = p.opt_doc("filter")?.unwrap_or_default();
-    let (opts, _) = p.options::<DistinctOptions>()?;
+    let (mut opts, raw) = p.options::<DistinctOptions>()?;
+    opts.max_time = max_time(&raw);
     let values = t.raw().distinct(key, filter).with_options(opts).await?;
     one(doc! { "values": values })
 }
@@ -205,7 +209,8 @@ pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError>
             )));
         }
     }
-    let (opts, _) = p.options::<AggregateOptions>()?;
+    let (mut opts, raw) = p.options::<AggregateOptions>()?;
+    opts.max_time = max_time(&raw);
     let n = batch_len(opts.batch_size);
     let cursor = t
         .raw()

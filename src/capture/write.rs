@@ -19,8 +19,6 @@ const PIN_CHUNK: usize = 1000;
 /// document it found stopped matching before the write.
 const RETARGET_TRIES: usize = 3;
 
-/// Returns the document with an `_id` (a new ObjectId first if it had none)
-/// and that `_id`.
 /// Returns the document with its `_id` first (a new ObjectId if it had
 /// none), as the server stores it, and that `_id`.
 pub fn ensure_id(doc: RawDocumentBuf) -> Result<(RawDocumentBuf, Bson), SyncError> {
@@ -244,17 +242,78 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
     Ok(update_result(&r))
 }
 
-/// The `_id` an upsert will insert: the replacement's own, or a new one.
+/// The `_id` an upsert will insert: the one the change itself sets (a
+/// replacement's `_id`, `$setOnInsert` or `$set` of `_id`, a pipeline's
+/// `$set`/`$addFields` of `_id` to a value), else a new ObjectId. The engine
+/// adds it to the filter before the write runs; a different one there would
+/// make the server refuse the change of the immutable `_id`.
 fn upsert_id(change: &Change) -> Result<Bson, SyncError> {
-    if let Change::Replace(r) = change {
-        if r.get("_id")
-            .map_err(|e| SyncError::invalid(e.to_string()))?
-            .is_some()
-        {
-            return Ok(ensure_id(r.clone())?.1);
+    match change {
+        Change::Replace(r) => {
+            if r.get("_id")
+                .map_err(|e| SyncError::invalid(e.to_string()))?
+                .is_some()
+            {
+                return Ok(ensure_id(r.clone())?.1);
+            }
+        }
+        Change::Update(Update::Doc(u)) => {
+            for op in ["$setOnInsert", "$set"] {
+                if let Ok(fields) = u.get_document(op) {
+                    if let Some(id) = fields.get("_id") {
+                        return Ok(id.clone());
+                    }
+                }
+            }
+        }
+        Change::Update(Update::Pipeline(stages)) => {
+            let mut set = None;
+            for stage in stages {
+                for op in ["$set", "$addFields"] {
+                    if let Some(id) = stage.get_document(op).ok().and_then(|f| f.get("_id")) {
+                        set = Some(literal(id).ok_or_else(|| {
+                            SyncError::invalid(
+                                "an upsert whose pipeline sets _id with an expression cannot be \
+                                 replicated: the engine pins the _id before the write runs; set \
+                                 _id to a value (or {$literal: ...}) or put it in the filter",
+                            )
+                        })?);
+                    }
+                }
+            }
+            if let Some(id) = set {
+                return Ok(id);
+            }
         }
     }
     Ok(new_id())
+}
+
+/// The value an aggregation expression stands for when it is a constant:
+/// `None` for field paths (`"$a"`), variables and operators.
+fn literal(v: &Bson) -> Option<Bson> {
+    match v {
+        Bson::String(s) if s.starts_with('$') => None,
+        Bson::Document(d) => {
+            if let (1, Some(l)) = (d.len(), d.get("$literal")) {
+                return Some(l.clone());
+            }
+            let mut out = Document::new();
+            for (k, x) in d {
+                if k.starts_with('$') {
+                    return None;
+                }
+                out.insert(k.clone(), literal(x)?);
+            }
+            Some(Bson::Document(out))
+        }
+        Bson::Array(a) => a
+            .iter()
+            .map(literal)
+            .collect::<Option<Vec<_>>>()
+            .map(Bson::Array),
+        other => Some(other.clone()),
+    }
 }
 
 pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
@@ -275,7 +334,7 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
     let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
     if ids.is_empty() {
         let r = if opts.upsert == Some(true) {
-            let id = new_id();
+            let id = upsert_id(&change)?;
             t.journaled(
                 std::slice::from_ref(&id),
                 run_update(t, restrict(&filter, id.clone()), &change, &opts, true),
@@ -429,7 +488,8 @@ impl FamOp {
     fn upsert_id(&self) -> Result<Bson, SyncError> {
         match self {
             FamOp::Replace(r, _) => upsert_id(&Change::Replace(r.clone())),
-            _ => Ok(new_id()),
+            FamOp::Update(u, _) => upsert_id(&Change::Update(u.clone())),
+            FamOp::Delete(_) => Ok(new_id()),
         }
     }
 
@@ -524,6 +584,40 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
 mod tests {
     use super::*;
     use mongodb::bson::rawdoc;
+
+    #[test]
+    fn an_upsert_inserts_the_id_its_change_sets() {
+        let id = |c: Change| upsert_id(&c).unwrap();
+        let upd = |d: Document| Change::Update(Update::Doc(d));
+        let pipe = |v: Vec<Document>| Change::Update(Update::Pipeline(v));
+        assert_eq!(
+            id(upd(
+                doc! { "$setOnInsert": { "_id": "a" }, "$set": { "x": 1 } }
+            )),
+            Bson::from("a")
+        );
+        assert_eq!(id(upd(doc! { "$set": { "_id": 5 } })), Bson::Int32(5));
+        assert_eq!(
+            id(pipe(vec![
+                doc! { "$set": { "_id": { "a": [1, "b"] } } },
+                doc! { "$addFields": { "_id": { "$literal": "$x" } } }
+            ])),
+            Bson::from("$x"),
+            "the last stage that sets it wins; $literal is its value"
+        );
+        assert!(matches!(
+            id(upd(doc! { "$inc": { "n": 1 } })),
+            Bson::ObjectId(_)
+        ));
+        for computed in [
+            Bson::from("$email"),
+            Bson::Document(doc! { "$concat": ["a", "$b"] }),
+            Bson::Document(doc! { "k": "$b" }),
+        ] {
+            let e = upsert_id(&pipe(vec![doc! { "$set": { "_id": computed } }])).unwrap_err();
+            assert!(e.to_string().contains("expression"), "{e}");
+        }
+    }
 
     #[test]
     fn ensure_id_puts_the_id_first_as_the_server_does() {
