@@ -283,6 +283,44 @@ test('local write errors reject with the driver error: code, name, message', asy
   assert.deepEqual((await local.db(db).collection('errors').find().toArray()).map((d) => d._id).sort(), [1, 10, 2, 4])
 })
 
+test('write errors carry the server fields the driver hands on: keyValue, keyPattern, errInfo', async () => {
+  const schema = { $jsonSchema: { bsonType: 'object', required: ['name'], properties: { name: { bsonType: 'string' } } } }
+  const caught = async (p) => p.then(() => assert.fail('expected a rejection'), (e) => e)
+  const run = async (c) => {
+    const out = {}
+    const dup = await caught(c.insertOne({ _id: 'u2', email: 'a@x' }))
+    out.dup = { code: dup.code, keyValue: dup.keyValue, keyPattern: dup.keyPattern }
+    const dupId = await caught(c.insertOne({ _id: 'u1' }))
+    out.dupId = { keyValue: dupId.keyValue, keyPattern: dupId.keyPattern }
+    const dupNested = await caught(c.insertOne({ p: { h: 'x', n: new Long(3) }, org: 1 }))
+    out.dupNested = { keyValue: dupNested.keyValue, keyPattern: dupNested.keyPattern }
+    const upd = await caught(c.updateOne({ _id: 'u2b' }, { $set: { email: 'a@x' } }, { upsert: true }))
+    out.upd = { code: upd.code, keyValue: upd.keyValue }
+    const v = c.s ? sync.db(db).collection(`${c.collectionName}_v`) : local.db(db).collection(`${c.collectionName}_v`)
+    const one = await caught(v.insertOne({ _id: 5, x: 1 }))
+    out.one = { code: one.code, errInfo: one.errInfo }
+    const many = await caught(v.insertMany([{ _id: 6, name: 'ok' }, { _id: 7, name: 7 }]))
+    out.many = many.writeErrors.map((w) => ({ index: w.index, code: w.code, errInfo: w.errInfo }))
+    const bulk = await caught(v.bulkWrite([{ insertOne: { document: { _id: 8, name: 'ok' } } }, { insertOne: { document: { _id: 9 } } }]))
+    out.bulk = bulk.writeErrors.map((w) => ({ index: w.index, code: w.code, errInfo: w.errInfo }))
+    return out
+  }
+  for (const name of ['kv_addon', 'kv_driver']) {
+    await local.db(db).collection(name).createIndex({ email: 1 }, { unique: true })
+    await local.db(db).collection(name).createIndex({ 'p.h': 1, org: -1 }, { unique: true, sparse: true, name: 'handle per org' })
+    await local.db(db).collection(name).insertOne({ _id: 'u1', email: 'a@x' })
+    await local.db(db).collection(name).insertOne({ _id: 'u3', email: 'c@x', p: { h: 'x' }, org: 1 })
+    await local.db(db).createCollection(`${name}_v`, { validator: schema })
+  }
+  const ours = await run(Object.assign(sync.db(db).collection('kv_addon'), { s: true }))
+  const theirs = await run(local.db(db).collection('kv_driver'))
+  assert.deepEqual(ours, theirs)
+  assert.deepEqual(ours.dup.keyValue, { email: 'a@x' }, 'the premise: the server sends keyValue')
+  assert.deepEqual(ours.dupNested, { keyValue: { 'p.h': 'x', org: 1 }, keyPattern: { 'p.h': 1, org: -1 } })
+  assert.equal(ours.one.errInfo.failingDocumentId, 5)
+  assert.equal(typeof ours.many[0].errInfo.details, 'object')
+})
+
 test('bad arguments get a clear error naming what was wrong, and break nothing', async () => {
   const c = sync.db(db).collection('bad')
   const code = 'ERR_SYNC_INVALID_ARGUMENT'

@@ -4,6 +4,8 @@
 // written against the driver keeps working; the engine's own errors are
 // `SyncError`s with a stable string `code` (ERR_SYNC_*).
 
+const { EJSON } = require('bson')
+
 const PAYLOAD_MARK = '\u0001dual-mongo-sync:'
 
 class SyncError extends Error {
@@ -101,6 +103,16 @@ function fromNative(err) {
     return new SyncError('internal error: unreadable error from the native engine', 'ERR_SYNC_INTERNAL')
   }
   if (p.name === 'SyncError') return new SyncError(p.message, p.code)
+  // keyValue, keyPattern, errInfo: BSON values, sent as relaxed Extended JSON.
+  if (p.ejson) Object.assign(p, EJSON.deserialize(p.ejson, { relaxed: true }))
+  delete p.ejson
+  if (Array.isArray(p.writeErrors)) {
+    p.writeErrors = p.writeErrors.map(({ ejson, ...w }) => {
+      // The driver's bulk write errors carry errInfo, not keyValue/keyPattern.
+      const f = ejson ? EJSON.deserialize(ejson, { relaxed: true }) : {}
+      return f.errInfo === undefined ? w : { ...w, errInfo: f.errInfo }
+    })
+  }
   const Cls = CLASSES[p.name] || MongoError
   if (Cls === MongoBulkWriteError) return new MongoBulkWriteError(p.message, p, undefined)
   const e = new Cls(p.message, p)

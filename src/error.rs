@@ -9,6 +9,7 @@
 //! - whether to retry is decided only by [`disposition`] and
 //!   [`write_error_disposition`], which defer to the driver's error labels.
 
+use mongodb::bson::{Bson, Document};
 use mongodb::error::{ErrorKind as MongoKind, WriteFailure, RETRYABLE_WRITE_ERROR};
 use serde_json::{json, Value};
 
@@ -37,6 +38,10 @@ pub enum SyncError {
     Timeout(String),
     #[error("{}", describe(.0))]
     Mongo(#[from] mongodb::error::Error),
+    /// A MongoDB error with fields of the server's reply the driver's error
+    /// dropped, found again by the engine (see `capture::write::insert_one`).
+    #[error("{}", describe(.0))]
+    MongoWith(mongodb::error::Error, Document),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,7 +87,7 @@ impl SyncError {
             SyncError::Connect { .. } => Kind::Connect,
             SyncError::Journal { .. } => Kind::Journal,
             SyncError::Timeout(_) => Kind::Timeout,
-            SyncError::Mongo(_) => Kind::Mongo,
+            SyncError::Mongo(_) | SyncError::MongoWith(..) => Kind::Mongo,
             SyncError::Internal(_) => Kind::Internal,
         }
     }
@@ -108,6 +113,18 @@ impl SyncError {
         let scrub = |s: String| crate::config::scrub(&s, secrets);
         let mut v = match self {
             SyncError::Mongo(e) => mongo_payload(e),
+            SyncError::MongoWith(e, extra) => {
+                let mut v = mongo_payload(e);
+                if let (Some(Value::Object(to)), Value::Object(from)) = (
+                    v.get_mut("ejson"),
+                    Bson::Document(extra.clone()).into_relaxed_extjson(),
+                ) {
+                    for (k, x) in from {
+                        to.entry(k).or_insert(x);
+                    }
+                }
+                v
+            }
             other => {
                 json!({ "name": "SyncError", "code": other.code(), "message": other.to_string() })
             }
@@ -144,18 +161,56 @@ pub fn describe(e: &mongodb::error::Error) -> String {
     }
 }
 
+/// The `writeErrors` entries of the server's reply to a failed write, as
+/// the server sent them (the driver's `WriteError` keeps only some fields).
+fn server_write_errors(e: &mongodb::error::Error) -> Vec<Document> {
+    let Some(reply) = e.server_response() else {
+        return Vec::new();
+    };
+    let Ok(list) = reply.get_array("writeErrors") else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .filter_map(|x| Document::try_from(x.ok()?.as_document()?).ok())
+        .collect()
+}
+
+/// The fields of a write error the official Node driver hands on beside
+/// `code` and `errmsg` (`keyValue` and `keyPattern` of a duplicate key,
+/// `errInfo` of a validation failure), as relaxed Extended JSON: JS turns
+/// them back into BSON values.
+fn write_error_fields(entry: Option<&Document>, details: Option<&Document>) -> Value {
+    let mut out = serde_json::Map::new();
+    for key in ["keyValue", "keyPattern", "errInfo"] {
+        if let Some(v) = entry.and_then(|d| d.get(key)) {
+            out.insert(key.into(), v.clone().into_relaxed_extjson());
+        }
+    }
+    if let (false, Some(d)) = (out.contains_key("errInfo"), details) {
+        out.insert(
+            "errInfo".into(),
+            Bson::Document(d.clone()).into_relaxed_extjson(),
+        );
+    }
+    Value::Object(out)
+}
+
 fn mongo_payload(e: &mongodb::error::Error) -> Value {
     let labels: Vec<&String> = e.labels().iter().collect();
     match e.kind.as_ref() {
-        MongoKind::Write(WriteFailure::WriteError(w)) => json!({
-            "name": "MongoServerError",
-            "code": w.code,
-            "codeName": w.code_name,
-            "message": w.message,
-            "errmsg": w.message,
-            "errorLabels": labels,
-            "errInfo": w.details.as_ref().map(|d| d.to_string()),
-        }),
+        MongoKind::Write(WriteFailure::WriteError(w)) => {
+            let mut v = json!({
+                "name": "MongoServerError",
+                "code": w.code,
+                "codeName": w.code_name,
+                "message": w.message,
+                "errmsg": w.message,
+                "errorLabels": labels,
+            });
+            let entry = server_write_errors(e).into_iter().next();
+            v["ejson"] = write_error_fields(entry.as_ref(), w.details.as_ref());
+            v
+        }
         MongoKind::Write(WriteFailure::WriteConcernError(w)) => json!({
             "name": "MongoWriteConcernError",
             "code": w.code,
@@ -172,11 +227,26 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
             "errorLabels": labels,
         }),
         MongoKind::InsertMany(im) => {
+            let entries = server_write_errors(e);
             let errors: Vec<Value> = im
                 .write_errors
                 .iter()
                 .flatten()
-                .map(|w| json!({ "index": w.index, "code": w.code, "codeName": w.code_name, "errmsg": w.message }))
+                .map(|w| {
+                    // The reply is the last batch's: its indexes are that
+                    // batch's, so its entry is found by code and message.
+                    let entry = entries.iter().find(|d| {
+                        d.get_i32("code").ok() == Some(w.code)
+                            && d.get_str("errmsg").ok() == Some(w.message.as_str())
+                    });
+                    json!({
+                        "index": w.index,
+                        "code": w.code,
+                        "codeName": w.code_name,
+                        "errmsg": w.message,
+                        "ejson": write_error_fields(entry, w.details.as_ref()),
+                    })
+                })
                 .collect();
             let first = im.write_errors.as_ref().and_then(|v| v.first());
             json!({

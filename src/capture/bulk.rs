@@ -67,12 +67,23 @@ fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError
 
 fn write_error(index: usize, e: &SyncError) -> Option<Document> {
     let SyncError::Mongo(m) = e else { return None };
-    let (code, msg) = match m.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => (w.code, w.message.clone()),
-        ErrorKind::Command(c) => (c.code, c.message.clone()),
+    let (code, msg, info) = match m.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => {
+            (w.code, w.message.clone(), w.details.clone())
+        }
+        ErrorKind::Command(c) => (c.code, c.message.clone(), None),
         _ => return None,
     };
-    Some(doc! { "index": index as i64, "code": code, "errmsg": msg })
+    Some(entry(index, code, msg, info))
+}
+
+/// One entry of `writeErrors`, with the fields of the driver's.
+fn entry(index: usize, code: i32, errmsg: String, info: Option<Document>) -> Document {
+    let mut d = doc! { "index": index as i64, "code": code, "errmsg": errmsg };
+    if let Some(info) = info {
+        d.insert("errInfo", info);
+    }
+    d
 }
 
 pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
@@ -206,7 +217,12 @@ async fn insert_run(
                 }
             }
             for w in im.write_errors.iter().flatten() {
-                tot.errors.push(doc! { "index": (first + w.index) as i64, "code": w.code, "errmsg": w.message.clone() });
+                tot.errors.push(entry(
+                    first + w.index,
+                    w.code,
+                    w.message.clone(),
+                    w.details.clone(),
+                ));
             }
             Ok(!failed.is_empty())
         }

@@ -53,16 +53,85 @@ pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
     let (doc, id) = ensure_id(p.bytes_doc("doc")?)?;
     let (opts, _) = p.options::<InsertOneOptions>()?;
     let docs = std::slice::from_ref(&doc);
-    t.journaled_inserts(std::slice::from_ref(&id), docs, true, async {
-        t.raw()
-            .insert_one(&doc)
-            .with_options(opts)
-            .await
-            .map_err(SyncError::from)
-    })
-    .await?;
+    let r = t
+        .journaled_inserts(std::slice::from_ref(&id), docs, true, async {
+            t.raw()
+                .insert_one(&doc)
+                .with_options(opts)
+                .await
+                .map_err(SyncError::from)
+        })
+        .await;
+    if let Err(SyncError::Mongo(e)) = r {
+        return Err(match duplicate_key(t, &doc, &e).await {
+            Some(fields) => SyncError::MongoWith(e, fields),
+            None => SyncError::Mongo(e),
+        });
+    }
+    r?;
     // JS reports the `_id` it gave the document (see `insert_many`).
     Ok(doc! { "insertedCount": 1 })
+}
+
+/// `keyPattern` and `keyValue` of an insert's duplicate key error, which
+/// the server sends and the Node driver hands on, but the Rust driver drops
+/// for inserts: the pattern of the index the message names, and the
+/// inserted document's values at its fields. `None` when the error is
+/// another one, or the index or a value cannot be told (an array on the
+/// way, an index dropped meanwhile).
+async fn duplicate_key(
+    t: &Target<'_>,
+    doc: &RawDocumentBuf,
+    e: &mongodb::error::Error,
+) -> Option<Document> {
+    use futures_util::TryStreamExt;
+    use mongodb::error::{ErrorKind, WriteFailure};
+    let ErrorKind::Write(WriteFailure::WriteError(w)) = e.kind.as_ref() else {
+        return None;
+    };
+    if w.code != 11000 {
+        return None;
+    }
+    let name = w
+        .message
+        .split(" index: ")
+        .nth(1)?
+        .split(" dup key")
+        .next()?
+        .trim();
+    let pattern = if name == "_id_" {
+        doc! { "_id": 1 }
+    } else {
+        let indexes: Vec<_> = t
+            .raw()
+            .list_indexes()
+            .await
+            .ok()?
+            .try_collect()
+            .await
+            .ok()?;
+        let index = indexes
+            .into_iter()
+            .find(|i| i.options.as_ref().and_then(|o| o.name.as_deref()) == Some(name))?;
+        index.keys
+    };
+    let doc = Document::try_from(doc.as_ref()).ok()?;
+    let mut value = Document::new();
+    for path in pattern.keys() {
+        let mut at = Bson::Document(doc.clone());
+        for part in path.split('.') {
+            at = match at {
+                Bson::Document(mut d) => d.remove(part).unwrap_or(Bson::Null),
+                Bson::Null => Bson::Null,
+                _ => return None,
+            };
+        }
+        if matches!(at, Bson::Array(_)) {
+            return None;
+        }
+        value.insert(path.clone(), at);
+    }
+    Some(doc! { "keyPattern": pattern, "keyValue": value })
 }
 
 pub async fn insert_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
