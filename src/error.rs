@@ -41,7 +41,7 @@ pub enum SyncError {
     /// A MongoDB error with fields of the server's reply the driver's error
     /// dropped, found again by the engine (see `capture::write::insert_one`).
     #[error("{}", describe(.0))]
-    MongoWith(mongodb::error::Error, Document),
+    MongoWith(mongodb::error::Error, Box<Document>),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -117,7 +117,7 @@ impl SyncError {
                 let mut v = mongo_payload(e);
                 if let (Some(Value::Object(to)), Value::Object(from)) = (
                     v.get_mut("ejson"),
-                    Bson::Document(extra.clone()).into_relaxed_extjson(),
+                    Bson::Document((**extra).clone()).into_relaxed_extjson(),
                 ) {
                     for (k, x) in from {
                         to.entry(k).or_insert(x);

@@ -64,7 +64,7 @@ pub async fn insert_one(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
         .await;
     if let Err(SyncError::Mongo(e)) = r {
         return Err(match duplicate_key(t, &doc, &e).await {
-            Some(fields) => SyncError::MongoWith(e, fields),
+            Some(fields) => SyncError::MongoWith(e, Box::new(fields)),
             None => SyncError::Mongo(e),
         });
     }
