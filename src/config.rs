@@ -357,11 +357,8 @@ fn parse_uri(name: &str, v: &str) -> Result<String, SyncError> {
         .strip_prefix("mongodb://")
         .or_else(|| v.strip_prefix("mongodb+srv://"))
         .ok_or_else(|| SyncError::config(name, &redact_uri(v), allowed))?;
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let hosts = authority
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(authority);
+    let (_, after) = userinfo(rest);
+    let hosts = after.split(['/', '?']).next().unwrap_or("");
     if hosts.is_empty() || hosts.split(',').any(|h| h.is_empty() || h.contains(' ')) {
         return Err(SyncError::config(name, &redact_uri(v), allowed));
     }
@@ -375,17 +372,29 @@ pub fn redact_uri(uri: &str) -> String {
         Some(i) => (&uri[..i + 3], &uri[i + 3..]),
         None => ("", uri),
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{hosts}"),
-            None => format!("{userinfo}@{hosts}"),
+    let (info, after) = userinfo(rest);
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    let (hosts, tail) = after.split_at(end);
+    let info = match info {
+        Some(i) => match i.split_once(':') {
+            Some((user, _)) => format!("{user}:***@"),
+            None => format!("{i}@"),
         },
-        None => authority.to_string(),
+        None => String::new(),
     };
     let tail = redact_query(tail);
-    format!("{scheme}{authority}{tail}")
+    format!("{scheme}{info}{hosts}{tail}")
+}
+
+/// Splits what follows `scheme://` into the user information and the rest.
+/// It ends at the last `@` before the query: a password with an unescaped
+/// `/` (which the driver refuses) must still be found to be hidden.
+fn userinfo(rest: &str) -> (Option<&str>, &str) {
+    let before_query = &rest[..rest.find('?').unwrap_or(rest.len())];
+    match before_query.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    }
 }
 
 fn redact_query(tail: &str) -> String {
@@ -426,9 +435,8 @@ pub fn scrub(text: &str, uris: &[&str]) -> String {
 
 fn password_of(uri: &str) -> Option<String> {
     let rest = &uri[uri.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    userinfo.split_once(':').map(|(_, p)| p.to_string())
+    let (info, _) = userinfo(rest);
+    info?.split_once(':').map(|(_, p)| p.to_string())
 }
 
 #[cfg(test)]
@@ -574,6 +582,32 @@ mod tests {
             scrub("failed hunter2 at mongodb://bob:hunter2@h", &[uri]),
             "failed *** at mongodb://bob:***@h"
         );
+        // A password with an unescaped `/` or `@` is still found and hidden.
+        for (uri, shown) in [
+            ("mongodb://u:pa/ss@h/db", "mongodb://u:***@h/db"),
+            (
+                "mongodb://u:p@ss@h:1,h2/db?appName=a@b",
+                "mongodb://u:***@h:1,h2/db?appName=a@b",
+            ),
+            (
+                "mongodb+srv://u:a/b/c@cluster.example.net",
+                "mongodb+srv://u:***@cluster.example.net",
+            ),
+        ] {
+            assert_eq!(redact_uri(uri), shown);
+            assert_eq!(
+                scrub(&format!("bad: {uri}"), &[uri]),
+                format!("bad: {shown}")
+            );
+        }
+    }
+
+    /// A connection string the driver refuses (a password with an unescaped
+    /// `/`) is reported without its password.
+    #[test]
+    fn a_refused_uri_is_shown_without_its_password() {
+        let e = parse_uri("MONGODB_ATLAS_URI", "mongodb://u:s3cr/et@").unwrap_err();
+        assert!(!e.to_string().contains("s3cr"), "{e}");
     }
 
     /// Every setting rejects a malformed value, naming itself; a setting
