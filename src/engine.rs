@@ -85,8 +85,30 @@ async fn options_for(
     if var == "MONGODB_ATLAS_URI" {
         opts.server_selection_timeout
             .get_or_insert(ATLAS_SELECTION_TIMEOUT);
+    } else {
+        read_primary(&mut opts);
     }
     Ok(opts)
+}
+
+/// The local server is read at its primary whatever the URI's
+/// `readPreference`: the engine's own reads (the `_id`s a write pins, the
+/// state the replicator copies, full sync's scan, verify) must see every
+/// acknowledged write. A secondary behind the primary would make the
+/// replicator find a just-written document missing and delete it on Atlas.
+fn read_primary(opts: &mut ClientOptions) {
+    use mongodb::options::{ReadPreference, SelectionCriteria};
+    let primary = SelectionCriteria::ReadPreference(ReadPreference::Primary);
+    if let Some(other) = opts.selection_criteria.replace(primary) {
+        if !matches!(
+            other,
+            SelectionCriteria::ReadPreference(ReadPreference::Primary)
+        ) {
+            tracing::warn!(
+                "MONGODB_URI asks for readPreference {other:?}; dual-mongo-sync reads the local primary"
+            );
+        }
+    }
 }
 
 fn connect_error<'a>(
@@ -493,5 +515,35 @@ impl Drop for Engine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::options::{ReadPreference, SelectionCriteria};
+
+    #[tokio::test]
+    async fn the_local_server_is_read_at_its_primary() {
+        let uri = "mongodb://h:1/?replicaSet=rs&readPreference=secondaryPreferred";
+        let local = options_for("MONGODB_URI", uri, &[]).await.unwrap();
+        assert!(matches!(
+            local.selection_criteria,
+            Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+        ));
+        let plain = options_for("MONGODB_URI", "mongodb://h:1", &[])
+            .await
+            .unwrap();
+        assert!(matches!(
+            plain.selection_criteria,
+            Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+        ));
+        let atlas = options_for("MONGODB_ATLAS_URI", uri, &[]).await.unwrap();
+        assert!(matches!(
+            atlas.selection_criteria,
+            Some(SelectionCriteria::ReadPreference(
+                ReadPreference::SecondaryPreferred { .. }
+            ))
+        ));
     }
 }
