@@ -363,6 +363,29 @@ test('in a collection whose collation ignores case, an update by _id "a" of the 
   await assertSame(local, atlas, db, ['ci'])
 })
 
+test('a write by _id "b" with a per-call collation that ignores case changes "B" on Atlas too', async (t) => {
+  // The collection compares simply; only the call's collation matches "b"
+  // to "B". The engine must journal "B" (the stored _id), not "b".
+  const db = uniqueDb('callcoll')
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const collation = { locale: 'en', strength: 2 }
+  await local.db(db).collection('probe').insertOne({ _id: 'P' })
+  const applied = await local.db(db).collection('probe').findOne({ _id: 'p' }, { collation })
+  if (!applied) return t.skip('this server does not apply a per-call collation to _id matches')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.collection('cc')
+  await c.insertMany([{ _id: 'B', v: 0 }, { _id: 'C', v: 0 }, { _id: 'D', v: 0 }, { _id: 'E', v: 0 }])
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal((await c.updateOne({ _id: 'b' }, { $inc: { v: 1 } }, { collation })).modifiedCount, 1)
+  assert.equal((await c.updateMany({ _id: 'c' }, { $inc: { v: 1 } }, { collation })).modifiedCount, 1)
+  assert.equal((await c.findOneAndUpdate({ _id: 'd' }, { $inc: { v: 1 } }, { collation, returnDocument: 'after' })).v, 1)
+  assert.equal((await c.deleteOne({ _id: 'e' }, { collation })).deletedCount, 1)
+  await sync.flush({ timeoutMs: 30000 })
+  await sync.close()
+  assert.deepEqual(await atlas.db(db).collection('cc').find().sort({ _id: 1 }).toArray(), [{ _id: 'B', v: 1 }, { _id: 'C', v: 1 }, { _id: 'D', v: 1 }])
+  await assertSame(local, atlas, db, ['cc'])
+})
+
 test('$inc is never double-applied, however often a document is copied', async () => {
   const db = uniqueDb('inc')
   const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 1 }))

@@ -204,6 +204,41 @@ test('results have the driver shapes for every write method', async () => {
   assert.deepEqual(await dump(atlas, db, 'shapes_addon'), await dump(local, db, 'shapes_addon'))
 })
 
+test('findOneAnd* with includeResultMetadata report lastErrorObject as the server does', async () => {
+  const calls = async (c) => {
+    const m = { includeResultMetadata: true }
+    const out = []
+    out.push(await c.findOneAndUpdate({ _id: 'm1' }, { $set: { a: 1 } }, { ...m, upsert: true, returnDocument: 'after' }))
+    out.push(await c.findOneAndUpdate({ _id: 'm1' }, { $set: { a: 2 } }, { ...m, upsert: true, returnDocument: 'after' }))
+    out.push(await c.findOneAndUpdate({ _id: 'm2' }, { $set: { a: 1 } }, { ...m, upsert: true }))
+    out.push(await c.findOneAndUpdate({ _id: 'm2' }, { $set: { a: 3 } }, { ...m, upsert: true }))
+    out.push(await c.findOneAndUpdate({ _id: 'none' }, { $set: { a: 1 } }, m))
+    out.push(await c.findOneAndReplace({ _id: 'm2' }, { a: 4 }, { ...m, returnDocument: 'after' }))
+    out.push(await c.findOneAndReplace({ k: 'x' }, { k: 'x', v: 1 }, { ...m, upsert: true, returnDocument: 'after' }))
+    out.push(await c.findOneAndUpdate({ k: 'x' }, { $set: { v: 2 } }, { ...m, returnDocument: 'after' }))
+    out.push(await c.findOneAndUpdate({ k: 'y' }, { $set: { v: 2 } }, m))
+    out.push(await c.findOneAndDelete({ _id: 'm1' }, m))
+    out.push(await c.findOneAndDelete({ _id: 'm1' }, m))
+    out.push(await c.findOneAndDelete({ k: 'x' }, { ...m, projection: { _id: 0 } }))
+    // (the driver's result is the whole reply, $clusterTime and all)
+    return out.map(({ value, ok, lastErrorObject }) => ({ value, ok, lastErrorObject })).map((r) => {
+      // an _id the server generated differs between the two runs
+      if (r.lastErrorObject.upserted instanceof ObjectId) r.lastErrorObject.upserted = 'generated'
+      if (r.value && r.value._id instanceof ObjectId) r.value._id = 'generated'
+      return r
+    })
+  }
+  const theirs = await calls(local.db(db).collection('meta_driver'))
+  assert.deepEqual(theirs[0].lastErrorObject, { n: 1, updatedExisting: false, upserted: 'm1' }, 'the premise: the server reports it')
+  assert.deepEqual(await calls(sync.db(db).collection('meta_addon')), theirs)
+  const off = await createSync({ ...syncOptions(db), enabled: false })
+  try {
+    assert.deepEqual(await calls(off.db(db).collection('meta_off')), theirs, 'with sync disabled too')
+  } finally {
+    await off.close()
+  }
+})
+
 test('an upsert that sets its own _id ($setOnInsert, $set, a pipeline) inserts that _id, like the driver', async () => {
   // The engine pins an upsert's _id in the filter before it runs; it must be
   // the one the change sets, or the server refuses to change the immutable _id.

@@ -142,10 +142,9 @@ class Collection {
 
   async _findOneAnd(method, args, options) {
     const opts = checkOptions(method, options)
-    const { includeResultMetadata, ...rest } = opts
-    if (rest.sort !== undefined) rest.sort = normalizeSort(rest.sort)
-    const r = await this._write(method, { ...args, options: rest })
-    return includeResultMetadata ? { value: r.value, ok: 1, lastErrorObject: r.lastErrorObject } : r.value
+    if (opts.sort !== undefined) opts.sort = normalizeSort(opts.sort)
+    const r = await this._write(method, { ...args, options: opts })
+    return opts.includeResultMetadata ? { value: r.value, ok: 1, lastErrorObject: r.lastErrorObject } : r.value
   }
 
   async findOneAndUpdate(filter, update, options) {

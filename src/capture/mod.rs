@@ -190,17 +190,38 @@ pub fn key_of(ns: &str, id: &Bson) -> DocKey {
 }
 
 /// The `_id` a filter pins by plain equality (`{_id: v}` or `{_id: {$eq: v}}`).
-pub fn pinned_id(filter: &Document) -> Option<Bson> {
-    match filter.get("_id")? {
-        Bson::RegularExpression(_) => None,
+///
+/// With a collation other than `simple`, an `_id` holding a string is not
+/// pinned as written: `"abc"` may match the stored `"ABC"`, whose journal
+/// key would then be missed; the write looks the real `_id` up first.
+pub fn pinned_id(
+    filter: &Document,
+    collation: Option<&mongodb::options::Collation>,
+) -> Option<Bson> {
+    let id = match filter.get("_id")? {
+        Bson::RegularExpression(_) => return None,
         Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {
             if d.len() == 1 {
-                d.get("$eq").cloned()
+                d.get("$eq").cloned()?
             } else {
-                None
+                return None;
             }
         }
-        v => Some(v.clone()),
+        v => v.clone(),
+    };
+    match collation {
+        Some(c) if c.locale != "simple" && has_string(&id) => None,
+        _ => Some(id),
+    }
+}
+
+/// Whether a value holds a string a collation compares (at any depth).
+fn has_string(v: &Bson) -> bool {
+    match v {
+        Bson::String(_) | Bson::Symbol(_) => true,
+        Bson::Document(d) => d.values().any(has_string),
+        Bson::Array(a) => a.iter().any(has_string),
+        _ => false,
     }
 }
 
@@ -393,17 +414,32 @@ mod tests {
 
     #[test]
     fn pinned_ids() {
-        assert_eq!(pinned_id(&doc! {"_id": 5}), Some(Bson::Int32(5)));
+        assert_eq!(pinned_id(&doc! {"_id": 5}, None), Some(Bson::Int32(5)));
         assert_eq!(
-            pinned_id(&doc! {"_id": {"$eq": "a"}}),
+            pinned_id(&doc! {"_id": {"$eq": "a"}}, None),
             Some(Bson::String("a".into()))
         );
-        assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}), None);
+        assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}, None), None);
         assert_eq!(
-            pinned_id(&doc! {"_id": {"a": 1}}),
+            pinned_id(&doc! {"_id": {"a": 1}}, None),
             Some(Bson::Document(doc! {"a": 1}))
         );
-        assert_eq!(pinned_id(&doc! {"x": 1}), None);
+        assert_eq!(pinned_id(&doc! {"x": 1}, None), None);
+        // A collation may match another spelling of a string: not pinned.
+        let ci = mongodb::options::Collation::builder()
+            .locale("en")
+            .strength(mongodb::options::CollationStrength::Secondary)
+            .build();
+        let simple = mongodb::options::Collation::builder()
+            .locale("simple")
+            .build();
+        assert_eq!(pinned_id(&doc! {"_id": "a"}, Some(&ci)), None);
+        assert_eq!(pinned_id(&doc! {"_id": {"k": ["a"]}}, Some(&ci)), None);
+        assert_eq!(pinned_id(&doc! {"_id": 5}, Some(&ci)), Some(Bson::Int32(5)));
+        assert_eq!(
+            pinned_id(&doc! {"_id": "a"}, Some(&simple)),
+            Some(Bson::from("a"))
+        );
     }
 
     #[test]

@@ -275,7 +275,7 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
             &run_update(t, filter, &change, &opts, false).await?,
         ));
     }
-    if let Some(id) = pinned_id(&filter) {
+    if let Some(id) = pinned_id(&filter, opts.collation.as_ref()) {
         let r = t
             .journaled(&[id], run_update(t, filter, &change, &opts, false))
             .await?;
@@ -394,7 +394,7 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
             &run_update(t, filter, &change, &opts, true).await?,
         ));
     }
-    if let Some(id) = pinned_id(&filter) {
+    if let Some(id) = pinned_id(&filter, opts.collation.as_ref()) {
         let r = t
             .journaled(&[id], run_update(t, filter, &change, &opts, true))
             .await?;
@@ -447,7 +447,7 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     };
     let n = if !t.replicated {
         run(filter).await?
-    } else if let Some(id) = pinned_id(&filter) {
+    } else if let Some(id) = pinned_id(&filter, opts.collation.as_ref()) {
         t.journaled(&[id], run(filter)).await?
     } else if many {
         let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
@@ -588,15 +588,18 @@ impl FamOp {
     }
 }
 
+/// The reply JS turns into the driver's result: `value`, and the server's
+/// `lastErrorObject` (`n`; `updatedExisting` for an update or replace;
+/// `upserted`, the new `_id`, when one was inserted).
 fn fam_result(
     value: Option<RawDocumentBuf>,
     n: bool,
-    updated_existing: bool,
+    updated_existing: Option<bool>,
     upserted: Option<Bson>,
 ) -> Document {
     let mut leo = doc! { "n": n as i32 };
-    if updated_existing || upserted.is_some() {
-        leo.insert("updatedExisting", updated_existing);
+    if let Some(existed) = updated_existing {
+        leo.insert("updatedExisting", existed);
     }
     if let Some(id) = upserted {
         leo.insert("upserted", id);
@@ -613,32 +616,57 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let fam = FamOp::parse(&p, op)?;
     let is_delete = matches!(fam, FamOp::Delete(_));
     let after = fam.returns_after();
-    if !t.replicated || pinned_id(&filter).is_some() {
-        let ids: Vec<Bson> = if t.replicated {
-            pinned_id(&filter).into_iter().collect()
+    let updates = |existed: bool| (!is_delete).then_some(existed);
+    let (sort, collation, hint) = fam.targeting();
+    let pinned = pinned_id(&filter, collation.as_ref());
+    if !t.replicated || pinned.is_some() {
+        // The driver's reply has no lastErrorObject. The pre-image tells
+        // whether a document matched; a returnDocument 'after' upsert
+        // returns a document either way, so when the caller asked for the
+        // metadata it is looked up first.
+        let (_, raw) = p.options::<Document>()?;
+        let meta = raw.get_bool("includeResultMetadata").unwrap_or(false);
+        let looked = if meta && after && fam.upsert() {
+            let o = FindOneOptions::builder()
+                .projection(doc! { "_id": 1 })
+                .collation(collation.clone())
+                .hint(hint.clone())
+                .build();
+            Some(
+                t.docs()
+                    .find_one(filter.clone())
+                    .with_options(o)
+                    .await?
+                    .is_some(),
+            )
         } else {
-            vec![]
+            None
         };
+        let ids: Vec<Bson> = pinned.iter().cloned().collect();
         let v = t.journaled(&ids, fam.run(t, filter)).await?;
-        // Without the server's lastErrorObject an upsert that inserted and
-        // returned the pre-image (null) still counts as n = 1.
+        let existed = looked.unwrap_or(v.is_some() && !(after && fam.upsert()));
+        let upserted = if fam.upsert() && !existed {
+            let own = v.as_ref().and_then(|d| d.get("_id").ok().flatten());
+            own.and_then(|id| Bson::try_from(id.to_raw_bson()).ok())
+                .or(pinned)
+        } else {
+            None
+        };
         let n = v.is_some() || fam.upsert();
-        let existed = v.is_some() && !is_delete && !after;
-        return Ok(fam_result(v, n, existed, None));
+        return Ok(fam_result(v, n, updates(existed), upserted));
     }
     let pinned_op = fam.without_upsert();
-    let (sort, collation, hint) = fam.targeting();
     for _ in 0..RETARGET_TRIES {
         let found = target_id(t, &filter, sort.clone(), collation.clone(), hint.clone()).await?;
         let Some(id) = found else { break };
         let pinned = restrict(&filter, id.clone());
         let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
         if v.is_some() {
-            return Ok(fam_result(v, true, !is_delete, None));
+            return Ok(fam_result(v, true, updates(true), None));
         }
     }
     if !fam.upsert() {
-        return Ok(fam_result(None, false, false, None));
+        return Ok(fam_result(None, false, updates(false), None));
     }
     let id = fam.upsert_id()?;
     let pinned = restrict(&filter, id.clone());
@@ -646,7 +674,7 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
         .journaled(std::slice::from_ref(&id), fam.run(t, pinned))
         .await?;
     let value = if after { v } else { None };
-    Ok(fam_result(value, true, false, Some(id)))
+    Ok(fam_result(value, true, updates(false), Some(id)))
 }
 
 #[cfg(test)]
