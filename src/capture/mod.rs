@@ -113,7 +113,9 @@ impl<'a> Target<'a> {
             .map(|((seq, (slot, before)), (d, ok))| {
                 let stamp = j.clock().finished(slot, Some(before));
                 let bytes = match (ok, stamp) {
-                    (true, Some(t)) => Some(clock::stamp(d.as_bytes().to_vec(), t)),
+                    (true, Some(t)) if !server_fills(d.as_bytes()) => {
+                        Some(clock::stamp(d.as_bytes().to_vec(), t))
+                    }
                     _ => None,
                 };
                 (seq, bytes)
@@ -146,6 +148,60 @@ impl<'a> Target<'a> {
                 Ok((seqs, slots))
             }
             _ => Ok((Vec::new(), Vec::new())),
+        }
+    }
+}
+
+/// Whether the server stores other bytes than these for an insert: it
+/// replaces an empty `Timestamp(0, 0)` in a top-level field other than
+/// `_id` with its current time, which Atlas would do with its own time.
+/// Such a document is read back instead of sent as it was given. Walks the
+/// top-level elements only; anything it does not expect counts as `true`.
+fn server_fills(doc: &[u8]) -> bool {
+    let mut at = 4;
+    loop {
+        let Some(&kind) = doc.get(at) else {
+            return true;
+        };
+        if kind == 0 {
+            return false;
+        }
+        let Some(nul) = doc
+            .get(at + 1..)
+            .and_then(|r| r.iter().position(|&b| b == 0))
+        else {
+            return true;
+        };
+        let key = &doc[at + 1..at + 1 + nul];
+        let v = at + 2 + nul;
+        let int = |o: usize| -> Option<usize> {
+            let b = doc.get(v + o..v + o + 4)?;
+            usize::try_from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
+        };
+        let cstr = |from: usize| doc.get(from..)?.iter().position(|&b| b == 0).map(|n| n + 1);
+        let size = match kind {
+            0x01 | 0x09 | 0x12 => Some(8),
+            0x11 => {
+                if key != b"_id" && doc.get(v..v + 8) == Some(&[0u8; 8][..]) {
+                    return true;
+                }
+                Some(8)
+            }
+            0x02 | 0x0D | 0x0E => int(0).map(|n| 4 + n),
+            0x03 | 0x04 | 0x0F => int(0),
+            0x05 => int(0).map(|n| 5 + n),
+            0x06 | 0x0A | 0x7F | 0xFF => Some(0),
+            0x07 => Some(12),
+            0x08 => Some(1),
+            0x0B => cstr(v).and_then(|a| cstr(v + a).map(|b| a + b)),
+            0x0C => int(0).map(|n| 4 + n + 12),
+            0x10 => Some(4),
+            0x13 => Some(16),
+            _ => None,
+        };
+        match size {
+            Some(n) => at = v + n,
+            None => return true,
         }
     }
 }
@@ -410,6 +466,34 @@ mod tests {
             let serde = mongodb::bson::to_vec(&doc! { "_id": canonical_id(&id) }).unwrap();
             assert_eq!(key_of("db.c", &id).id, serde, "{id:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_timestamp_the_server_fills_is_seen() {
+        use mongodb::bson::{rawdoc, Binary, Decimal128, Regex, Timestamp};
+        let empty = Timestamp {
+            time: 0,
+            increment: 0,
+        };
+        let every = rawdoc! {
+            "_id": empty, "d": 1.5, "s": "x", "o": { "t": empty }, "a": [empty],
+            "b": Binary { subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] },
+            "oid": ObjectId::new(), "t": true, "dt": mongodb::bson::DateTime::now(), "n": RawBson::Null,
+            "re": Regex { pattern: "a".into(), options: "i".into() }, "i": 1, "l": 2i64,
+            "dec": Decimal128::from_bytes([0; 16]), "ts": Timestamp { time: 1, increment: 0 },
+            "min": RawBson::MinKey, "max": RawBson::MaxKey, "js": RawBson::JavaScriptCode("f()".into()),
+        };
+        assert!(
+            !server_fills(every.as_bytes()),
+            "only _id and nested empty timestamps"
+        );
+        let mut top = every.clone();
+        top.append("late", empty);
+        assert!(server_fills(top.as_bytes()));
+        assert!(
+            server_fills(&every.as_bytes()[..20]),
+            "a cut document is not trusted"
+        );
     }
 
     #[test]
