@@ -62,6 +62,8 @@ export interface SyncOptions {
   journalFsync?: boolean
   /** How long a new replicator waits after the previous one's last heartbeat, in ms, 0 to 60000. Env `SYNC_TAKEOVER_GRACE_MS`, default `2000`. */
   takeoverGraceMs?: number
+  /** How long one batch (local read plus Atlas write) may take before it counts as a transient failure and the Atlas client is replaced, in ms, 100 to 600000. Env `SYNC_ATLAS_TIMEOUT_MS`, default `30000`. */
+  atlasTimeoutMs?: number
 }
 
 /** One check of {@link Sync.health}. */
@@ -429,6 +431,8 @@ export declare class Collection<T extends Document = Document> {
   find(filter?: Filter, options?: FindOptions): FindCursor<T>
   findOne(filter?: Filter, options?: FindOptions): Promise<T | null>
   countDocuments(filter?: Filter, options?: CountDocumentsOptions): Promise<number>
+  /** The number of documents from the collection's metadata (fast; may be off after an unclean shutdown), as the driver's. */
+  estimatedDocumentCount(options?: { maxTimeMS?: number; comment?: unknown }): Promise<number>
   distinct(key: string, filter?: Filter, options?: { collation?: Document; maxTimeMS?: number; comment?: unknown; hint?: string | Document }): Promise<any[]>
   /** Pipelines with `$out` or `$merge` are refused while sync is enabled (their writes would bypass replication). */
   aggregate<R = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<R>

@@ -67,6 +67,11 @@ test('docs/CONFIGURATION.md documents every environment variable the code reads'
     assert.ok(new RegExp('^### `' + name + '`$', 'm').test(doc), `${name} (src/config.rs SETTINGS) has no "### \`${name}\`" section in docs/CONFIGURATION.md`)
     assert.ok(documented(option), `the JS option '${option}' of ${name} is not in docs/CONFIGURATION.md`)
   }
+  const dts = /export interface SyncOptions \{([\s\S]*?)\n\}/.exec(read('index.d.ts'))
+  assert.ok(dts, 'SyncOptions not found in index.d.ts')
+  for (const [name, option] of settings()) {
+    assert.ok(new RegExp(`^\\s*${option}\\?:`, 'm').test(dts[1]), `the JS option '${option}' of ${name} is not in SyncOptions of index.d.ts`)
+  }
   const used = envVarsReadByCode()
   for (const name of ['NODE_APP_INSTANCE', 'SYNC_ADMIN_TOKEN', 'TEST_LOCAL_URI', 'TEST_ATLAS_URI']) {
     assert.ok(used.has(name), `the scan missed ${name}: the patterns of this test need updating`)

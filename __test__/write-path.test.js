@@ -192,6 +192,7 @@ test('results have the driver shapes for every write method', async () => {
     })
     out.push(await c.countDocuments())
     out.push(await c.countDocuments({ tag: 'a' }))
+    out.push(await c.estimatedDocumentCount())
     out.push(await c.find({}, { projection: { _id: 0 } }).sort({ n: -1 }).skip(1).limit(2).toArray())
     out.push(await c.findOne({ tag: 'a' }, { projection: { _id: 0 } }))
     out.push(await c.findOne({ tag: 'none-at-all' }))
@@ -402,6 +403,7 @@ test('maxTimeMS reaches the local server with every read that takes it', async (
     assert.equal(await sent(1206, () => c.find({ a: 1 }).maxTimeMS(1206).next()), 1206)
     assert.equal(await sent(1204, () => c.aggregate([{ $match: { a: 1 } }], { maxTimeMS: 1204 }).toArray()), 1204)
     assert.equal(await sent(1205, () => c.distinct('a', {}, { maxTimeMS: 1205 })), 1205)
+    assert.equal(await sent(1207, () => c.estimatedDocumentCount({ maxTimeMS: 1207 })), 1207)
     assert.equal(await sent(0, () => c.findOne({ a: 1 })), undefined, 'none given, none sent')
     for (const bad of [-1, 1.5, '100']) {
       await assert.rejects(c.findOne({}, { maxTimeMS: bad }), (e) => e.code === 'ERR_SYNC_INVALID_ARGUMENT' && /maxTimeMS/.test(e.message))

@@ -225,6 +225,14 @@ class Collection {
     return decode(buf).n
   }
 
+  /** The number of documents from the collection's metadata, as the driver's. */
+  async estimatedDocumentCount(options) {
+    const buf = await this._call('read', 'estimatedDocumentCount', {
+      options: checkOptions('estimatedDocumentCount', options),
+    })
+    return decode(buf).n
+  }
+
   async distinct(key, filter, options) {
     if (typeof key !== 'string') throw invalidArgument(`distinct: key must be a string, got ${describe(key)}`)
     const buf = await this._call('read', 'distinct', {

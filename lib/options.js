@@ -21,6 +21,7 @@ const ALLOWED = {
   find: [...W, 'sort', 'projection', 'limit', 'skip', 'hint', 'collation', 'maxTimeMS', 'batchSize', 'let',
     'allowDiskUse', 'min', 'max', 'returnKey', 'showRecordId', 'noCursorTimeout'],
   countDocuments: [...W, 'limit', 'skip', 'hint', 'collation', 'maxTimeMS'],
+  estimatedDocumentCount: [...W, 'maxTimeMS'],
   aggregate: [...W, 'allowDiskUse', 'batchSize', 'collation', 'hint', 'let', 'maxTimeMS', 'bypassDocumentValidation'],
   distinct: [...W, 'collation', 'maxTimeMS', 'hint'],
 }

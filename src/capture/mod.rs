@@ -374,6 +374,7 @@ impl Writer {
             "find" => read::find(&t, p).await,
             "findOne" => read::find_one(&t, p).await,
             "countDocuments" => read::count_documents(&t, p).await,
+            "estimatedDocumentCount" => read::estimated_document_count(&t, p).await,
             "aggregate" => read::aggregate(&t, p).await,
             "distinct" => read::distinct(&t, p).await,
             "getMore" => read::get_more(&t, p).await,

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::options::{
-    AggregateOptions, CountOptions, DistinctOptions, FindOneOptions, FindOptions,
+    AggregateOptions, CountOptions, DistinctOptions, EstimatedDocumentCountOptions, FindOneOptions,
+    FindOptions,
 };
 use mongodb::Cursor;
 
@@ -176,6 +177,19 @@ pub async fn count_documents(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, Sync
     let (mut opts, raw) = p.options::<CountOptions>()?;
     opts.max_time = max_time(&raw);
     let n = t.raw().count_documents(filter).with_options(opts).await?;
+    one(doc! { "n": n as i64 })
+}
+
+/// The count from the collection's metadata (the `count` command without a
+/// filter), as the driver's `estimatedDocumentCount`.
+pub async fn estimated_document_count(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
+    let (mut opts, raw) = p.options::<EstimatedDocumentCountOptions>()?;
+    opts.max_time = max_time(&raw);
+    let n = t
+        .raw()
+        .estimated_document_count()
+        .with_options(opts)
+        .await?;
     one(doc! { "n": n as i64 })
 }
 
