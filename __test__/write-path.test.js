@@ -434,6 +434,35 @@ test('cursors chain like the driver: sort/skip/limit/project/map and async itera
   assert.equal(await cur.next(), null)
 })
 
+test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {
+  // The driver keeps a closed cursor's buffered documents readable; so do we.
+  await local.db(db).collection('ends').insertMany(Array.from({ length: 5 }, (_, i) => ({ _id: i })))
+  const run = async (c) => {
+    const out = {}
+    // leaving the loop early closes the cursor
+    const cur = c.find({}).sort({ _id: 1 })
+    for await (const d of cur) { out.first = d._id; break }
+    out.afterBreak = await cur.next()
+    // a map that returns null fails the read and closes the cursor
+    const mapped = c.find({}).sort({ _id: 1 }).map((d) => (d._id === 1 ? null : d._id))
+    out.mapped = [await mapped.next()]
+    out.nullMap = await mapped.next().then(() => 'no error', (e) => /Mapping documents to `null` is not supported/.test(e.message))
+    out.afterNull = await mapped.next()
+    return out
+  }
+  const theirs = await run(local.db(db).collection('ends'))
+  const ours = await run(sync.db(db).collection('ends'))
+  assert.deepEqual(ours, theirs)
+  assert.deepEqual(ours, { first: 0, afterBreak: { _id: 1 }, mapped: [0], nullMap: true, afterNull: 2 })
+  // rewound while toArray runs: no TypeError, the documents read so far
+  const c = sync.db(db).collection('ends')
+  const cur = c.find({}).batchSize(2)
+  const all = cur.toArray()
+  cur.rewind()
+  assert.ok(Array.isArray(await all))
+  assert.deepEqual((await cur.toArray()).map((d) => d._id), [0, 1, 2, 3, 4], 'and it reads from the start again')
+})
+
 test('find and aggregate read large results a batch at a time, like the driver', async () => {
   const c = sync.db(db).collection('batches')
   const n = 2500

@@ -103,15 +103,33 @@ class BaseCursor {
     state.id = id
   }
 
+  /**
+   * The mapped document. A map that throws or returns null fails the read
+   * and drops the engine's cursor, as the driver's does (documents already
+   * buffered can still be read, as there).
+   */
   _apply(d) {
-    return this._maps.reduce((x, f) => f(x), d)
+    if (this._maps.length === 0) return d
+    try {
+      const out = this._maps.reduce((x, f) => f(x), d)
+      if (out === null) {
+        throw invalidArgument(
+          'Cursor returned a `null` document, but the cursor is not exhausted.  Mapping documents to `null` is not supported in the cursor transform.',
+        )
+      }
+      return out
+    } catch (e) {
+      this._drop()
+      throw e
+    }
   }
 
   async toArray() {
     const out = []
     for (;;) {
       await this._fill()
-      if (this._buffer.length === 0) break
+      // null or empty: the end, or close() or rewind() meanwhile (the documents read so far)
+      if (this._buffer === null || this._buffer.length === 0) break
       for (const d of this._buffer) out.push(d)
       this._buffer = []
     }
