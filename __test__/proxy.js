@@ -7,6 +7,11 @@
 // - 'latency': forward, delaying each chunk by `ms`;
 // - 'reset': forward, but reset a connection once `afterBytes` bytes went
 //   from client to server on it (a reset in the middle of a batch).
+// - 'hold': what clients send on the connections open now or opened while
+//   holding is kept back, not forwarded, and those connections stay held
+//   after the mode changes; `release()` then delivers it to the server even
+//   if the client has gone (a command that stalled on the way and lands
+//   late).
 // With `state.tap` set to an array, every chunk from client to server is
 // also pushed there (to check what a command carried).
 const net = require('node:net')
@@ -17,12 +22,13 @@ async function startProxy(targetPort, targetHost = '127.0.0.1') {
   const server = net.createServer((client) => {
     state.accepted += 1
     if (state.mode === 'cut') return client.destroy()
-    const conn = { client, upstream: null, sent: 0, held: state.mode === 'blackhole' }
+    const conn = { client, upstream: null, sent: 0, held: state.mode === 'blackhole', kept: state.mode === 'hold' ? [] : null }
     conns.add(conn)
     client.on('error', () => {})
     const drop = () => {
-      conns.delete(conn)
       client.destroy()
+      if (conn.kept && conn.kept.length) return // its upstream waits for release()
+      conns.delete(conn)
       if (conn.upstream) conn.upstream.destroy()
     }
     client.on('close', drop)
@@ -35,6 +41,7 @@ async function startProxy(targetPort, targetHost = '127.0.0.1') {
       from.on('data', (chunk) => {
         if (state.mode === 'blackhole') return // swallowed: the peer waits forever
         if (counts && state.tap) state.tap.push(chunk)
+        if (counts && conn.kept) return void conn.kept.push(chunk)
         if (counts && state.mode === 'reset') {
           conn.sent += chunk.length
           if (conn.sent > state.afterBytes) {
@@ -56,8 +63,29 @@ async function startProxy(targetPort, targetHost = '127.0.0.1') {
     port,
     uri: `mongodb://127.0.0.1:${port}/?directConnection=true`,
     state,
+    /** Bytes kept back by 'hold', not yet released. */
+    keptBytes() {
+      let n = 0
+      for (const c of conns) for (const k of c.kept || []) n += k.length
+      return n
+    },
+    /** Delivers what 'hold' kept back, then closes those connections. */
+    async release() {
+      for (const c of conns) {
+        if (!c.kept) continue
+        const chunks = c.kept
+        c.kept = null
+        if (c.upstream && c.upstream.writable) for (const k of chunks) c.upstream.write(k)
+        setTimeout(() => {
+          conns.delete(c)
+          c.client.destroy()
+          if (c.upstream) c.upstream.end()
+        }, 500)
+      }
+    },
     /** Switches mode; 'cut' and 'blackhole' also drop what is open now. */
     set(mode, opts = {}) {
+      if (mode === 'hold') for (const c of conns) c.kept ??= []
       state.mode = mode
       state.ms = opts.ms || 0
       state.afterBytes = opts.afterBytes || 0

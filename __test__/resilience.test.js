@@ -96,6 +96,74 @@ test('local MongoDB down: writes reject with the driver error, nothing phantom r
   }
 })
 
+test('a local write whose connection fails is copied only after the grace, in case it still lands', async () => {
+  // A connection that breaks after the command may have been sent leaves
+  // the outcome unknown: the server can still apply it later. Its intent
+  // waits SYNC_TAKEOVER_GRACE_MS before the replicator may copy the document.
+  const db = uniqueDb('unknown')
+  const proxy = await startProxy(Number(new URL(LOCAL).port))
+  const grace = 3000
+  const localUri = `${proxy.uri}&serverSelectionTimeoutMS=500&connectTimeoutMS=500`
+  const sync = await createSync({ ...syncOptions(db, { ...FAST, takeoverGraceMs: grace }), localUri }).catch(async (e) => {
+    await proxy.close()
+    throw e
+  })
+  const c = sync.db(db).collection('u')
+  try {
+    await c.insertOne({ _id: 1, v: 0 })
+    await sync.flush({ timeoutMs: 30000 })
+    proxy.set('reset', { afterBytes: 0 }) // the connection breaks as the command goes out
+    totals.faults += 1
+    const failed = await c.updateOne({ _id: 1 }, { $inc: { v: 1 } }).then(() => null, (e) => e)
+    assert.ok(failed, 'the premise: the update failed')
+    assert.equal(failed.name, 'MongoNetworkError', `the premise: a network error (${failed.name}: ${failed.message})`)
+    const at = Date.now()
+    proxy.set('pass')
+    await assert.rejects(sync.flush({ timeoutMs: 1000 }), { code: 'ERR_SYNC_TIMEOUT' }, 'copied before the grace')
+    await sync.flush({ timeoutMs: 30000 })
+    assert.ok(Date.now() - at >= grace - 100, `copied after ${Date.now() - at} ms`)
+    await compareAll(db, ['u'])
+  } finally {
+    await sync.close()
+    await proxy.close()
+  }
+})
+
+test('an Atlas write that stalls and lands after the retry is overwritten: the documents are copied again', async () => {
+  // The batch carrying v: 1 times out (SYNC_ATLAS_TIMEOUT_MS) while its bytes
+  // sit in the network; the retry copies v: 2; then the stalled write runs
+  // and Atlas holds v: 1. The engine copies such documents once more after
+  // the timeout, so Atlas ends with v: 2.
+  const db = uniqueDb('stalled')
+  const proxy = await startProxy(atlasPort())
+  const sync = await createSync({ ...syncOptions(db, FAST), atlasUri: viaProxy(proxy) }).catch(async (e) => {
+    await proxy.close()
+    throw e
+  })
+  const c = sync.db(db).collection('s')
+  const atlas = await driver(ATLAS)
+  const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
+  try {
+    await c.insertOne({ _id: 1, v: 0 })
+    await sync.flush({ timeoutMs: 30000 })
+    proxy.set('hold')
+    totals.faults += 1
+    await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
+    await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
+    proxy.set('pass') // the held connection stays held; new ones pass
+    await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
+    await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+    await proxy.release() // the stalled write of v: 1 lands now
+    await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
+    await sync.flush({ timeoutMs: 30000 })
+    assert.equal(await onAtlas(), 2)
+    await compareAll(db, ['s'])
+  } finally {
+    await sync.close()
+    await proxy.close()
+  }
+})
+
 /** The model: what each writer's documents must be after its own operations. */
 function modelStep(model, id, r, c) {
   const has = model.has(id)

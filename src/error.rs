@@ -92,6 +92,16 @@ impl SyncError {
         }
     }
 
+    /// Whether a failed write may still have been applied: the connection
+    /// failed or was cleared while the command may have been on its way (a
+    /// server's error reply, or no server to send to, says it was not).
+    pub fn outcome_unknown(&self) -> bool {
+        let (SyncError::Mongo(e) | SyncError::MongoWith(e, _)) = self else {
+            return false;
+        };
+        may_have_been_sent(e)
+    }
+
     /// The stable JS `code` of engine errors (MongoDB errors use the server's).
     pub fn code(&self) -> &'static str {
         match self.kind() {
@@ -134,6 +144,15 @@ impl SyncError {
         }
         v
     }
+}
+
+/// Whether a failed command may still reach the server and run: its
+/// connection failed (or was cleared) while it may have been on its way.
+pub fn may_have_been_sent(e: &mongodb::error::Error) -> bool {
+    matches!(
+        e.kind.as_ref(),
+        MongoKind::Io(_) | MongoKind::ConnectionPoolCleared { .. }
+    )
 }
 
 /// A driver error as an operator reads it: what happened and, where it

@@ -25,6 +25,7 @@ pub use payload::Payload;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document, RawBson, RawDocumentBuf};
 use mongodb::{Client, Collection};
@@ -82,9 +83,31 @@ impl<'a> Target<'a> {
             for s in slots {
                 j.clock().finished(s, None);
             }
-            j.mark_ready(seqs);
+            self.mark_ready(j, seqs, &out);
         }
         out
+    }
+
+    /// Marks the intents of a finished write ready. After an error that
+    /// leaves its outcome unknown (the connection failed after the write may
+    /// have been sent), the server may still apply it: marked at once, the
+    /// replicator could copy the state before it and nothing would copy it
+    /// again. The mark then waits `SYNC_TAKEOVER_GRACE_MS`, the time the
+    /// engine allows a write sent by a lost connection to land. If the
+    /// process ends first, the intents are its dead owner's, released after
+    /// the same grace.
+    fn mark_ready<T>(&self, j: &Arc<Journal>, seqs: Vec<i64>, out: &Result<T, SyncError>) {
+        match out {
+            Err(e) if e.outcome_unknown() && !seqs.is_empty() => {
+                let j = j.clone();
+                let wait = Duration::from_millis(self.w.config.takeover_grace_ms);
+                tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    j.mark_ready(seqs);
+                });
+            }
+            _ => j.mark_ready(seqs),
+        }
     }
 
     /// [`Target::journaled`] for inserts of the new documents `docs` (one
@@ -105,6 +128,13 @@ impl<'a> Target<'a> {
         };
         let before: Vec<u32> = slots.iter().map(|s| j.clock().before(*s)).collect();
         let out = op.await;
+        if matches!(&out, Err(e) if e.outcome_unknown()) {
+            for s in slots {
+                j.clock().finished(s, None);
+            }
+            self.mark_ready(j, seqs, &out);
+            return out;
+        }
         let stored = inserted(&out, docs.len(), ordered);
         let done = seqs
             .into_iter()

@@ -5,9 +5,12 @@
 //! Invariants:
 //! - only the holder of `leader.lock` replicates; a new leader first waits
 //!   `SYNC_TAKEOVER_GRACE_MS` past the last heartbeat of the previous one, so
-//!   nothing it sent can land after the new leader's copies;
+//!   what it sent lands before the new leader's copies (if Atlas runs it
+//!   within the grace);
 //! - a document is never in flight twice (see `queue`), so Atlas never ends
-//!   with an older version of a document than the last one copied;
+//!   with an older version of a document than the last one copied; a write
+//!   abandoned on a timeout or a lost connection may still land, so its
+//!   documents are copied again once it cannot (`copy_again_later`);
 //! - an entry is removed from the journal only after Atlas acknowledged the
 //!   copy that followed it; transient failures are retried for as long as it
 //!   takes, permanent ones are dead-lettered with their reason;
@@ -425,6 +428,10 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
     let mut todo = batch.items;
     let mut unrecorded = Vec::new();
     let mut attempt: u32 = 0;
+    // An Atlas write of this batch timed out or lost its connection: it may
+    // still land, after a later copy of the same documents.
+    let mut unsure = false;
+    let mut copied = Vec::new();
     while !todo.is_empty() {
         if attempt > 0 {
             ctx.metrics.retried.fetch_add(1, Relaxed);
@@ -468,6 +475,7 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         let results = match attempt_result {
             Ok(r) => r,
             Err((side, e)) => {
+                unsure |= side == Side::Atlas && crate::error::may_have_been_sent(&e);
                 ctx.metrics.failed.fetch_add(todo.len() as u64, Relaxed);
                 let d = if side == Side::Local {
                     Disposition::Transient
@@ -526,15 +534,45 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                 }
             }
         }
+        copied.extend(done.iter().map(|(k, _)| k.clone()));
         record_done(&ctx, done);
         todo = retry;
         attempt += 1;
     }
+    if unsure && !copied.is_empty() {
+        copy_again_later(&ctx, copied);
+    }
     BatchDone { keys, unrecorded }
 }
 
+/// After an Atlas write whose outcome is unknown, the documents are copied
+/// once more when it can no longer land: the stalled write (an older state)
+/// might otherwise run after the later copy and stay. Their entries are
+/// journaled now, so a crash keeps them, and marked ready after
+/// `SYNC_ATLAS_TIMEOUT_MS` (a dead owner's are released after the takeover
+/// grace). Meanwhile `flush()` waits for them.
+fn copy_again_later(ctx: &Arc<Ctx>, keys: Vec<DocKey>) {
+    let journal = ctx.journal.clone();
+    let wait = Duration::from_millis(ctx.config.atlas_timeout_ms);
+    tracing::info!(
+        "{} document(s) will be copied again in {} ms: an Atlas write of them may still land",
+        keys.len(),
+        wait.as_millis()
+    );
+    tokio::spawn(async move {
+        match journal.append(keys).await {
+            Ok(seqs) => {
+                tokio::time::sleep(wait).await;
+                journal.mark_ready(seqs);
+            }
+            Err(e) => tracing::warn!("could not journal documents to copy again: {e}"),
+        }
+    });
+}
+
 /// A batch that took longer than `SYNC_ATLAS_TIMEOUT_MS`: retried like a
-/// network error (the copy is idempotent, so a late success does no harm).
+/// network error, and its documents copied again later (see
+/// `copy_again_later`: the abandoned write may still land).
 fn timed_out(limit: Duration) -> mongodb::error::Error {
     let io = std::io::Error::new(
         std::io::ErrorKind::TimedOut,
