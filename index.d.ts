@@ -390,6 +390,8 @@ export declare class FindCursor<T = Document> implements AsyncIterable<T> {
   forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
   rewind(): void
   close(): Promise<void>
+  /** A new, unread cursor of the same query and options (without `map`). */
+  clone(): FindCursor<Document>
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
@@ -400,6 +402,8 @@ export declare class AggregationCursor<T = Document> implements AsyncIterable<T>
   next(): Promise<T | null>
   forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
   close(): Promise<void>
+  /** A new, unread cursor of the same pipeline and options (without `map`). */
+  clone(): AggregationCursor<Document>
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 

@@ -432,6 +432,13 @@ test('cursors chain like the driver: sort/skip/limit/project/map and async itera
   assert.equal(await cur.hasNext(), true)
   assert.deepEqual(await cur.next(), { _id: 5, sq: 25 })
   assert.equal(await cur.next(), null)
+  // clone(): the same query again, unread, without the map (as the driver's)
+  const q = c.find({ _id: { $lt: 3 } }).sort({ _id: -1 }).limit(2).map((d) => d._id)
+  assert.deepEqual(await q.toArray(), [2, 1])
+  assert.deepEqual(await q.clone().toArray(), [{ _id: 2, sq: 4 }, { _id: 1, sq: 1 }])
+  const agg = c.aggregate([{ $match: { _id: { $gte: 8 } } }, { $sort: { _id: 1 } }], { batchSize: 1 })
+  assert.deepEqual(await agg.toArray(), [{ _id: 8, sq: 64 }, { _id: 9, sq: 81 }])
+  assert.deepEqual(await agg.clone().toArray(), [{ _id: 8, sq: 64 }, { _id: 9, sq: 81 }])
 })
 
 test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {

@@ -253,6 +253,11 @@ class FindCursor extends BaseCursor {
     this._filter = f
     return this
   }
+
+  /** A new, unread cursor of the same query and options (not its map), as the driver's. */
+  clone() {
+    return new FindCursor(this._state.coll, this._filter, { ...this._options })
+  }
 }
 
 /** `collection.aggregate(pipeline, options)`. */
@@ -265,6 +270,11 @@ class AggregationCursor extends BaseCursor {
 
   _batchSize() {
     return this._options && this._options.batchSize
+  }
+
+  /** A new, unread cursor of the same pipeline and options (not its map), as the driver's. */
+  clone() {
+    return new AggregationCursor(this._state.coll, this._pipeline, this._options && { ...this._options })
   }
 }
 
