@@ -116,6 +116,25 @@ test('verify reports exactly the planted differences, and repair removes them', 
   await assertSame(local, atlas, db, ['v', 'w'])
 })
 
+test('verify counts every difference but lists the first 1000 of each kind, and repair fixes them all', async () => {
+  // 1,500 documents written past the addon: verify must not hold all their
+  // ids (a collection missing on Atlas may have millions).
+  const db = uniqueDb('verifycap')
+  const local = await driver(LOCAL)
+  await local.db(db).collection('big').insertMany(Array.from({ length: 1500 }, (_, i) => ({ _id: i })))
+  const sync = await createSync(syncOptions(db, FAST))
+  const report = await sync.verify({ collections: ['big'] })
+  const big = report.collections[0]
+  assert.equal(report.differences, 1500)
+  assert.equal(big.missingCount, 1500)
+  assert.equal(big.missing.length, 1000)
+  assert.equal(big.truncated, true)
+  assert.equal((await sync.verify({ collections: ['big'], repair: true })).repaired, 1500)
+  assert.equal((await sync.verify({ collections: ['big'] })).ok, true)
+  await sync.close()
+  await assertSame(local, await driver(ATLAS), db, ['big'])
+})
+
 test('full sync and verify refuse excluded collections and bad options', async () => {
   const db = uniqueDb('refuse')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['secret'] }))

@@ -99,21 +99,45 @@ async fn summarize(client: &Client, db: &str, coll: &str) -> Result<Summary, Syn
     Ok(s)
 }
 
-/// The ids that differ, by kind.
+/// The ids that differ, by kind: how many, and the first `LIST_CAP` of
+/// each (a collection missing on Atlas entirely must not put all its ids in
+/// memory).
 #[derive(Default)]
 struct Diff {
     missing: Vec<Bson>,
     extra: Vec<Bson>,
     different: Vec<Bson>,
+    /// Missing, extra, different.
+    counts: [u64; 3],
 }
 
-/// Pass 2 over the buckets whose summaries differ, a group at a time.
+impl Diff {
+    fn add(&mut self, kind: usize, ids: &[Bson]) {
+        let list = match kind {
+            0 => &mut self.missing,
+            1 => &mut self.extra,
+            _ => &mut self.different,
+        };
+        let room = LIST_CAP.saturating_sub(list.len());
+        list.extend(ids.iter().take(room).cloned());
+        self.counts[kind] += ids.len() as u64;
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// Pass 2 over the buckets whose summaries differ, a group at a time. With
+/// `repair`, each group's differing documents are journaled before the next
+/// group is read, so no more than a group's ids are held at once.
 async fn diff_buckets(
     ctx: &Ctx,
     db: &str,
     coll: &str,
     l: &Summary,
     a: &Summary,
+    repair: bool,
 ) -> Result<Diff, SyncError> {
     let differing: Vec<usize> = (0..BUCKETS)
         .filter(|&b| l.count[b] != a.count[b] || l.sum[b] != a.sum[b])
@@ -140,17 +164,33 @@ async fn diff_buckets(
             }
         })
         .await?;
+        let (mut different, mut extra) = (Vec::new(), Vec::new());
         stream(&ctx.atlas.get(), db, coll, |id, c, b, h| {
             if wanted[b] {
                 match local.remove(&c) {
                     Some((_, lh)) if lh == h => {}
-                    Some((lid, _)) => diff.different.push(lid),
-                    None => diff.extra.push(id),
+                    Some((lid, _)) => different.push(lid),
+                    None => extra.push(id),
                 }
             }
         })
         .await?;
-        diff.missing.extend(local.into_values().map(|(id, _)| id));
+        let missing: Vec<Bson> = local.into_values().map(|(id, _)| id).collect();
+        if repair {
+            let ns = format!("{db}.{coll}");
+            let keys: Vec<_> = missing
+                .iter()
+                .chain(&extra)
+                .chain(&different)
+                .map(|id| key_of(&ns, id))
+                .collect();
+            for chunk in keys.chunks(1000) {
+                ctx.journal.append_ready(chunk.to_vec()).await?;
+            }
+        }
+        diff.add(0, &missing);
+        diff.add(1, &extra);
+        diff.add(2, &different);
     }
     Ok(diff)
 }
@@ -172,21 +212,11 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             summarize(&ctx.local, &db, &coll),
             summarize(&atlas, &db, &coll)
         )?;
-        let diff = diff_buckets(ctx, &db, &coll, &l, &a).await?;
-        let n = (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;
+        let diff = diff_buckets(ctx, &db, &coll, &l, &a, opts.repair).await?;
+        let n = diff.total();
         differences += n;
         let mut fixed = 0u64;
         if opts.repair && n > 0 {
-            let ns = format!("{db}.{coll}");
-            let all = diff
-                .missing
-                .iter()
-                .chain(&diff.extra)
-                .chain(&diff.different);
-            let keys: Vec<_> = all.map(|id| key_of(&ns, id)).collect();
-            for chunk in keys.chunks(1000) {
-                ctx.journal.append_ready(chunk.to_vec()).await?;
-            }
             if drained(
                 &ctx.journal,
                 ctx.journal.max_seq().await?,
@@ -198,9 +228,7 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             }
             repaired += fixed;
         }
-        let capped = [&diff.missing, &diff.extra, &diff.different]
-            .iter()
-            .any(|v| v.len() > LIST_CAP);
+        let capped = n > (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;
         reports.push(doc! {
             "ns": format!("{db}.{coll}"),
             "localCount": l.count.iter().sum::<u64>() as i64,
@@ -210,9 +238,9 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             "missing": listed(&diff.missing),
             "extra": listed(&diff.extra),
             "different": listed(&diff.different),
-            "missingCount": diff.missing.len() as i64,
-            "extraCount": diff.extra.len() as i64,
-            "differentCount": diff.different.len() as i64,
+            "missingCount": diff.counts[0] as i64,
+            "extraCount": diff.counts[1] as i64,
+            "differentCount": diff.counts[2] as i64,
             "truncated": capped,
             "repaired": fixed as i64,
         });
