@@ -380,9 +380,17 @@ test('a write by _id "b" with a per-call collation that ignores case changes "B"
   assert.equal((await c.updateMany({ _id: 'c' }, { $inc: { v: 1 } }, { collation })).modifiedCount, 1)
   assert.equal((await c.findOneAndUpdate({ _id: 'd' }, { $inc: { v: 1 } }, { collation, returnDocument: 'after' })).v, 1)
   assert.equal((await c.deleteOne({ _id: 'e' }, { collation })).deletedCount, 1)
+  // upserts by an _id nothing matches insert that _id, with a collation too
+  assert.equal((await c.updateOne({ _id: 'f' }, { $set: { v: 1 } }, { collation, upsert: true })).upsertedId, 'f')
+  assert.equal((await c.updateMany({ _id: 'g' }, { $set: { v: 1 } }, { collation, upsert: true })).upsertedId, 'g')
+  assert.equal((await c.replaceOne({ _id: 'h' }, { v: 1 }, { collation, upsert: true })).upsertedId, 'h')
+  assert.deepEqual(await c.findOneAndUpdate({ _id: 'i' }, { $set: { v: 1 } }, { collation, upsert: true, returnDocument: 'after' }), { _id: 'i', v: 1 })
   await sync.flush({ timeoutMs: 30000 })
   await sync.close()
-  assert.deepEqual(await atlas.db(db).collection('cc').find().sort({ _id: 1 }).toArray(), [{ _id: 'B', v: 1 }, { _id: 'C', v: 1 }, { _id: 'D', v: 1 }])
+  assert.deepEqual(
+    await atlas.db(db).collection('cc').find().sort({ _id: 1 }).toArray(),
+    [{ _id: 'B', v: 1 }, { _id: 'C', v: 1 }, { _id: 'D', v: 1 }, { _id: 'f', v: 1 }, { _id: 'g', v: 1 }, { _id: 'h', v: 1 }, { _id: 'i', v: 1 }],
+  )
   await assertSame(local, atlas, db, ['cc'])
 })
 

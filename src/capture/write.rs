@@ -299,16 +299,28 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
         }
     }
     let r = if opts.upsert == Some(true) {
-        let id = upsert_id(&change)?;
+        let (id, f) = upsert_target(&filter, upsert_id(&change)?);
         t.journaled(
             std::slice::from_ref(&id),
-            run_update(t, restrict(&filter, id.clone()), &change, &opts, false),
+            run_update(t, f, &change, &opts, false),
         )
         .await?
     } else {
         run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?
     };
     Ok(update_result(&r))
+}
+
+/// The `_id` an upsert that found nothing inserts, and the filter to run it
+/// with: a filter naming one `_id` (not pinned as written because a
+/// collation applies, see `pinned_id`) inserts that one, and runs as it is
+/// (a second `_id` clause would make the server refuse the upsert);
+/// otherwise `id` (see `upsert_id`), added to the filter.
+fn upsert_target(filter: &Document, id: Bson) -> (Bson, Document) {
+    match pinned_id(filter, None) {
+        Some(own) => (own, filter.clone()),
+        None => (id.clone(), restrict(filter, id)),
+    }
 }
 
 /// The `_id` an upsert will insert: the one the change itself sets (a
@@ -403,10 +415,10 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
     let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
     if ids.is_empty() {
         let r = if opts.upsert == Some(true) {
-            let id = upsert_id(&change)?;
+            let (id, f) = upsert_target(&filter, upsert_id(&change)?);
             t.journaled(
                 std::slice::from_ref(&id),
-                run_update(t, restrict(&filter, id.clone()), &change, &opts, true),
+                run_update(t, f, &change, &opts, true),
             )
             .await?
         } else {
@@ -668,8 +680,7 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     if !fam.upsert() {
         return Ok(fam_result(None, false, updates(false), None));
     }
-    let id = fam.upsert_id()?;
-    let pinned = restrict(&filter, id.clone());
+    let (id, pinned) = upsert_target(&filter, fam.upsert_id()?);
     let v = t
         .journaled(std::slice::from_ref(&id), fam.run(t, pinned))
         .await?;
