@@ -153,10 +153,11 @@ test('an Atlas write that stalls and lands after the retry is overwritten: the d
     proxy.set('pass') // the held connection stays held; new ones pass
     await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
     await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+    const flushed = sync.flush({ timeoutMs: 30000 }) // asked before the stalled write lands
     await proxy.release() // the stalled write of v: 1 lands now
     await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
-    await sync.flush({ timeoutMs: 30000 })
-    assert.equal(await onAtlas(), 2)
+    await flushed
+    assert.equal(await onAtlas(), 2, 'flush() resolved before the copy that follows the stalled write')
     await compareAll(db, ['s'])
   } finally {
     await sync.close()

@@ -10,7 +10,7 @@
 //! - a document is never in flight twice (see `queue`), so Atlas never ends
 //!   with an older version of a document than the last one copied; a write
 //!   abandoned on a timeout or a lost connection may still land, so its
-//!   documents are copied again once it cannot (`copy_again_later`);
+//!   documents are copied again once it cannot (`Queue::defer`);
 //! - an entry is removed from the journal only after Atlas acknowledged the
 //!   copy that followed it; transient failures are retried for as long as it
 //!   takes, permanent ones are dead-lettered with their reason;
@@ -250,6 +250,7 @@ async fn run(
                 ctx.record_error("moving a stopped engine's intents failed", &e);
             }
         }
+        q.release_due(Instant::now());
         let changed = ctx.journal.changed.notified();
         // While paused, pending work stays on disk, not in memory.
         let was_paused = *paused.borrow() || shared_paused;
@@ -354,6 +355,7 @@ fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usi
             let n = done.keys.len();
             q.finish(done.keys);
             q.readmit(done.unrecorded);
+            q.defer(done.again, done.again_at);
             n
         }
         Err(_) => 0,
@@ -418,6 +420,11 @@ struct BatchDone {
     keys: Vec<DocKey>,
     /// Copied, but the journal could not record it: copy again later.
     unrecorded: Vec<(DocKey, queue::Dirty)>,
+    /// Copied after an Atlas write of them whose outcome is unknown: copied
+    /// again once that write can no longer land (see `copy_batch`).
+    again: Vec<(DocKey, queue::Dirty)>,
+    /// When `again` is due.
+    again_at: Instant,
 }
 
 /// Copies one batch, retrying until every document is acknowledged or
@@ -431,7 +438,7 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
     // An Atlas write of this batch timed out or lost its connection: it may
     // still land, after a later copy of the same documents.
     let mut unsure = false;
-    let mut copied = Vec::new();
+    let mut again = Vec::new();
     while !todo.is_empty() {
         if attempt > 0 {
             ctx.metrics.retried.fetch_add(1, Relaxed);
@@ -534,45 +541,37 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                 }
             }
         }
-        copied.extend(done.iter().map(|(k, _)| k.clone()));
-        record_done(&ctx, done);
+        // After an Atlas write whose outcome is unknown (a timeout, a lost
+        // connection), that write may still run, after this newer copy, and
+        // leave the older state. These documents are copied once more when
+        // it can no longer land; their entries stay pending meanwhile, so
+        // `flush()` waits for that copy and a crash keeps them.
+        if unsure {
+            again.extend(done);
+        } else {
+            record_done(&ctx, done);
+        }
         todo = retry;
         attempt += 1;
     }
-    if unsure && !copied.is_empty() {
-        copy_again_later(&ctx, copied);
+    if !again.is_empty() {
+        tracing::info!(
+            "{} document(s) of {ns} will be copied again in {} ms: an Atlas write of them may still land",
+            again.len(),
+            ctx.config.atlas_timeout_ms
+        );
     }
-    BatchDone { keys, unrecorded }
-}
-
-/// After an Atlas write whose outcome is unknown, the documents are copied
-/// once more when it can no longer land: the stalled write (an older state)
-/// might otherwise run after the later copy and stay. Their entries are
-/// journaled now, so a crash keeps them, and marked ready after
-/// `SYNC_ATLAS_TIMEOUT_MS` (a dead owner's are released after the takeover
-/// grace). Meanwhile `flush()` waits for them.
-fn copy_again_later(ctx: &Arc<Ctx>, keys: Vec<DocKey>) {
-    let journal = ctx.journal.clone();
-    let wait = Duration::from_millis(ctx.config.atlas_timeout_ms);
-    tracing::info!(
-        "{} document(s) will be copied again in {} ms: an Atlas write of them may still land",
-        keys.len(),
-        wait.as_millis()
-    );
-    tokio::spawn(async move {
-        match journal.append(keys).await {
-            Ok(seqs) => {
-                tokio::time::sleep(wait).await;
-                journal.mark_ready(seqs);
-            }
-            Err(e) => tracing::warn!("could not journal documents to copy again: {e}"),
-        }
-    });
+    BatchDone {
+        keys,
+        unrecorded,
+        again,
+        again_at: Instant::now() + Duration::from_millis(ctx.config.atlas_timeout_ms),
+    }
 }
 
 /// A batch that took longer than `SYNC_ATLAS_TIMEOUT_MS`: retried like a
-/// network error, and its documents copied again later (see
-/// `copy_again_later`: the abandoned write may still land).
+/// network error, and its documents copied again later (see `copy_batch`:
+/// the abandoned write may still land).
 fn timed_out(limit: Duration) -> mongodb::error::Error {
     let io = std::io::Error::new(
         std::io::ErrorKind::TimedOut,

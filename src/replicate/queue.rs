@@ -61,6 +61,9 @@ pub struct Queue {
     /// are released, their bytes no longer describe the newest state (the
     /// writes finished out of order).
     superseded: HashSet<i64>,
+    /// Copied documents to copy once more when their time comes, with their
+    /// entries still pending (see `replicate::copy_batch`).
+    deferred: Vec<(Instant, Vec<(DocKey, Dirty)>)>,
     /// Highest seq read from the journal.
     pub cursor: i64,
     max_dirty: usize,
@@ -89,6 +92,7 @@ impl Queue {
             waiting: BTreeMap::new(),
             waiting_by_key: HashMap::new(),
             superseded: HashSet::new(),
+            deferred: Vec::new(),
             cursor: 0,
             max_dirty,
             dirty_since: None,
@@ -98,7 +102,43 @@ impl Queue {
 
     /// Whether nothing is queued, waiting or in flight.
     pub fn is_idle(&self) -> bool {
-        self.dirty.is_empty() && self.in_flight.is_empty() && self.waiting.is_empty()
+        self.dirty.is_empty()
+            && self.in_flight.is_empty()
+            && self.waiting.is_empty()
+            && self.deferred.is_empty()
+    }
+
+    /// Copied documents to copy again from `due` on, keeping their seqs (their
+    /// entries stay pending until that copy).
+    pub fn defer(&mut self, items: Vec<(DocKey, Dirty)>, due: Instant) {
+        if !items.is_empty() {
+            self.deferred.push((due, items));
+        }
+    }
+
+    /// Queues the deferred documents whose time has come, to be read back
+    /// from local (not sent from bytes kept since).
+    pub fn release_due(&mut self, now: Instant) {
+        if self.deferred.iter().all(|(due, _)| *due > now) {
+            return;
+        }
+        let (ready, later): (Vec<_>, Vec<_>) =
+            self.deferred.drain(..).partition(|(due, _)| *due <= now);
+        self.deferred = later;
+        for (_, items) in ready {
+            let fresh = items
+                .into_iter()
+                .map(|(k, d)| {
+                    let again = Dirty {
+                        doc: None,
+                        insert_only: false,
+                        ..d
+                    };
+                    (k, again)
+                })
+                .collect();
+            self.readmit(fresh);
+        }
     }
 
     /// Gives back the capacity a backlog grew the containers to (hash maps
@@ -277,6 +317,24 @@ mod tests {
         q.shrink();
         assert_eq!((q.dirty.capacity(), q.in_flight.capacity()), (0, 0));
         assert_eq!(q.order.capacity(), 0);
+    }
+
+    #[test]
+    fn a_deferred_copy_keeps_its_seqs_and_comes_back_read_from_local() {
+        let mut q = Queue::new(100);
+        q.admit(key("a.b", 1), 7, 10, true, Some(vec![1, 2]));
+        let b = q.take_batch(10).unwrap();
+        q.finish(b.items.iter().map(|(k, _)| k.clone()));
+        let due = Instant::now() + Duration::from_millis(50);
+        q.defer(b.items, due);
+        assert!(!q.is_idle(), "a deferred copy is pending work");
+        q.release_due(Instant::now());
+        assert!(q.take_batch(10).is_none(), "not before it is due");
+        q.release_due(due);
+        let again = q.take_batch(10).unwrap();
+        let (k, d) = &again.items[0];
+        assert_eq!((k, &d.seqs), (&key("a.b", 1), &vec![7]));
+        assert_eq!((d.doc.as_ref(), d.insert_only), (None, false));
     }
 
     #[test]
