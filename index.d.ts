@@ -476,6 +476,8 @@ export declare class MongoBulkWriteError extends MongoServerError {
 export declare class MongoNetworkError extends MongoError {}
 export declare class MongoServerSelectionError extends MongoError {}
 export declare class MongoInvalidArgumentError extends MongoError {}
+/** A use of the API the driver does not allow (a cursor `map` that returns `null`). */
+export declare class MongoAPIError extends MongoError {}
 
 /** The parts of an HTTP request the router reads (Node's `IncomingMessage` and Express's `Request` fit). */
 export interface SyncRouterRequest {

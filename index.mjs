@@ -16,6 +16,7 @@ export const {
   MongoNetworkError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
+  MongoAPIError,
   BSON,
   ObjectId,
   Decimal128,

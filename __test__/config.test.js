@@ -52,9 +52,10 @@ test('credentials never appear in configuration errors', () => {
   assert.equal(r.code, 'ERR_SYNC_CONFIG')
   assert.match(r.message, /MONGODB_ATLAS_URI/)
   assert.doesNotMatch(r.message + r.stderr, /Sup3rSecret/)
-  // A password with an unescaped `/` (the driver refuses the string) or `@`.
+  // A password with an unescaped `/` or `?` (the driver refuses the string) or `@`.
   for (const [name, uri] of [
     ['MONGODB_ATLAS_URI', 'mongodb://admin:Sup3r/Secret@127.0.0.1:1/x'],
+    ['MONGODB_ATLAS_URI', 'mongodb://admin:Sup3r?Secret@127.0.0.1:1/x'],
     ['MONGODB_URI', 'mongodb://admin:Sup3r@Secret@127.0.0.1:1/x?serverSelectionTimeoutMS=300&directConnection=true'],
   ]) {
     const r2 = createInChild({ ...base(), SYNC_LOG_LEVEL: 'info', [name]: uri })

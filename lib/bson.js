@@ -14,11 +14,11 @@ const DEFAULT_BUFFER = 17825792
 const MAX_DOCUMENT = 16 * 1024 * 1024
 
 /** Encodes the arguments of one call as one BSON document. */
-function encode(method, args) {
+function encode(method, args, adopted = false) {
   try {
     return BSON.serialize(args, SERIALIZE)
   } catch (e) {
-    if (e && e.name === 'BSONVersionError') return encode(method, adopt(method, args))
+    if (e && e.name === 'BSONVersionError' && !adopted) return encode(method, adopt(method, args), true)
     if (!(e instanceof RangeError)) {
       throw invalidArgument(`${method}: the arguments cannot be encoded as BSON: ${e.message}`)
     }
@@ -63,7 +63,7 @@ function adopt(method, args) {
     if (v === null || typeof v !== 'object') return v
     if (typeof v.toBSON === 'function' && v._bsontype === undefined) v = v.toBSON()
     if (v === null || typeof v !== 'object') return v
-    if (typeof v._bsontype === 'string') return v[VERSION] === OURS ? v : foreign(v, walk, method)
+    if (typeof v._bsontype === 'string') return v[VERSION] === OURS ? own(v, walk) : foreign(v, walk, method)
     if (Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof Date || v instanceof RegExp) return v
     if (path.has(v)) throw invalidArgument(`${method}: the arguments cannot be encoded as BSON: they contain a circular reference`)
     path.add(v)
@@ -78,6 +78,13 @@ function adopt(method, args) {
     return out
   }
   return walk(args)
+}
+
+/** One of our BSON values, with the values it holds (a DBRef's, a Code's scope) adopted too. */
+function own(v, walk) {
+  if (v._bsontype === 'DBRef') return new BSON.DBRef(v.collection, walk(v.oid), v.db, walk(v.fields))
+  if (v._bsontype === 'Code' && v.scope != null) return new BSON.Code(v.code, walk(v.scope))
+  return v
 }
 
 /** One BSON value of another `bson` major version (4, 5, 6, ...) as ours. */

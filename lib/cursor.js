@@ -2,7 +2,7 @@
 // Cursors with the driver's chainable API. Results are read from the local
 // MongoDB when first needed (toArray, iteration, next), a batch at a time:
 // the engine keeps the server's cursor open between batches.
-const { invalidArgument } = require('./errors')
+const { invalidArgument, MongoAPIError } = require('./errors')
 
 function normalizeSort(sort) {
   if (sort === undefined || sort === null) return undefined
@@ -113,7 +113,7 @@ class BaseCursor {
     try {
       const out = this._maps.reduce((x, f) => f(x), d)
       if (out === null) {
-        throw invalidArgument(
+        throw new MongoAPIError(
           'Cursor returned a `null` document, but the cursor is not exhausted.  Mapping documents to `null` is not supported in the cursor transform.',
         )
       }

@@ -82,6 +82,14 @@ class MongoInvalidArgumentError extends MongoError {
   }
 }
 
+/** A call the driver's API does not allow (as the driver's MongoAPIError). */
+class MongoAPIError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoAPIError'
+  }
+}
+
 const CLASSES = {
   MongoServerError,
   MongoWriteConcernError: MongoServerError,
@@ -132,6 +140,7 @@ module.exports = {
   MongoNetworkError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
+  MongoAPIError,
   fromNative,
   invalidArgument,
 }

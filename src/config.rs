@@ -388,10 +388,18 @@ pub fn redact_uri(uri: &str) -> String {
 
 /// Splits what follows `scheme://` into the user information and the rest.
 /// It ends at the last `@` before the query: a password with an unescaped
-/// `/` (which the driver refuses) must still be found to be hidden.
+/// `/` (which the driver refuses) must still be found to be hidden. A `?`
+/// before any `/` is still in the authority: a password with an unescaped
+/// `?` ends at the next `@` (an `@` in a query value after a host with no
+/// path is then hidden too, which costs nothing).
 fn userinfo(rest: &str) -> (Option<&str>, &str) {
-    let before_query = &rest[..rest.find('?').unwrap_or(rest.len())];
-    match before_query.rfind('@') {
+    let query = rest.find('?').unwrap_or(rest.len());
+    let at = match rest[..query].rfind('@') {
+        Some(at) => Some(at),
+        None if !rest[..query].contains('/') => rest[query..].find('@').map(|a| query + a),
+        None => None,
+    };
+    match at {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     }
@@ -582,7 +590,7 @@ mod tests {
             scrub("failed hunter2 at mongodb://bob:hunter2@h", &[uri]),
             "failed *** at mongodb://bob:***@h"
         );
-        // A password with an unescaped `/` or `@` is still found and hidden.
+        // A password with an unescaped `/`, `@` or `?` is still found and hidden.
         for (uri, shown) in [
             ("mongodb://u:pa/ss@h/db", "mongodb://u:***@h/db"),
             (
@@ -592,6 +600,11 @@ mod tests {
             (
                 "mongodb+srv://u:a/b/c@cluster.example.net",
                 "mongodb+srv://u:***@cluster.example.net",
+            ),
+            ("mongodb://u:p?ss@h/db", "mongodb://u:***@h/db"),
+            (
+                "mongodb://h:1/db?appName=a@b",
+                "mongodb://h:1/db?appName=a@b",
             ),
         ] {
             assert_eq!(redact_uri(uri), shown);
