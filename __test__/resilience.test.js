@@ -165,6 +165,46 @@ test('an Atlas write that stalls and lands after the retry is overwritten: the d
   }
 })
 
+test('a replicator that takes over waits until a stalled Atlas write of the previous one can no longer land', async () => {
+  // As above, but the first process closes before its second copy, and the
+  // stalled write lands after the next process took over: that process
+  // waits out SYNC_ATLAS_TIMEOUT_MS from the stalled write before copying.
+  const db = uniqueDb('stalledtakeover')
+  const proxy = await startProxy(atlasPort())
+  const dataDir = syncOptions(db).dataDir
+  const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), dataDir, atlasUri: viaProxy(proxy) }
+  const first = await createSync(opts).catch(async (e) => {
+    await proxy.close()
+    throw e
+  })
+  const atlas = await driver(ATLAS)
+  const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
+  let second
+  try {
+    const c = first.db(db).collection('s')
+    await c.insertOne({ _id: 1, v: 0 })
+    await first.flush({ timeoutMs: 30000 })
+    proxy.set('hold')
+    totals.faults += 1
+    await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
+    await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
+    proxy.set('pass')
+    await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
+    await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+    await first.close({ timeoutMs: 200 })
+    second = await createSync(opts)
+    await new Promise((r) => setTimeout(r, 800))
+    await proxy.release() // lands after the second process took over
+    await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
+    await second.flush({ timeoutMs: 30000 })
+    assert.equal(await onAtlas(), 2, 'the new replicator copied before the stalled write landed')
+    await compareAll(db, ['s'])
+  } finally {
+    if (second) await second.close()
+    await proxy.close()
+  }
+})
+
 /** The model: what each writer's documents must be after its own operations. */
 function modelStep(model, id, r, c) {
   const has = model.has(id)

@@ -71,6 +71,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// How often the leader writes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_millis(1000);
 const HEARTBEAT_KEY: &str = "leader_heartbeat_ms";
+/// Until when (ms) an Atlas write of unknown outcome may still land: a new
+/// leader waits for it too (see `copy_batch`).
+const RECOPY_KEY: &str = "recopy_not_before_ms";
 
 /// What the replicator needs.
 pub struct Ctx {
@@ -197,18 +200,25 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Rec
         }
     };
     ctx.metrics.is_leader.store(true, Relaxed);
-    if let Ok(Some(hb)) = ctx.journal.get_meta(HEARTBEAT_KEY).await {
-        let since = now_ms() - hb.parse::<i64>().unwrap_or(0);
-        let grace = ctx.config.takeover_grace_ms as i64;
-        if since >= 0 && since < grace {
-            tracing::info!(
-                "previous replicator stopped {since} ms ago; waiting {} ms",
-                grace - since
-            );
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis((grace - since) as u64)) => {}
-                _ = stop.changed() => return,
-            }
+    // Wait until what the previous leader sent can no longer land: the
+    // takeover grace past its last heartbeat, and past the time its Atlas
+    // writes of unknown outcome expire (see `copy_batch`).
+    let grace = ctx.config.takeover_grace_ms as i64;
+    let until = [
+        meta_ms(&ctx, HEARTBEAT_KEY).await.map(|hb| hb + grace),
+        meta_ms(&ctx, RECOPY_KEY).await,
+    ]
+    .into_iter()
+    .flatten()
+    .max();
+    // (Bounded: a clock set back must not stall the new leader for long.)
+    let longest = grace.max(ctx.config.atlas_timeout_ms as i64);
+    let wait = until.map_or(0, |t| t - now_ms()).min(longest);
+    if wait > 0 {
+        tracing::info!("waiting {wait} ms for what the previous replicator sent to land");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            _ = stop.changed() => return,
         }
     }
     tracing::info!("replicator started (this process leads)");
@@ -219,6 +229,12 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Rec
     }
     ctx.metrics.is_leader.store(false, Relaxed);
     drop(lock);
+}
+
+/// A time in ms kept in the journal's meta table.
+async fn meta_ms(ctx: &Ctx, key: &str) -> Option<i64> {
+    let v = ctx.journal.get_meta(key).await.ok().flatten()?;
+    v.parse().ok()
 }
 
 /// The leader's loop. Returns whether every batch finished (clean stop).
@@ -555,6 +571,9 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         attempt += 1;
     }
     if !again.is_empty() {
+        // A leader that takes over before the copy waits as long.
+        let until = now_ms() + ctx.config.atlas_timeout_ms as i64;
+        let _ = ctx.journal.set_meta(RECOPY_KEY, until.to_string()).await;
         tracing::info!(
             "{} document(s) of {ns} will be copied again in {} ms: an Atlas write of them may still land",
             again.len(),
