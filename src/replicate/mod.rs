@@ -642,13 +642,12 @@ async fn dead_letter(
         "dead-lettering {n} document(s) of {}: {reason}",
         items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?")
     );
-    match ctx.journal.dead_letter(letters).await {
-        Ok(()) => {
-            ctx.metrics.record_dead_lettered(n);
-        }
-        Err(e) => {
-            ctx.record_error("recording a dead letter failed", &e);
-            unrecorded.extend(items);
-        }
+    // Counted before the journal moves them: `flush()` resolves as soon as
+    // they leave the pending entries, and metrics read then must show them.
+    ctx.metrics.record_dead_lettered(n);
+    if let Err(e) = ctx.journal.dead_letter(letters).await {
+        ctx.metrics.dead_lettered.fetch_sub(n, Relaxed);
+        ctx.record_error("recording a dead letter failed", &e);
+        unrecorded.extend(items);
     }
 }
