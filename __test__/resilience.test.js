@@ -129,6 +129,23 @@ test('a local write whose connection fails is copied only after the grace, in ca
   }
 })
 
+/**
+ * Makes the copy of `{_id: 1, v: 1}` stall on its way to Atlas (held by the
+ * proxy until `release()`), then writes v: 2 and waits for the retry to put
+ * it on Atlas.
+ */
+async function stallACopy(sync, c, proxy, onAtlas) {
+  await c.insertOne({ _id: 1, v: 0 })
+  await sync.flush({ timeoutMs: 30000 })
+  proxy.set('hold')
+  totals.faults += 1
+  await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
+  await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
+  proxy.set('pass') // the held connection stays held; new ones pass
+  await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
+  await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+}
+
 test('an Atlas write that stalls and lands after the retry is overwritten: the documents are copied again', async () => {
   // The batch carrying v: 1 times out (SYNC_ATLAS_TIMEOUT_MS) while its bytes
   // sit in the network; the retry copies v: 2; then the stalled write runs
@@ -144,15 +161,7 @@ test('an Atlas write that stalls and lands after the retry is overwritten: the d
   const atlas = await driver(ATLAS)
   const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
   try {
-    await c.insertOne({ _id: 1, v: 0 })
-    await sync.flush({ timeoutMs: 30000 })
-    proxy.set('hold')
-    totals.faults += 1
-    await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
-    await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
-    proxy.set('pass') // the held connection stays held; new ones pass
-    await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
-    await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+    await stallACopy(sync, c, proxy, onAtlas)
     const flushed = sync.flush({ timeoutMs: 30000 }) // asked before the stalled write lands
     await proxy.release() // the stalled write of v: 1 lands now
     await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
@@ -171,8 +180,7 @@ test('a replicator that takes over waits until a stalled Atlas write of the prev
   // waits out SYNC_ATLAS_TIMEOUT_MS from the stalled write before copying.
   const db = uniqueDb('stalledtakeover')
   const proxy = await startProxy(atlasPort())
-  const dataDir = syncOptions(db).dataDir
-  const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), dataDir, atlasUri: viaProxy(proxy) }
+  const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), atlasUri: viaProxy(proxy) } // both processes: one data directory
   const first = await createSync(opts).catch(async (e) => {
     await proxy.close()
     throw e
@@ -181,16 +189,7 @@ test('a replicator that takes over waits until a stalled Atlas write of the prev
   const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
   let second
   try {
-    const c = first.db(db).collection('s')
-    await c.insertOne({ _id: 1, v: 0 })
-    await first.flush({ timeoutMs: 30000 })
-    proxy.set('hold')
-    totals.faults += 1
-    await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
-    await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
-    proxy.set('pass')
-    await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
-    await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
+    await stallACopy(first, first.db(db).collection('s'), proxy, onAtlas)
     await first.close({ timeoutMs: 200 })
     second = await createSync(opts)
     await new Promise((r) => setTimeout(r, 800))

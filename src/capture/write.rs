@@ -117,19 +117,22 @@ async fn duplicate_key(
     };
     let doc = Document::try_from(doc.as_ref()).ok()?;
     let mut value = Document::new();
+    // A missing field counts as null, as the server reports it.
+    static NULL: Bson = Bson::Null;
+    let root = Bson::Document(doc);
     for path in pattern.keys() {
-        let mut at = Bson::Document(doc.clone());
+        let mut at = &root;
         for part in path.split('.') {
             at = match at {
-                Bson::Document(mut d) => d.remove(part).unwrap_or(Bson::Null),
-                Bson::Null => Bson::Null,
+                Bson::Document(d) => d.get(part).unwrap_or(&NULL),
+                Bson::Null => &NULL,
                 _ => return None,
             };
         }
         if matches!(at, Bson::Array(_)) {
             return None;
         }
-        value.insert(path.clone(), at);
+        value.insert(path.clone(), at.clone());
     }
     Some(doc! { "keyPattern": pattern, "keyValue": value })
 }
@@ -502,22 +505,20 @@ enum FamOp {
 
 impl FamOp {
     fn parse(p: &Payload, op: &str) -> Result<FamOp, SyncError> {
-        let (_, raw) = p.options::<Document>()?;
-        let max = max_time(&raw);
         Ok(match op {
             "findOneAndUpdate" => {
-                let (mut fo, _) = p.options::<FindOneAndUpdateOptions>()?;
-                fo.max_time = max;
+                let (mut fo, raw) = p.options::<FindOneAndUpdateOptions>()?;
+                fo.max_time = max_time(&raw);
                 FamOp::Update(p.update("update")?, fo)
             }
             "findOneAndReplace" => {
-                let (mut fo, _) = p.options::<FindOneAndReplaceOptions>()?;
-                fo.max_time = max;
+                let (mut fo, raw) = p.options::<FindOneAndReplaceOptions>()?;
+                fo.max_time = max_time(&raw);
                 FamOp::Replace(p.bytes_doc("replacement")?, fo)
             }
             _ => {
-                let (mut fo, _) = p.options::<FindOneAndDeleteOptions>()?;
-                fo.max_time = max;
+                let (mut fo, raw) = p.options::<FindOneAndDeleteOptions>()?;
+                fo.max_time = max_time(&raw);
                 FamOp::Delete(fo)
             }
         })
@@ -636,9 +637,11 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
         // whether a document matched; a returnDocument 'after' upsert
         // returns a document either way, so when the caller asked for the
         // metadata it is looked up first.
-        let (_, raw) = p.options::<Document>()?;
-        let meta = raw.get_bool("includeResultMetadata").unwrap_or(false);
-        let looked = if meta && after && fam.upsert() {
+        let meta = || -> Result<bool, SyncError> {
+            let (_, raw) = p.options::<Document>()?;
+            Ok(raw.get_bool("includeResultMetadata").unwrap_or(false))
+        };
+        let looked = if after && fam.upsert() && meta()? {
             let o = FindOneOptions::builder()
                 .projection(doc! { "_id": 1 })
                 .collation(collation.clone())

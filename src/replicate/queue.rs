@@ -64,8 +64,6 @@ pub struct Queue {
     /// Copied documents to copy once more when their time comes, with their
     /// entries still pending (see `replicate::copy_batch`).
     deferred: Vec<(Instant, Vec<(DocKey, Dirty)>)>,
-    /// How many documents `deferred` holds (they count against `max_dirty`).
-    deferred_len: usize,
     /// Highest seq read from the journal.
     pub cursor: i64,
     max_dirty: usize,
@@ -95,7 +93,6 @@ impl Queue {
             waiting_by_key: HashMap::new(),
             superseded: HashSet::new(),
             deferred: Vec::new(),
-            deferred_len: 0,
             cursor: 0,
             max_dirty,
             dirty_since: None,
@@ -120,7 +117,6 @@ impl Queue {
                 .into_iter()
                 .map(|(k, d)| (k, Dirty { doc: None, ..d }))
                 .collect();
-            self.deferred_len += items.len();
             self.deferred.push((due, items));
         }
     }
@@ -135,7 +131,6 @@ impl Queue {
             self.deferred.drain(..).partition(|(due, _)| *due <= now);
         self.deferred = later;
         for (_, items) in ready {
-            self.deferred_len -= items.len();
             let fresh = items
                 .into_iter()
                 .map(|(k, d)| {
@@ -241,8 +236,13 @@ impl Queue {
     }
 
     pub fn is_full(&self) -> bool {
-        self.dirty.len() + self.waiting.len() + self.deferred_len >= self.max_dirty
+        self.dirty.len() + self.waiting.len() + self.deferred_len() >= self.max_dirty
             || self.held_bytes >= MAX_HELD_BYTES
+    }
+
+    /// How many documents wait in `deferred` (they count against `max_dirty`).
+    fn deferred_len(&self) -> usize {
+        self.deferred.iter().map(|(_, items)| items.len()).sum()
     }
 
     pub fn dirty_len(&self) -> usize {
@@ -339,7 +339,7 @@ mod tests {
         let due = Instant::now() + Duration::from_millis(50);
         q.defer(b.items, due);
         assert!(!q.is_idle(), "a deferred copy is pending work");
-        assert_eq!(q.deferred_len, 1);
+        assert_eq!(q.deferred_len(), 1);
         q.release_due(Instant::now());
         assert!(q.take_batch(10).is_none(), "not before it is due");
         q.release_due(due);
