@@ -268,6 +268,8 @@ fn init_runtime() {
             .unwrap_or(crate::config::DEFAULT_RUNTIME_THREADS);
     if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        // Named so `top -H` tells it from the replicator's thread.
+        .thread_name("dual-sync-calls")
         .enable_all()
         .build()
     {
