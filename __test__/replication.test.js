@@ -438,7 +438,7 @@ test('a document Atlas refuses is dead-lettered with its reason, and can be retr
   const m = await sync.metrics()
   assert.equal(m.deadLettered, 1)
   assert.equal(m.deadLetterSize, 1)
-  assert.match(m.lastError ? m.lastError.message : 'E11000', /E11000|duplicate/i)
+  assert.match(m.lastError.message, /dead-lettering 1 document\(s\) of .*\.users: .*(E11000|duplicate)/i)
   assert.equal(await atlas.db(db).collection('users').countDocuments(), 1)
   await atlas.db(db).collection('users').dropIndex('email_1')
   assert.equal(await sync.retryDeadLetters(), 1)
@@ -465,11 +465,22 @@ test('pause in one process pauses the leader of a shared journal (pm2 cluster), 
   other.resume()
   await other.flush({ timeoutMs: 30000 })
   assert.equal(await atlas.db(db).collection('p').countDocuments(), 1)
+  // A pause taken by the leader ends with a resume from another instance (a
+  // round-robin POST /resume lands on any of them); it used to stay paused.
+  leader.pause()
+  await other.collection('p').insertOne({ _id: 'leader-paused' })
+  await new Promise((r) => setTimeout(r, 800))
+  assert.equal(await atlas.db(db).collection('p').countDocuments({ _id: 'leader-paused' }), 0, 'the leader paused itself')
+  assert.equal((await other.metrics()).paused, true, 'the other instance sees the pause')
+  other.resume()
+  await waitFor(async () => !(await leader.metrics()).paused && !(await other.metrics()).paused, { what: 'both instances resumed' })
+  await other.flush({ timeoutMs: 30000 })
+  assert.equal(await atlas.db(db).collection('p').countDocuments({ _id: 'leader-paused' }), 1, 'resumed from the other instance')
   other.pause()
   await other.close({ timeoutMs: 100 }) // a pause ends with the engine that asked for it
   await leader.collection('p').insertOne({ _id: 'after' })
   await leader.flush({ timeoutMs: 30000 })
-  assert.equal(await atlas.db(db).collection('p').countDocuments(), 2)
+  assert.equal(await atlas.db(db).collection('p').countDocuments(), 3)
   await leader.close()
 })
 
@@ -515,7 +526,7 @@ test(
         nice: niceOf(`/proc/self/task/${tid}/stat`),
       }))
       const repl = threads.filter((t) => t.name === 'dual-sync-repli')
-      const calls = threads.filter((t) => t.name === 'tokio-rt-worker')
+      const calls = threads.filter((t) => t.name === 'dual-sync-calls')
       assert.ok(repl.length >= 1, `no replicator thread among ${JSON.stringify(threads.map((t) => t.name))}`)
       assert.ok(calls.length >= 1, 'no runtime thread for the calls')
       for (const t of repl) assert.equal(t.nice, Math.min(19, main + 5), 'replicator threads (its worker and blocking threads)')

@@ -298,26 +298,35 @@ impl Engine {
     }
 
     /// Pauses replication for every process of the data directory (pm2
-    /// cluster mode: whichever instance leads honours it) until `resume`, or
-    /// until this process ends.
+    /// cluster mode: whichever instance leads honours it) until `resume`
+    /// from any of them, or until this process ends.
     pub fn pause(&self) -> Result<(), SyncError> {
+        self.set_paused(true)
+    }
+
+    /// Ends a pause, whichever process of the data directory took it.
+    pub fn resume(&self) -> Result<(), SyncError> {
+        self.set_paused(false)
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), SyncError> {
         let inner = self.inner()?;
         if let (Some(r), Some(j)) = (&inner.replicator, &inner.journal) {
-            r.pause();
-            j.set_shared_pause(true);
-            self.metrics.paused.store(true, Relaxed);
+            r.set_paused(j, paused);
         }
         Ok(())
     }
 
-    pub fn resume(&self) -> Result<(), SyncError> {
-        let inner = self.inner()?;
-        if let (Some(r), Some(j)) = (&inner.replicator, &inner.journal) {
-            r.resume();
-            j.set_shared_pause(false);
-            self.metrics.paused.store(false, Relaxed);
+    /// Whether replication is paused: this process's last request until the
+    /// journal has it, then the shared pause.
+    async fn is_paused(&self, inner: &Inner) -> bool {
+        match (&inner.replicator, &inner.journal) {
+            (Some(r), Some(j)) => match r.pending_pause() {
+                Some(p) => p,
+                None => j.shared_pause().await.unwrap_or(false),
+            },
+            _ => false,
         }
-        Ok(())
     }
 
     /// Waits until every change captured before the call is on Atlas.
@@ -421,11 +430,8 @@ impl Engine {
         let (q, _) = self.queue_view(&inner).await;
         let mut v =
             observe::metrics_json(&self.metrics, &self.config, &q, &self.full_sync.status());
-        if let Some(j) = &inner.journal {
-            // paused here, or by another process of the data directory
-            let shared = j.shared_pause().await.unwrap_or(false);
-            v["paused"] = Value::Bool(self.metrics.paused.load(Relaxed) || shared);
-        }
+        // By this process or another one of the data directory.
+        v["paused"] = Value::Bool(self.is_paused(&inner).await);
         Ok(v)
     }
 
@@ -511,7 +517,7 @@ impl Drop for Engine {
             if let Some(inner) = g.take() {
                 inner.background.iter().for_each(|t| t.abort());
                 if let Some(r) = &inner.replicator {
-                    r.pause();
+                    r.halt();
                 }
             }
         }

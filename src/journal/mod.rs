@@ -624,12 +624,13 @@ impl Journal {
         self.shared.commits.load(Ordering::SeqCst)
     }
 
-    /// Pauses (or resumes) replication for every process of the directory.
-    pub fn set_shared_pause(&self, paused: bool) {
+    /// Pauses (or resumes) replication for every process of the directory;
+    /// resolves once committed.
+    pub async fn set_shared_pause(&self, paused: bool) -> Result<(), SyncError> {
         if paused {
-            self.set_meta_nowait(PAUSED_BY_KEY, self.owner.clone());
+            self.set_meta(PAUSED_BY_KEY, self.owner.clone()).await
         } else {
-            self.delete_meta_nowait(PAUSED_BY_KEY);
+            self.delete_meta(PAUSED_BY_KEY).await
         }
     }
 

@@ -94,20 +94,68 @@ impl Ctx {
     }
 }
 
+/// This process's last `pause()` or `resume()` while the journal does not
+/// have it yet: the shared pause decides once it is committed, whichever
+/// process set it last (a resume from another pm2 instance ends a pause
+/// taken here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct LocalPause {
+    /// Counts the requests, so an older request's commit does not end a
+    /// newer one's wait.
+    gen: u64,
+    /// `Some(paused)` until that request is committed.
+    pending: Option<bool>,
+}
+
 /// Controls a running replicator.
 pub struct Handle {
-    paused: watch::Sender<bool>,
+    paused: watch::Sender<LocalPause>,
     stop: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Handle {
-    pub fn pause(&self) {
-        self.paused.send_replace(true);
+    /// Pauses or resumes replication for every process of the data
+    /// directory: at once for this process's replicator, and for the others
+    /// through the journal's shared pause, which decides from its commit on.
+    pub fn set_paused(&self, journal: &Arc<Journal>, paused: bool) {
+        let mut gen = 0;
+        self.paused.send_modify(|p| {
+            p.gen += 1;
+            p.pending = Some(paused);
+            gen = p.gen;
+        });
+        let (journal, local) = (journal.clone(), self.paused.clone());
+        runtime().spawn(async move {
+            match journal.set_shared_pause(paused).await {
+                // The shared pause has it: it decides from now on.
+                Ok(()) => {
+                    local.send_if_modified(|p| {
+                        let current = p.gen == gen;
+                        if current {
+                            p.pending = None;
+                        }
+                        current
+                    });
+                }
+                // Not recorded: this process keeps honouring the request.
+                Err(e) => tracing::warn!("recording the pause in the journal failed: {e}"),
+            }
+        });
     }
 
-    pub fn resume(&self) {
-        self.paused.send_replace(false);
+    /// Pauses this process's replicator only, for good (its engine is
+    /// dropped without `close()`).
+    pub fn halt(&self) {
+        self.paused.send_modify(|p| {
+            p.gen += 1;
+            p.pending = Some(true);
+        });
+    }
+
+    /// This process's pause request that the journal does not have yet.
+    pub fn pending_pause(&self) -> Option<bool> {
+        self.paused.borrow().pending
     }
 
     /// Stops the replicator; batches in flight get `grace` to finish.
@@ -176,7 +224,7 @@ fn lower_priority() {
 
 /// Starts the replicator task (it waits for leadership by itself).
 pub fn spawn(ctx: Arc<Ctx>) -> Handle {
-    let (paused, paused_rx) = watch::channel(false);
+    let (paused, paused_rx) = watch::channel(LocalPause::default());
     let (stop, stop_rx) = watch::channel(false);
     let task = runtime().spawn(lead(ctx, paused_rx, stop_rx));
     Handle {
@@ -186,7 +234,7 @@ pub fn spawn(ctx: Arc<Ctx>) -> Handle {
     }
 }
 
-async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watch::Receiver<bool>) {
     let dir = ctx.config.data_dir.clone();
     let lock = loop {
         match LeaderLock::try_acquire(&dir) {
@@ -240,13 +288,15 @@ async fn meta_ms(ctx: &Ctx, key: &str) -> Option<i64> {
 /// The leader's loop. Returns whether every batch finished (clean stop).
 async fn run(
     ctx: &Arc<Ctx>,
-    mut paused: watch::Receiver<bool>,
+    mut paused: watch::Receiver<LocalPause>,
     mut stop: watch::Receiver<bool>,
 ) -> bool {
     let mut q = Queue::new(MAX_DIRTY);
     let mut tasks: JoinSet<BatchDone> = JoinSet::new();
     let mut last_heartbeat = Instant::now() - HEARTBEAT;
     let mut shared_paused = false;
+    // This process paused or resumed since the shared pause was last read.
+    let mut reread_pause = true;
     // What the last read of the journal saw; `None`: read at the next turn.
     let mut seen: Option<Seen> = None;
     // Documents copied since memory was last given back (see TRIM_AFTER).
@@ -269,7 +319,8 @@ async fn run(
         q.release_due(Instant::now());
         let changed = ctx.journal.changed.notified();
         // While paused, pending work stays on disk, not in memory.
-        let was_paused = *paused.borrow() || shared_paused;
+        let local = paused.borrow().pending;
+        let was_paused = local.unwrap_or(shared_paused);
         // Read only if the journal may have changed: this process committed
         // since (its entries, its marks), or POLL passed (other processes'
         // commits, owners that died), or the last read stopped short.
@@ -303,10 +354,13 @@ async fn run(
         // is valid for every entry in the queue; a wake while paused reads
         // it afresh, and that later reading replaces it (a resume is not
         // undone by the older one).
-        if ripe || was_paused {
+        // After a local pause or resume is committed, the shared pause is
+        // read afresh: an older reading would undo it.
+        if ripe || was_paused || reread_pause {
             shared_paused = match seen.as_ref().and_then(|s| s.paused) {
-                Some(p) if !was_paused => p,
+                Some(p) if !was_paused && !reread_pause => p,
                 _ => {
+                    reread_pause = false;
                     let p = ctx.journal.shared_pause().await.unwrap_or(shared_paused);
                     if let Some(s) = seen.as_mut() {
                         s.paused = Some(p);
@@ -315,7 +369,7 @@ async fn run(
                 }
             };
         }
-        let is_paused = *paused.borrow() || shared_paused;
+        let is_paused = paused.borrow().pending.unwrap_or(shared_paused);
         ctx.metrics.paused.store(is_paused, Relaxed);
         // While paused, or while Atlas is down, nothing takes the bytes
         // soon: they go to the file instead of piling up in memory.
@@ -350,7 +404,12 @@ async fn run(
             }
             _ = changed, if listen => {}
             _ = tokio::time::sleep(nap) => {}
-            r = paused.changed() => if r.is_err() { break },
+            r = paused.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                reread_pause = true;
+            }
             r = stop.changed() => if r.is_err() { break },
         }
     }
@@ -638,10 +697,17 @@ async fn dead_letter(
             at_ms: now_ms(),
         })
         .collect();
-    tracing::error!(
-        "dead-lettering {n} document(s) of {}: {reason}",
-        items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?")
+    let secrets: Vec<&str> = ctx.secrets.iter().map(String::as_str).collect();
+    let msg = crate::config::scrub(
+        &format!(
+            "dead-lettering {n} document(s) of {}: {reason}",
+            items.first().map(|(k, _)| k.ns.as_str()).unwrap_or("?")
+        ),
+        &secrets,
     );
+    tracing::error!("{msg}");
+    // The reason shows in `metrics.lastError` too, not only in the logs.
+    ctx.metrics.record_error(msg);
     // Counted before the journal moves them: `flush()` resolves as soon as
     // they leave the pending entries, and metrics read then must show them.
     ctx.metrics.record_dead_lettered(n);
