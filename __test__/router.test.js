@@ -228,6 +228,37 @@ test('an authorize(req) hook allows or refuses POST routes; with a token as well
   const failed = await call(throwing, 'POST', '/api/sync/resume')
   assert.equal(failed.status, 500)
   assert.match(failed.json.error.message, /session store down/)
+  // A hook that rejects with nothing, or with a header Node refuses, is answered too (it used to
+  // throw inside the error handler, an unhandled rejection that ends the Node process).
+  for (const reason of [undefined, null, 'nope']) {
+    const bare = await serveRouter(syncRouter(sync, { authorize: () => Promise.reject(reason) }))
+    const r = await call(bare, 'POST', '/api/sync/resume')
+    assert.equal(r.status, 500, String(reason))
+    assert.equal(r.json.error.code, 'ERR_SYNC_INTERNAL')
+    assert.match(r.json.error.message, /instead of an Error/)
+  }
+  const badHeader = Object.assign(new Error('refused'), { status: 403, headers: { 'X-Bad': 'a\nb' } })
+  const withHeader = await serveRouter(syncRouter(sync, { authorize: () => Promise.reject(badHeader) }))
+  const r = await call(withHeader, 'POST', '/api/sync/resume')
+  assert.equal(r.status, 500)
+  assert.match(r.json.error.message, /refused/)
+})
+
+test('the admin token given to createSync() is the router default; the router option overrides it', async () => {
+  const other = 'create-sync-token-0123456789'
+  const tokened = await createSync(syncOptions(db, { adminToken: other }))
+  try {
+    assert.ok(!JSON.stringify(tokened).includes(other), 'not in the serialized Sync')
+    assert.ok(!require('node:util').inspect(tokened, { depth: 5 }).includes(other), 'not in util.inspect')
+    const fromSync = await serveRouter(syncRouter(tokened))
+    assert.equal((await call(fromSync, 'POST', '/api/sync/resume', { token: other })).status, 200)
+    assert.equal((await call(fromSync, 'POST', '/api/sync/resume', { token: TOKEN })).status, 401)
+    const overridden = await serveRouter(syncRouter(tokened, { adminToken: TOKEN }))
+    assert.equal((await call(overridden, 'POST', '/api/sync/resume', { token: TOKEN })).status, 200)
+    assert.equal((await call(overridden, 'POST', '/api/sync/resume', { token: other })).status, 401)
+  } finally {
+    await tokened.close()
+  }
 })
 
 test('request bodies: invalid JSON, wrong fields and types get 400, over 64 KiB gets 413', async () => {

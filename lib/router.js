@@ -10,6 +10,7 @@ const crypto = require('node:crypto')
 const { EJSON } = require('bson')
 const { SyncError, invalidArgument } = require('./errors')
 const { describe } = require('./options')
+const { ADMIN_TOKEN } = require('./sync')
 
 const MAX_BODY_BYTES = 64 * 1024
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
@@ -56,10 +57,20 @@ function send(res, status, body, headers = {}) {
   res.end(EJSON.stringify(body, { relaxed: true }))
 }
 
+/** Answers with an error; anything may have been thrown (an authorize hook may reject with nothing). */
 function sendError(res, err) {
-  const code = typeof err.code === 'string' || typeof err.code === 'number' ? err.code : 'ERR_SYNC_INTERNAL'
-  const message = redact(err.message || String(err))
-  send(res, errorHttpStatus(err), { error: { code, message } }, err.headers)
+  const e = typeof err === 'object' && err !== null ? err : { message: `failed with ${describe(err)} instead of an Error` }
+  const code = typeof e.code === 'string' || typeof e.code === 'number' ? e.code : 'ERR_SYNC_INTERNAL'
+  const message = redact(e.message || String(e))
+  const headers = typeof e.headers === 'object' && e.headers !== null ? e.headers : {}
+  try {
+    send(res, errorHttpStatus(e), { error: { code, message } }, headers)
+  } catch {
+    // A header the error brought that Node refuses: answer without its headers.
+    if (res.headersSent) return res.destroy()
+    for (const k of Object.keys(headers)) res.removeHeader(k)
+    send(res, errorHttpStatus(e), { error: { code, message } })
+  }
 }
 
 /** The SHA-256 digest of a string, so tokens of any length compare in constant time. */
@@ -67,13 +78,18 @@ function digest(s) {
   return crypto.createHash('sha256').update(s, 'utf8').digest()
 }
 
-/** The admin token's digest (option, else SYNC_ADMIN_TOKEN), or null; a weak token is refused. */
-function tokenDigest(optionToken) {
-  const token = optionToken ?? process.env.SYNC_ADMIN_TOKEN
+/**
+ * The admin token's digest, or null; a weak token is refused. The token is
+ * the router's `adminToken` option, else the one given to createSync(), else
+ * SYNC_ADMIN_TOKEN.
+ */
+function tokenDigest(optionToken, syncToken) {
+  const token = optionToken ?? syncToken ?? process.env.SYNC_ADMIN_TOKEN
   if (token === undefined || token === '') return null
   if (typeof token !== 'string' || token.length < 16 || /\s/.test(token)) {
     // The token is a secret: never echo it.
-    const from = optionToken !== undefined ? 'options.adminToken' : 'SYNC_ADMIN_TOKEN'
+    const from =
+      optionToken !== undefined ? 'options.adminToken' : syncToken !== undefined ? 'createSync({ adminToken })' : 'SYNC_ADMIN_TOKEN'
     throw new SyncError(`syncRouter: ${from}=(hidden) is not allowed: at least 16 characters without spaces`, 'ERR_SYNC_CONFIG')
   }
   return digest(token)
@@ -271,7 +287,7 @@ function checkRouterOptions(sync, options) {
  */
 function syncRouter(sync, options = {}) {
   const prefix = checkRouterOptions(sync, options)
-  const authorizeMutation = makeAuthorizer(tokenDigest(options.adminToken), options.authorize)
+  const authorizeMutation = makeAuthorizer(tokenDigest(options.adminToken, sync[ADMIN_TOKEN]), options.authorize)
   const routes = handlers(sync)
   return async function dualMongoSyncRouter(req, res, next) {
     const url = req.url || '/'

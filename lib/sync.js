@@ -33,9 +33,14 @@ function timeoutOf(method, opts, fallback) {
   return t
 }
 
+/** Where a Sync keeps the `adminToken` given to createSync, for syncRouter(). */
+const ADMIN_TOKEN = Symbol('dual-mongo-sync.adminToken')
+
 class Sync {
-  constructor(native) {
+  constructor(native, adminToken) {
     this._inner = native
+    // Not enumerable, so logging or serializing the Sync never shows it.
+    Object.defineProperty(this, ADMIN_TOKEN, { value: adminToken, enumerable: false })
   }
 
   _native() {
@@ -207,12 +212,14 @@ function stringifyOptions(options) {
  */
 async function createSync(options) {
   const native = loadNative()
-  const json = JSON.stringify(stringifyOptions(options))
+  const settings = stringifyOptions(options)
+  const json = JSON.stringify(settings)
   try {
-    return new Sync(await native.open(json))
+    // The engine has checked the token by then (16+ characters, no spaces).
+    return new Sync(await native.open(json), settings.adminToken)
   } catch (e) {
     throw fromNative(e)
   }
 }
 
-module.exports = { createSync, Sync, Db }
+module.exports = { createSync, Sync, Db, ADMIN_TOKEN }
