@@ -73,6 +73,7 @@ test('usage errors exit 2 with the reason on stderr; with --json, stdout holds o
     [['test-performance', '--ops', '0'], /--ops must be a whole number from 1/],
     [['test-performance', '--ops=12x'], /--ops must be a whole number/],
     [['verify', '--collections'], /--collections needs a value/],
+    [['verify', '--collections', '--repair'], /--collections needs a value, got the flag --repair/],
     [['verify', '--repair=yes'], /--repair takes no value/],
     [['status', 'extra'], /unexpected argument "extra"/],
   ]
@@ -88,6 +89,9 @@ test('usage errors exit 2 with the reason on stderr; with --json, stdout holds o
   assert.equal(j.json.ok, false)
   assert.equal(j.json.error.code, 'ERR_SYNC_USAGE')
   assert.match(j.json.error.message, /unknown flag --colections for 'full'/)
+  const swallowed = await cli(['verify', '--collections', '--json'])
+  assert.equal(swallowed.code, 2, show(swallowed))
+  assert.match(swallowed.json.error.message, /--collections needs a value, got the flag --json/)
 })
 
 test('status --json gives health and metrics and exits 0 when healthy; plain status is readable', async () => {

@@ -92,6 +92,8 @@ function parseArgs(argv) {
       throw new UsageError(`unknown flag ${token.split('=')[0]}${command ? ` for '${command}'` : ' (flags come after the command)'}`)
     }
     const takesValue = known[name] !== 'boolean' && inline === undefined
+    // `--collections --json` forgot the value: the next flag is not it.
+    if (takesValue && argv[i + 1]?.startsWith('--')) throw new UsageError(`--${name} needs a value, got the flag ${argv[i + 1]}`)
     flags[name] = flagValue(name, known[name], takesValue ? argv[++i] : inline)
   }
   if (command === null && !flags.help) throw new UsageError('no command given')
