@@ -24,6 +24,19 @@ const LAG_SAMPLES: usize = 8192;
 const OUTCOME_WINDOW: u64 = 10_000;
 const RATE_WINDOW_SECS: u64 = 10;
 
+/// Per second over the last `RATE_WINDOW_SECS` whole seconds before `now`
+/// (fewer in the first seconds), from `(second, count)` pairs: the current
+/// second is still counting.
+fn rate_before(per_sec: &VecDeque<(u64, u64)>, now: u64) -> f64 {
+    let total: u64 = per_sec
+        .iter()
+        .filter(|(s, _)| *s < now && now - *s <= RATE_WINDOW_SECS)
+        .map(|(_, n)| n)
+        .sum();
+    let window = RATE_WINDOW_SECS.min(now).max(1);
+    total as f64 / window as f64
+}
+
 /// Live counters of one engine.
 #[derive(Default)]
 pub struct Metrics {
@@ -135,15 +148,8 @@ impl Metrics {
 
     /// Documents per second acknowledged by Atlas over the last seconds.
     pub fn throughput(&self) -> f64 {
-        let now = self.elapsed_secs();
         let rate = self.synced_per_sec.lock().expect("metrics poisoned");
-        let total: u64 = rate
-            .iter()
-            .filter(|(s, _)| now.saturating_sub(*s) < RATE_WINDOW_SECS && *s < now)
-            .map(|(_, n)| n)
-            .sum();
-        let window = RATE_WINDOW_SECS.min(now).max(1);
-        total as f64 / window as f64
+        rate_before(&rate, self.elapsed_secs())
     }
 
     /// Share of recent documents that reached Atlas rather than the
@@ -273,6 +279,22 @@ pub fn health_json(m: &Metrics, cfg: &Config, q: &QueueView, journal_ok: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throughput_counts_as_many_seconds_as_it_divides_by() {
+        // A steady 1000 per second, seconds 0..=now (now still counting).
+        let steady = |now: u64| (0..=now).map(|s| (s, 1000)).collect::<VecDeque<_>>();
+        for now in [1, 5, 9, 10, 11, 20, 100] {
+            let mut per_sec = steady(now);
+            // What record_synced keeps: up to RATE_WINDOW_SECS back.
+            per_sec.retain(|(s, _)| now - s <= RATE_WINDOW_SECS);
+            assert_eq!(rate_before(&per_sec, now), 1000.0, "at second {now}");
+        }
+        assert_eq!(rate_before(&VecDeque::new(), 0), 0.0);
+        // Seconds with nothing synced count as zero.
+        let sparse = VecDeque::from([(10, 500), (15, 500)]);
+        assert_eq!(rate_before(&sparse, 20), 100.0);
+    }
 
     #[test]
     fn percentiles_and_rate() {
