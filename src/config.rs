@@ -187,13 +187,15 @@ impl Config {
         if let Some((name, v)) = src.get("MONGODB_URI") {
             c.local_uri = parse_uri(&name, &v)?;
         }
-        if let Some((name, v)) = src.get("MONGODB_ATLAS_URI") {
+        if let Some((name, v)) = src.get("SYNC_ENABLED") {
+            c.enabled = parse_bool(&name, &v)?;
+        }
+        // Ignored while sync is disabled: switching sync off must work
+        // whatever the Atlas setting holds (rollback level 1).
+        if let Some((name, v)) = src.get("MONGODB_ATLAS_URI").filter(|_| c.enabled) {
             if !v.trim().is_empty() {
                 c.atlas_uri = Some(parse_uri(&name, &v)?);
             }
-        }
-        if let Some((name, v)) = src.get("SYNC_ENABLED") {
-            c.enabled = parse_bool(&name, &v)?;
         }
         if let Some((name, v)) = src.get("SYNC_EXCLUDED_COLLECTIONS") {
             c.excluded_collections = parse_collections(&name, &v)?;
@@ -520,6 +522,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("batchsize") && e.contains("batchSize"), "{e}");
+    }
+
+    #[test]
+    fn the_atlas_uri_is_ignored_while_sync_is_disabled() {
+        let c = Config::from_sources(
+            &env(&[
+                ("SYNC_ENABLED", "false"),
+                ("MONGODB_ATLAS_URI", "http://not-a-mongodb-uri"),
+            ]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert!(!c.enabled);
+        assert_eq!(c.atlas_uri, None);
+        // Enabled by an option over the environment's false: checked again.
+        let on = HashMap::from([("enabled".to_string(), "true".to_string())]);
+        let e = Config::from_sources(
+            &env(&[
+                ("SYNC_ENABLED", "false"),
+                ("MONGODB_ATLAS_URI", "http://not-a-mongodb-uri"),
+            ]),
+            &on,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("MONGODB_ATLAS_URI"), "{e}");
     }
 
     #[test]

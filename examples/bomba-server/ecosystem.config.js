@@ -47,7 +47,11 @@ module.exports = {
       env_production: {
         ...common,
         NODE_ENV: 'production',
-        SYNC_ENABLED: 'true',
+        // The shell's SYNC_ENABLED wins, so the emergency disable works
+        // without editing this file:
+        //   SYNC_ENABLED=false pm2 reload ecosystem.config.js --env production --update-env
+        // (a value written here would override the shell's and a .env file's).
+        SYNC_ENABLED: process.env.SYNC_ENABLED ?? 'true',
         // Set in the server's environment (or a secrets manager), e.g.
         //   export MONGODB_ATLAS_URI='mongodb+srv://user:password@cluster0.example.mongodb.net/bomba'
         //   export SYNC_ADMIN_TOKEN="$(openssl rand -hex 24)"
