@@ -499,7 +499,8 @@ export interface SyncRouterResponse {
 export interface SyncRouterOptions<Req extends SyncRouterRequest = SyncRouterRequest> {
   /**
    * Token the POST routes require as `Authorization: Bearer <token>`
-   * (16+ characters, compared in constant time). Default: env `SYNC_ADMIN_TOKEN`.
+   * (16+ characters, compared in constant time). Default: the `adminToken`
+   * given to `createSync()`, else env `SYNC_ADMIN_TOKEN`.
    */
   adminToken?: string
   /**
