@@ -33,7 +33,7 @@ export declare class NativeSync {
   /** Starts a full sync; `options` is JSON `{ collections? }`. Returns its id. */
   startFullSync(options: string): Promise<string>
   /** The current or last full sync, as JSON. */
-  fullSyncStatus(): string
+  fullSyncStatus(): Promise<string>
   /** Waits for the running full sync; returns its final status as JSON. */
   waitFullSync(): Promise<string>
   /**

@@ -217,15 +217,23 @@ export declare class Sync {
   retryDeadLetters(): Promise<number>
   /**
    * Starts a full sync in the background: copies every document of the
-   * collections (default: every replicated collection) from local to Atlas
-   * and deletes Atlas documents that no longer exist locally. Safe while the
-   * app keeps writing; resumed after a crash. Resolves with its id, or with
-   * the id of the one already running.
+   * collections (`'coll'` or `'db.coll'`; default: every replicated
+   * collection of the database of `MONGODB_URI`, on either server) from
+   * local to Atlas and deletes Atlas documents that no longer exist locally.
+   * Safe while the app keeps writing. One runs per data directory: resolves
+   * with the id of the one running over the same collections (here or in
+   * another pm2 instance), rejects with `ERR_SYNC_CONFLICT` if it runs over
+   * others. One left unfinished by a crash is carried on by the next start
+   * over its collections, or by the next process to lead replication.
    */
   startFullSync(options?: ReconcileOptions): Promise<{ id: string }>
-  /** {@link Sync.startFullSync} and wait until it ends; resolves with its final status. */
+  /**
+   * {@link Sync.startFullSync} and wait until it ends; resolves with its
+   * final status, rejects with `ERR_SYNC_FULL_SYNC` (the status in `status`)
+   * if it failed.
+   */
   fullSync(options?: ReconcileOptions): Promise<FullSyncStatus>
-  /** Progress of the running or last full sync. */
+  /** Progress of the running full sync (also one another process of the data directory runs), else of this process's last. */
   fullSyncStatus(): Promise<FullSyncStatus>
   /** Starts a verify in the background (see {@link Sync.verify}); resolves with its id, or the running one's. */
   startVerify(options?: VerifyOptions): Promise<{ id: string }>
@@ -452,7 +460,7 @@ export declare function createSync(options?: SyncOptions): Promise<Sync>
 /** An error of the engine itself. */
 export declare class SyncError extends Error {
   name: 'SyncError'
-  /** `ERR_SYNC_CONFIG`, `ERR_SYNC_CONNECT`, `ERR_SYNC_CLOSED`, `ERR_SYNC_INVALID_ARGUMENT`, `ERR_SYNC_TIMEOUT`, `ERR_SYNC_JOURNAL`, `ERR_SYNC_NATIVE` or `ERR_SYNC_INTERNAL`. */
+  /** `ERR_SYNC_CONFIG`, `ERR_SYNC_CONNECT`, `ERR_SYNC_CLOSED`, `ERR_SYNC_INVALID_ARGUMENT`, `ERR_SYNC_TIMEOUT`, `ERR_SYNC_CONFLICT` (a full sync or verify runs already), `ERR_SYNC_FULL_SYNC` (`fullSync()` ended failed), `ERR_SYNC_JOURNAL`, `ERR_SYNC_NATIVE` or `ERR_SYNC_INTERNAL`. */
   code: string
 }
 
@@ -525,8 +533,9 @@ export type SyncRouter<Req extends SyncRouterRequest = SyncRouterRequest> = (
  * syncRouter(sync))`) or `http.createServer`. Answers are relaxed Extended
  * JSON; errors are `{ error: { code, message } }` (400 invalid argument or
  * body, 401 wrong or missing token, 403 no token configured or refused by
- * `authorize`, 405 wrong method, 413 body over 64 KiB, 503 closed, 504
- * timeout, else 500).
+ * `authorize`, 405 wrong method, 409 a full sync or verify runs already
+ * and stands in the way, 413 body over 64 KiB, 503 closed, 504 timeout,
+ * else 500).
  *
  * - `GET /health`: {@link Health}; 200 when healthy, 503 when degraded or unhealthy.
  * - `GET /metrics`: {@link Metrics}; Prometheus text with `?format=prometheus` or `Accept: text/plain`.

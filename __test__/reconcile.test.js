@@ -135,6 +135,55 @@ test('verify counts every difference but lists the first 1000 of each kind, and 
   await assertSame(local, await driver(ATLAS), db, ['big'])
 })
 
+test('one full sync per data directory: racing starts share it, another pm2 instance sees and joins it, other collections conflict', async () => {
+  const db = uniqueDb('fullone')
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await seedLocal(local, db, 'a', 300)
+  await seedLocal(local, db, 'b', 10)
+  const opts = syncOptions(db, FAST)
+  const first = await createSync(opts)
+  await waitFor(async () => (await first.metrics()).leader, { what: 'the first instance to lead' })
+  const second = await createSync({ ...opts })
+  try {
+    // Paused, a run stays in its drain phase (running) until resumed.
+    first.pause()
+    // Two used to start two runs over one checkpoint, each finishing the other's.
+    const starts = await Promise.all([
+      first.startFullSync({ collections: ['a'] }),
+      first.startFullSync({ collections: ['a'] }),
+      second.startFullSync({ collections: ['a'] }),
+    ])
+    const { id } = starts[0]
+    assert.deepEqual(starts.map((s) => s.id), [id, id, id])
+    for (const s of [first, second]) {
+      const status = await s.fullSyncStatus()
+      assert.deepEqual([status.id, status.state], [id, 'running'], 'both instances see the one run')
+      assert.equal((await s.metrics()).fullSync.id, id)
+    }
+    for (const s of [first, second]) {
+      await assert.rejects(s.startFullSync({ collections: ['b'] }), (e) => {
+        assert.equal(e.code, 'ERR_SYNC_CONFLICT')
+        assert.match(e.message, new RegExp(`full sync ${id} is running.* over ${db}\\.a; it must end before one over ${db}\\.b starts`))
+        return true
+      })
+    }
+    // fullSync() from the instance that does not run it waits for that run.
+    const joined = second.fullSync({ collections: ['a'] })
+    await new Promise((r) => setTimeout(r, 300))
+    first.resume()
+    const done = await joined
+    assert.deepEqual([done.id, done.state], [id, 'done'])
+    const b = await second.fullSync({ collections: ['b'] })
+    assert.equal(b.state, 'done', 'the next run starts once the first ended')
+    assert.notEqual(b.id, id)
+    await first.flush({ timeoutMs: 60000 })
+    await assertSame(local, atlas, db, ['a', 'b'])
+  } finally {
+    await second.close()
+    await first.close()
+  }
+})
+
 test('full sync and verify refuse excluded collections and bad options', async () => {
   const db = uniqueDb('refuse')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['secret'] }))

@@ -83,6 +83,7 @@ test('health and errors map to HTTP status codes', () => {
   assert.equal(healthHttpStatus({ status: 'degraded' }), 503)
   assert.equal(healthHttpStatus({ status: 'unhealthy' }), 503)
   assert.equal(errorHttpStatus({ code: 'ERR_SYNC_INVALID_ARGUMENT' }), 400)
+  assert.equal(errorHttpStatus({ code: 'ERR_SYNC_CONFLICT' }), 409)
   assert.equal(errorHttpStatus({ code: 'ERR_SYNC_CLOSED' }), 503)
   assert.equal(errorHttpStatus({ code: 'ERR_SYNC_TIMEOUT' }), 504)
   assert.equal(errorHttpStatus({ code: 'ERR_SYNC_CONNECT' }), 500)

@@ -15,7 +15,7 @@ const { ADMIN_TOKEN } = require('./sync')
 const MAX_BODY_BYTES = 64 * 1024
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 const ROUTER_OPTIONS = ['adminToken', 'authorize', 'prefix']
-const STATUS_OF_CODE = { ERR_SYNC_INVALID_ARGUMENT: 400, ERR_SYNC_CLOSED: 503, ERR_SYNC_TIMEOUT: 504 }
+const STATUS_OF_CODE = { ERR_SYNC_INVALID_ARGUMENT: 400, ERR_SYNC_CONFLICT: 409, ERR_SYNC_CLOSED: 503, ERR_SYNC_TIMEOUT: 504 }
 
 /** An error answered with its own HTTP status (and headers). */
 class HttpError extends Error {
@@ -32,7 +32,7 @@ function healthHttpStatus(health) {
   return health && health.status === 'healthy' ? 200 : 503
 }
 
-/** HTTP status of an error: its own, else by engine code (400, 503, 504), else 500. */
+/** HTTP status of an error: its own, else by engine code (400, 409, 503, 504), else 500. */
 function errorHttpStatus(err) {
   if (err instanceof HttpError) return err.status
   return STATUS_OF_CODE[err && err.code] ?? 500

@@ -353,13 +353,21 @@ impl Engine {
         self.full_sync.start(ctx, collections).await
     }
 
-    pub fn full_sync_status(&self) -> FullSyncView {
-        self.full_sync.status()
+    /// The running or last full sync, this process's or, while another
+    /// process of the data directory runs one, that one.
+    pub async fn full_sync_status(&self) -> FullSyncView {
+        match self.inner().ok().and_then(|i| i.journal.clone()) {
+            Some(j) => self.full_sync.shared_status(&j).await,
+            None => self.full_sync.status(),
+        }
     }
 
-    /// Waits for the running full sync to end.
+    /// Waits for the running full sync to end (here or in another process).
     pub async fn wait_full_sync(&self) -> FullSyncView {
-        self.full_sync.wait().await
+        match self.inner().ok().and_then(|i| i.journal.clone()) {
+            Some(j) => self.full_sync.wait(&j).await,
+            None => self.full_sync.status(),
+        }
     }
 
     /// Compares local and Atlas (and repairs, if asked); records the run.
@@ -367,7 +375,7 @@ impl Engine {
         let ctx = self.reconcile_ctx()?;
         self.verify_job
             .begin()
-            .map_err(|id| SyncError::invalid(format!("verify {id} is already running")))?;
+            .map_err(|id| SyncError::Conflict(format!("verify {id} is already running")))?;
         let r = reconcile::verify(&ctx, opts).await;
         self.verify_job.end(&r);
         if let Err(e) = &r {
@@ -428,8 +436,12 @@ impl Engine {
     pub async fn metrics_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, _) = self.queue_view(&inner).await;
-        let mut v =
-            observe::metrics_json(&self.metrics, &self.config, &q, &self.full_sync.status());
+        let mut v = observe::metrics_json(
+            &self.metrics,
+            &self.config,
+            &q,
+            &self.full_sync_status().await,
+        );
         // By this process or another one of the data directory.
         v["paused"] = Value::Bool(self.is_paused(&inner).await);
         Ok(v)

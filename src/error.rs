@@ -36,6 +36,10 @@ pub enum SyncError {
     Journal { path: String, message: String },
     #[error("{0}")]
     Timeout(String),
+    /// A job (full sync, verify) that runs already, here or in another
+    /// process of the data directory, stands in the way.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{}", describe(.0))]
     Mongo(#[from] mongodb::error::Error),
     /// A MongoDB error with fields of the server's reply the driver's error
@@ -55,6 +59,7 @@ pub enum Kind {
     Connect,
     Journal,
     Timeout,
+    Conflict,
     Mongo,
     Internal,
 }
@@ -87,6 +92,7 @@ impl SyncError {
             SyncError::Connect { .. } => Kind::Connect,
             SyncError::Journal { .. } => Kind::Journal,
             SyncError::Timeout(_) => Kind::Timeout,
+            SyncError::Conflict(_) => Kind::Conflict,
             SyncError::Mongo(_) | SyncError::MongoWith(..) => Kind::Mongo,
             SyncError::Internal(_) => Kind::Internal,
         }
@@ -111,6 +117,7 @@ impl SyncError {
             Kind::Connect => "ERR_SYNC_CONNECT",
             Kind::Journal => "ERR_SYNC_JOURNAL",
             Kind::Timeout => "ERR_SYNC_TIMEOUT",
+            Kind::Conflict => "ERR_SYNC_CONFLICT",
             Kind::Mongo => "ERR_SYNC_MONGO",
             Kind::Internal => "ERR_SYNC_INTERNAL",
         }

@@ -215,8 +215,8 @@ impl NativeSync {
 
     /// The current or last full sync, as JSON.
     #[napi]
-    pub fn full_sync_status(&self) -> String {
-        serde_json::to_string(&self.engine.full_sync_status()).unwrap_or_default()
+    pub async fn full_sync_status(&self) -> String {
+        serde_json::to_string(&self.engine.full_sync_status().await).unwrap_or_default()
     }
 
     /// Waits for the running full sync; returns its final status as JSON.

@@ -74,6 +74,9 @@ enum Cmd {
     RequeueDeadLetters(Reply<u64>),
     SetMeta(String, String, Reply<()>),
     DeleteMeta(String, Reply<()>),
+    /// Key, the value it must hold now (`None`: absent), the value to give
+    /// it (`None`: delete); answers whether it held the expected value.
+    SwapMeta(String, Option<String>, Option<String>, Reply<bool>),
 }
 
 /// Handle to the journal of one data directory.
@@ -632,6 +635,19 @@ impl Journal {
         } else {
             self.delete_meta(PAUSED_BY_KEY).await
         }
+    }
+
+    /// Compare-and-set of a meta value, atomic across the processes of the
+    /// directory: sets `key` to `new` (deletes it if `None`) only if it holds
+    /// `expected` (is absent if `None`); returns whether it did.
+    pub async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<String>,
+        new: Option<String>,
+    ) -> Result<bool, SyncError> {
+        let key = key.to_string();
+        self.call(|r| Cmd::SwapMeta(key, expected, new, r)).await
     }
 
     pub async fn delete_meta(&self, key: &str) -> Result<(), SyncError> {
@@ -1220,6 +1236,37 @@ mod tests {
         assert!(e[1].ready, "a mark buffered at close is not lost");
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn swap_meta_sets_only_over_the_expected_value() {
+        let dir = temp_dir("swap");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let other = Journal::open(&dir, false, "other".into()).unwrap();
+        let v = |s: &str| Some(s.to_string());
+        assert!(
+            j.swap_meta("k", None, v("a")).await.unwrap(),
+            "absent as expected"
+        );
+        assert!(
+            !other.swap_meta("k", None, v("b")).await.unwrap(),
+            "present now"
+        );
+        assert!(!other.swap_meta("k", v("x"), v("b")).await.unwrap());
+        assert_eq!(other.get_meta("k").await.unwrap(), v("a"), "unchanged");
+        assert!(other.swap_meta("k", v("a"), v("b")).await.unwrap());
+        assert!(
+            !j.swap_meta("k", v("a"), None).await.unwrap(),
+            "the other process's value"
+        );
+        assert!(j.swap_meta("k", v("b"), None).await.unwrap());
+        assert_eq!(j.get_meta("k").await.unwrap(), None, "deleted");
+        // Racing over one value from two processes: exactly one wins.
+        let (x, y) = tokio::join!(
+            j.swap_meta("r", None, v("j")),
+            other.swap_meta("r", None, v("other"))
+        );
+        assert!(x.unwrap() ^ y.unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,6 +165,12 @@ impl Outcome {
                     o => Err(err(&o)),
                 });
             }
+            Cmd::SwapMeta(_, _, _, r) => {
+                let _ = r.send(match self {
+                    Outcome::Count(n) => Ok(n == 1),
+                    o => Err(err(&o)),
+                });
+            }
             Cmd::Flush => {}
         }
     }
@@ -404,6 +410,21 @@ fn apply_tx(
             Cmd::DeleteMeta(k, _) => {
                 tx.execute("DELETE FROM meta WHERE key = ?1", [k])?;
                 Outcome::Unit
+            }
+            Cmd::SwapMeta(k, expected, new, _) => {
+                let now = get_meta(&tx, k)?;
+                if now == *expected {
+                    match new {
+                        Some(v) => tx.execute(
+                            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                            params![k, v],
+                        )?,
+                        None => tx.execute("DELETE FROM meta WHERE key = ?1", [k])?,
+                    };
+                    Outcome::Count(1)
+                } else {
+                    Outcome::Count(0)
+                }
             }
         });
     }

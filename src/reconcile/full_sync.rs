@@ -6,7 +6,11 @@
 //! - the checkpoint (collection, phase, last `_id`) is committed after each
 //!   chunk; after a crash the scan resumes there, re-covering at most a
 //!   chunk (re-marking a document dirty is harmless);
-//! - only one full sync runs per engine; starting another returns its id;
+//! - one full sync runs per data directory: the checkpoint names the
+//!   process running it, and is taken with a compare-and-set; starting one
+//!   over the same collections returns the running one's id, over others is
+//!   a conflict; one left unfinished by a process that stopped is carried on
+//!   (by the next start over its collections, or by the next leader);
 //! - a collection that was empty on Atlas when its copy began skips the
 //!   extras phase: from then on only the replicator wrote to it, and every
 //!   copy it made is of a document the journal still follows.
@@ -51,12 +55,79 @@ struct Checkpoint {
     /// The current collection was empty on Atlas when its copy began.
     #[serde(default)]
     atlas_was_empty: bool,
+    /// The journal owner of the process running it (absent in checkpoints
+    /// of older versions: nobody).
+    #[serde(default)]
+    owner: Option<String>,
+}
+
+impl Checkpoint {
+    fn json(&self) -> Result<String, SyncError> {
+        serde_json::to_string(self).map_err(|e| SyncError::Internal(e.to_string()))
+    }
+
+    /// The live process, other than this one, that runs it.
+    fn run_elsewhere<'a>(&'a self, journal: &Journal) -> Option<&'a str> {
+        self.owner
+            .as_deref()
+            .filter(|o| *o != journal.owner() && journal.owners.dead_since(o).is_none())
+    }
 }
 
 /// The full sync of one engine: its status and whether one runs.
 #[derive(Default)]
 pub struct FullSync {
     status: Mutex<FullSyncView>,
+    /// The collections of the run this engine started or resumed last.
+    scope: Mutex<Vec<(String, String)>>,
+    /// Held while a run is being started or resumed: one at a time.
+    starting: tokio::sync::Mutex<()>,
+}
+
+/// The status of a run, from its checkpoint.
+fn view_of(cp: &Checkpoint) -> FullSyncView {
+    let secs = ((now_ms() - cp.started_at_ms).max(1) as f64) / 1000.0;
+    FullSyncView {
+        id: Some(cp.id.clone()),
+        state: "running".into(),
+        phase: Some(format!("{:?}", cp.phase).to_lowercase()),
+        collections_done: cp.index as u64,
+        collections_total: cp.collections.len() as u64,
+        documents_done: cp.documents_done,
+        documents_total: cp.documents_total,
+        rate_per_sec: cp.documents_done as f64 / secs,
+        error: None,
+        started_at_ms: Some(cp.started_at_ms),
+        finished_at_ms: None,
+    }
+}
+
+/// The checkpoint in the journal, as stored and as read.
+async fn load(journal: &Journal) -> Result<Option<(String, Checkpoint)>, SyncError> {
+    let Some(raw) = journal.get_meta(CHECKPOINT_KEY).await? else {
+        return Ok(None);
+    };
+    match serde_json::from_str(&raw) {
+        Ok(cp) => Ok(Some((raw, cp))),
+        Err(e) => {
+            tracing::warn!("ignoring an unreadable full-sync checkpoint: {e}");
+            Ok(None)
+        }
+    }
+}
+
+fn names(collections: &[(String, String)]) -> String {
+    let shown: Vec<String> = collections
+        .iter()
+        .take(5)
+        .map(|(d, c)| format!("{d}.{c}"))
+        .collect();
+    let more = collections.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
 }
 
 impl FullSync {
@@ -70,21 +141,7 @@ impl FullSync {
     }
 
     fn show(&self, cp: &Checkpoint) {
-        let mut s = self.status.lock().expect("full sync poisoned");
-        let secs = ((now_ms() - cp.started_at_ms).max(1) as f64) / 1000.0;
-        *s = FullSyncView {
-            id: Some(cp.id.clone()),
-            state: "running".into(),
-            phase: Some(format!("{:?}", cp.phase).to_lowercase()),
-            collections_done: cp.index as u64,
-            collections_total: cp.collections.len() as u64,
-            documents_done: cp.documents_done,
-            documents_total: cp.documents_total,
-            rate_per_sec: cp.documents_done as f64 / secs,
-            error: None,
-            started_at_ms: Some(cp.started_at_ms),
-            finished_at_ms: None,
-        };
+        *self.status.lock().expect("full sync poisoned") = view_of(cp);
     }
 
     fn finish(&self, result: Result<(), SyncError>) {
@@ -103,19 +160,96 @@ impl FullSync {
         }
     }
 
-    /// Starts a full sync in the background and returns its id (the running
-    /// one's, if one runs already).
+    /// The status as the data directory sees it: this engine's run while it
+    /// runs one, else the run another live process has in the checkpoint
+    /// (its progress as of its last chunk), else this engine's last run.
+    pub async fn shared_status(&self, journal: &Journal) -> FullSyncView {
+        let mine = self.status();
+        if mine.state == "running" {
+            return mine;
+        }
+        match load(journal).await {
+            Ok(Some((_, cp))) if cp.run_elsewhere(journal).is_some() => view_of(&cp),
+            _ => mine,
+        }
+    }
+
+    /// Starts a full sync in the background and returns its id. Over the
+    /// collections of the one running, here or in another process, that
+    /// one's id; over others, a conflict. One that a stopped process left
+    /// unfinished over the same collections is carried on.
     pub async fn start(
         self: &Arc<Self>,
         ctx: Arc<Ctx>,
         requested: Option<Vec<String>>,
     ) -> Result<String, SyncError> {
-        if let Some(id) = self.running_id() {
-            return Ok(id);
-        }
+        let _one = self.starting.lock().await;
         let collections = resolve_scope(&ctx, requested).await?;
+        // Another process may start or take one between the read of the
+        // checkpoint and the swap: then look again.
+        for _ in 0..3 {
+            if let Some(id) = self.try_start(&ctx, &collections).await? {
+                return Ok(id);
+            }
+        }
+        Err(SyncError::Conflict(
+            "other processes of this data directory keep starting full syncs; try again".into(),
+        ))
+    }
+
+    /// [`FullSync::start`] once: `None` if another process changed the
+    /// checkpoint meanwhile.
+    async fn try_start(
+        self: &Arc<Self>,
+        ctx: &Arc<Ctx>,
+        collections: &[(String, String)],
+    ) -> Result<Option<String>, SyncError> {
+        if let Some(id) = self.running_id() {
+            let scope = self.scope.lock().expect("full sync poisoned").clone();
+            if scope == collections {
+                return Ok(Some(id));
+            }
+            return Err(SyncError::Conflict(format!(
+                "full sync {id} is running over {}; it must end before one over {} starts",
+                names(&scope),
+                names(collections)
+            )));
+        }
+        let journal = &ctx.journal;
+        let mut expected = None;
+        if let Some((raw, mut cp)) = load(journal).await? {
+            if cp.run_elsewhere(journal).is_some() {
+                if cp.collections == collections {
+                    return Ok(Some(cp.id));
+                }
+                return Err(SyncError::Conflict(format!(
+                    "full sync {} is running in another process of this data directory, over {}; \
+                     it must end before one over {} starts",
+                    cp.id,
+                    names(&cp.collections),
+                    names(collections)
+                )));
+            }
+            if cp.collections == collections {
+                tracing::info!(
+                    "carrying on full sync {}, left unfinished at collection {} ({:?})",
+                    cp.id,
+                    cp.index,
+                    cp.phase
+                );
+                cp.owner = Some(journal.owner().to_string());
+                return self.take(ctx, Some(raw), cp).await;
+            }
+            tracing::warn!(
+                "full sync {} over {} was left unfinished; a new one over {} replaces it",
+                cp.id,
+                names(&cp.collections),
+                names(collections)
+            );
+            expected = Some(raw);
+        }
         let mut total = 0;
-        for (db, coll) in &collections {
+        for (db, coll) in collections {
             total += ctx
                 .local
                 .database(db)
@@ -125,7 +259,7 @@ impl FullSync {
         }
         let cp = Checkpoint {
             id: format!("full-{:x}-{:04x}", now_ms(), rand::random::<u16>()),
-            collections,
+            collections: collections.to_vec(),
             index: 0,
             phase: Phase::Copy,
             last_id: None,
@@ -133,12 +267,31 @@ impl FullSync {
             documents_total: total,
             started_at_ms: now_ms(),
             atlas_was_empty: false,
+            owner: Some(journal.owner().to_string()),
         };
-        save(&ctx, &cp).await?;
+        self.take(ctx, expected, cp).await
+    }
+
+    /// Makes `cp` the directory's checkpoint if it still is `expected`, then
+    /// runs it here; `None` if another process changed it meanwhile.
+    async fn take(
+        self: &Arc<Self>,
+        ctx: &Arc<Ctx>,
+        expected: Option<String>,
+        cp: Checkpoint,
+    ) -> Result<Option<String>, SyncError> {
+        if !ctx
+            .journal
+            .swap_meta(CHECKPOINT_KEY, expected, Some(cp.json()?))
+            .await?
+        {
+            return Ok(None);
+        }
         let id = cp.id.clone();
+        *self.scope.lock().expect("full sync poisoned") = cp.collections.clone();
         self.show(&cp);
-        self.spawn(ctx, cp);
-        Ok(id)
+        self.spawn(ctx.clone(), cp);
+        Ok(Some(id))
     }
 
     fn spawn(self: &Arc<Self>, ctx: Arc<Ctx>, cp: Checkpoint) {
@@ -148,6 +301,10 @@ impl FullSync {
             let r = run(&me, &ctx, cp).await;
             if let Err(e) = &r {
                 tracing::error!("full sync {id} failed: {e}");
+                // Unfinished, run by nobody: the next start carries it on.
+                if let Err(e) = release(&ctx.journal).await {
+                    tracing::warn!("could not release the full-sync checkpoint: {e}");
+                }
             } else {
                 tracing::info!("full sync {id} done");
             }
@@ -155,28 +312,68 @@ impl FullSync {
         });
     }
 
-    /// Waits until the running full sync (if any) ends; returns its status.
-    pub async fn wait(&self) -> FullSyncView {
-        while self.running_id().is_some() {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    /// Waits until the running full sync (if any, here or in another
+    /// process of the data directory) ends; returns its status.
+    pub async fn wait(&self, journal: &Journal) -> FullSyncView {
+        let mut elsewhere: Option<FullSyncView> = None;
+        loop {
+            if self.running_id().is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+            let Ok(cp) = load(journal).await.map(|c| c.map(|(_, cp)| cp)) else {
+                return self.status();
+            };
+            match (cp, elsewhere.take()) {
+                (Some(cp), _) if cp.run_elsewhere(journal).is_some() => {
+                    elsewhere = Some(view_of(&cp));
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                // The run watched in another process ended: gone from the
+                // journal when it finished, left there when it did not.
+                (cp, Some(mut last)) => {
+                    last.finished_at_ms = Some(now_ms());
+                    last.phase = None;
+                    if cp.is_some_and(|cp| Some(&cp.id) == last.id.as_ref()) {
+                        last.state = "failed".into();
+                        last.error = Some(
+                            "the process that ran it failed or stopped (see its logs); \
+                             the next start over its collections carries it on"
+                                .into(),
+                        );
+                    } else {
+                        last.state = "done".into();
+                        last.collections_done = last.collections_total;
+                    }
+                    return last;
+                }
+                (_, None) => return self.status(),
+            }
         }
-        self.status()
     }
 }
 
-/// Resumes a full sync that a crashed process left unfinished.
+/// Leaves this process's unfinished checkpoint to nobody.
+async fn release(journal: &Journal) -> Result<(), SyncError> {
+    if let Some((raw, mut cp)) = load(journal).await? {
+        if cp.owner.as_deref() == Some(journal.owner()) {
+            cp.owner = None;
+            journal
+                .swap_meta(CHECKPOINT_KEY, Some(raw), Some(cp.json()?))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resumes a full sync that a process which stopped left unfinished (not
+/// one that another live process runs).
 pub async fn resume_full_sync(fs: &Arc<FullSync>, ctx: Arc<Ctx>) -> Result<bool, SyncError> {
-    let Some(raw) = ctx.journal.get_meta(CHECKPOINT_KEY).await? else {
+    let _one = fs.starting.lock().await;
+    let Some((raw, mut cp)) = load(&ctx.journal).await? else {
         return Ok(false);
     };
-    let cp: Checkpoint = match serde_json::from_str(&raw) {
-        Ok(cp) => cp,
-        Err(e) => {
-            tracing::warn!("ignoring an unreadable full-sync checkpoint: {e}");
-            return Ok(false);
-        }
-    };
-    if fs.running_id().is_some() {
+    if fs.running_id().is_some() || cp.run_elsewhere(&ctx.journal).is_some() {
         return Ok(false);
     }
     tracing::info!(
@@ -185,14 +382,13 @@ pub async fn resume_full_sync(fs: &Arc<FullSync>, ctx: Arc<Ctx>) -> Result<bool,
         cp.index,
         cp.phase
     );
-    fs.show(&cp);
-    fs.spawn(ctx, cp);
-    Ok(true)
+    cp.owner = Some(ctx.journal.owner().to_string());
+    // `None`: another process took it first, it runs there.
+    Ok(fs.take(&ctx, Some(raw), cp).await?.is_some())
 }
 
 async fn save(ctx: &Ctx, cp: &Checkpoint) -> Result<(), SyncError> {
-    let json = serde_json::to_string(cp).map_err(|e| SyncError::Internal(e.to_string()))?;
-    ctx.journal.set_meta(CHECKPOINT_KEY, json).await
+    ctx.journal.set_meta(CHECKPOINT_KEY, cp.json()?).await
 }
 
 async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncError> {
@@ -512,9 +708,14 @@ mod tests {
             documents_total: 4,
             started_at_ms: 5,
             atlas_was_empty: true,
+            owner: Some("o".into()),
         };
         let back: Checkpoint = serde_json::from_str(&serde_json::to_string(&cp).unwrap()).unwrap();
         assert_eq!(back.phase, Phase::Extras);
         assert_eq!(back.last_id, Some(vec![1, 2]));
+        assert_eq!(back.owner.as_deref(), Some("o"));
+        // A checkpoint of an older version has no owner: nobody runs it.
+        let old = r#"{"id":"x","collections":[],"index":0,"phase":"copy","last_id":null,"documents_done":0,"documents_total":0,"started_at_ms":1}"#;
+        assert_eq!(serde_json::from_str::<Checkpoint>(old).unwrap().owner, None);
     }
 }
