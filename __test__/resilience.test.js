@@ -204,6 +204,48 @@ test('a replicator that takes over waits until a stalled Atlas write of the prev
   }
 })
 
+test('a replicator that stops while its retries still fail leaves the wait for its stalled write to the next one', async () => {
+  // As above, but Atlas stays unreachable after the stall, so the first
+  // process never copies v: 2 before it closes. It used to journal the wait
+  // only for documents it had copied again, so the next process copied v: 2
+  // at once and the stalled v: 1 landed after it, for good.
+  const db = uniqueDb('stalledstop')
+  const proxy = await startProxy(atlasPort())
+  const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), atlasUri: viaProxy(proxy) }
+  const first = await createSync(opts).catch(async (e) => {
+    await proxy.close()
+    throw e
+  })
+  const atlas = await driver(ATLAS)
+  const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
+  let second
+  try {
+    const c = first.db(db).collection('s')
+    await c.insertOne({ _id: 1, v: 0 })
+    await first.flush({ timeoutMs: 30000 })
+    proxy.set('hold')
+    totals.faults += 1
+    await c.updateOne({ _id: 1 }, { $set: { v: 1 } })
+    await waitFor(() => proxy.keptBytes() > 0, { what: 'the copy of v: 1 to be held' })
+    proxy.set('blackhole') // the retries hang and time out too
+    await c.updateOne({ _id: 1 }, { $set: { v: 2 } })
+    await waitFor(async () => (await first.metrics()).retried > 0, { timeoutMs: 30000, what: 'a retry' })
+    await first.close({ timeoutMs: 200 })
+    assert.equal(await onAtlas(), 0, 'the premise: nothing of v: 1 or v: 2 reached Atlas')
+    proxy.set('pass')
+    second = await createSync(opts)
+    await new Promise((r) => setTimeout(r, 800))
+    await proxy.release() // the stalled v: 1 lands after the second process took over
+    await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
+    await second.flush({ timeoutMs: 30000 })
+    assert.equal(await onAtlas(), 2, 'the new replicator copied before the stalled write landed')
+    await compareAll(db, ['s'])
+  } finally {
+    if (second) await second.close()
+    await proxy.close()
+  }
+})
+
 /** The model: what each writer's documents must be after its own operations. */
 function modelStep(model, id, r, c) {
   const has = model.has(id)

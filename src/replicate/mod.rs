@@ -249,11 +249,16 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
     };
     ctx.metrics.is_leader.store(true, Relaxed);
     // Wait until what the previous leader sent can no longer land: the
-    // takeover grace past its last heartbeat, and past the time its Atlas
-    // writes of unknown outcome expire (see `copy_batch`).
+    // takeover grace past the lock's release (its death: the heartbeat is
+    // still there when it did not stop cleanly, and may be older than its
+    // last writes, since the loop that writes it can wait on the journal
+    // while batches go on), and past the time its Atlas writes of unknown
+    // outcome expire (see `copy_batch`).
     let grace = ctx.config.takeover_grace_ms as i64;
     let until = [
-        meta_ms(&ctx, HEARTBEAT_KEY).await.map(|hb| hb + grace),
+        meta_ms(&ctx, HEARTBEAT_KEY)
+            .await
+            .map(|hb| (hb + grace).max(now_ms() + grace)),
         meta_ms(&ctx, RECOPY_KEY).await,
     ]
     .into_iter()
@@ -421,7 +426,21 @@ async fn run(
     })
     .await
     .is_ok();
+    if !all_done {
+        // The batches still running are dropped with the set: an Atlas
+        // write of theirs may be on its way.
+        recopy_not_before(ctx).await;
+    }
     all_done
+}
+
+/// Journals that an Atlas write of unknown outcome may land until
+/// `SYNC_ATLAS_TIMEOUT_MS` from now: a leader that takes over waits as long.
+async fn recopy_not_before(ctx: &Ctx) {
+    let until = now_ms() + ctx.config.atlas_timeout_ms as i64;
+    if let Err(e) = ctx.journal.set_meta(RECOPY_KEY, until.to_string()).await {
+        ctx.record_error("recording a pending Atlas write failed", &e);
+    }
 }
 
 fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usize {
@@ -557,7 +576,12 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         let results = match attempt_result {
             Ok(r) => r,
             Err((side, e)) => {
-                unsure |= side == Side::Atlas && crate::error::may_have_been_sent(&e);
+                if side == Side::Atlas && crate::error::may_have_been_sent(&e) {
+                    // Journaled at once, not when the batch ends: a stop
+                    // before then must not let the next leader copy sooner.
+                    recopy_not_before(&ctx).await;
+                    unsure = true;
+                }
                 ctx.metrics.failed.fetch_add(todo.len() as u64, Relaxed);
                 let d = if side == Side::Local {
                     Disposition::Transient
@@ -631,8 +655,7 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
     }
     if !again.is_empty() {
         // A leader that takes over before the copy waits as long.
-        let until = now_ms() + ctx.config.atlas_timeout_ms as i64;
-        let _ = ctx.journal.set_meta(RECOPY_KEY, until.to_string()).await;
+        recopy_not_before(&ctx).await;
         tracing::info!(
             "{} document(s) of {ns} will be copied again in {} ms: an Atlas write of them may still land",
             again.len(),
