@@ -674,21 +674,27 @@ impl Journal {
     /// replicator uses [`Journal::read_after_then_pause`]).
     #[cfg(test)]
     pub async fn read_after(&self, after: i64, limit: usize) -> Result<Vec<Entry>, SyncError> {
-        Ok(self.read_after_then_pause(after, limit).await?.0)
+        Ok(self
+            .read_after_then_pause(after, limit, usize::MAX)
+            .await?
+            .0)
     }
 
-    /// [`Journal::read_after`], then [`Journal::shared_pause`] with the same
-    /// read (after the entries: a pause committed before any of them is
-    /// seen).
+    /// [`Journal::read_after`], stopping once the document bytes read from
+    /// the file reach `max_bytes` (one entry at least), then
+    /// [`Journal::shared_pause`] with the same read (after the entries: a
+    /// pause committed before any of them is seen); and whether the read
+    /// stopped short of the end.
     pub async fn read_after_then_pause(
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<(Vec<Entry>, bool), SyncError> {
-        let (mut entries, owner) = self
+        max_bytes: usize,
+    ) -> Result<(Vec<Entry>, bool, bool), SyncError> {
+        let ((mut entries, short), owner) = self
             .read(move |c| {
-                let entries = store::read_after(c, after, limit)?;
-                Ok((entries, store::get_meta(c, PAUSED_BY_KEY)?))
+                let read = store::read_after_bounded(c, after, limit, max_bytes)?;
+                Ok((read, store::get_meta(c, PAUSED_BY_KEY)?))
             })
             .await?;
         // In slices: writes keep documents in the memo meanwhile, from other
@@ -699,7 +705,7 @@ impl Journal {
                 e.doc = memo.take(e.seq);
             }
         }
-        Ok((entries, self.paused_by(owner)))
+        Ok((entries, self.paused_by(owner), short))
     }
 
     /// Keeps the document bytes of future marks in memory for this
@@ -1236,6 +1242,26 @@ mod tests {
         assert!(e[1].ready, "a mark buffered at close is not lost");
         j.close();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_stops_at_its_byte_budget() {
+        let dir = temp_dir("budget");
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        j.keep_docs(false); // the bytes go to the file, as while paused
+        let keys: Vec<DocKey> = (0..40).map(key).collect();
+        let s = j.append(keys).await.unwrap();
+        j.mark_inserted(s.iter().map(|&t| (t, Some(vec![7u8; 64 * 1024]))).collect());
+        seqs(&j).await;
+        let (e, _, short) = j.read_after_then_pause(0, 1000, 1024 * 1024).await.unwrap();
+        assert_eq!(e.len(), 16, "1 MiB of 64 KiB documents");
+        assert!(short, "stopped short of the end");
+        let (e, _, short) = j.read_after_then_pause(0, 1000, 1).await.unwrap();
+        assert_eq!(e.len(), 1, "one entry at least");
+        assert!(short);
+        let (e, _, short) = j.read_after_then_pause(0, 1000, usize::MAX).await.unwrap();
+        assert_eq!(e.len(), 40);
+        assert!(!short, "read to the end");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -457,10 +457,34 @@ const READ_AFTER: &str =
 /// planned again on every call (one per replication batch). Rows come in
 /// `seq` order straight from the table's b-tree, so stopping early reads no
 /// more than a `LIMIT` would.
+#[cfg(test)]
 pub fn read_after(c: &Connection, after: i64, limit: usize) -> rusqlite::Result<Vec<Entry>> {
+    Ok(read_after_bounded(c, after, limit, usize::MAX)?.0)
+}
+
+/// Up to `limit` entries with `seq > after`, oldest first, stopping once
+/// the document bytes read reach `max_bytes` (one entry at least), and
+/// whether the read stopped short of the end (at either bound).
+pub fn read_after_bounded(
+    c: &Connection,
+    after: i64,
+    limit: usize,
+    max_bytes: usize,
+) -> rusqlite::Result<(Vec<Entry>, bool)> {
     let mut stmt = c.prepare_cached(READ_AFTER)?;
-    let rows = stmt.query_map(params![after], entry)?;
-    rows.take(limit).collect()
+    let mut rows = stmt.query_map(params![after], entry)?;
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while out.len() < limit && (out.is_empty() || bytes < max_bytes) {
+        match rows.next() {
+            Some(e) => {
+                let e = e?;
+                bytes += e.doc.as_ref().map_or(0, Vec::len);
+                out.push(e);
+            }
+            None => return Ok((out, false)),
+        }
+    }
+    Ok((out, true))
 }
 
 /// Whether each seq is ready, with the document bytes its mark stored.

@@ -488,12 +488,14 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(bool, Option<bool>), crate:
     }
     let mut paused = None;
     while !q.is_full() {
-        let (entries, p) = ctx
+        // Bounded in bytes too: rows whose document bytes are in the file
+        // (marked while this process did not keep them in memory: paused,
+        // Atlas down, or another process) can be large.
+        let (entries, p, short) = ctx
             .journal
-            .read_after_then_pause(q.cursor, READ_CHUNK)
+            .read_after_then_pause(q.cursor, READ_CHUNK, q.room_bytes())
             .await?;
         paused = Some(p);
-        let n = entries.len();
         for e in entries {
             q.cursor = q.cursor.max(e.seq);
             if e.ready {
@@ -502,7 +504,7 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(bool, Option<bool>), crate:
                 q.wait(e);
             }
         }
-        if n < READ_CHUNK {
+        if !short {
             return Ok((true, paused));
         }
     }

@@ -235,6 +235,11 @@ impl Queue {
         self.admit(e.key, e.seq, e.at_ms, e.insert, doc);
     }
 
+    /// Document bytes the queue may still take before it is full.
+    pub fn room_bytes(&self) -> usize {
+        MAX_HELD_BYTES.saturating_sub(self.held_bytes)
+    }
+
     pub fn is_full(&self) -> bool {
         self.dirty.len() + self.waiting.len() + self.deferred_len() >= self.max_dirty
             || self.held_bytes >= MAX_HELD_BYTES
