@@ -96,13 +96,22 @@ export interface Metrics {
   oldestPendingAgeMs: number | null
   /** Document changes this process recorded in the journal. */
   captured: number
+  /**
+   * Whose replicator figures `synced` to `throughputPerSec` (and
+   * `lastError`, when newer than this process's own) are: this process's
+   * while it leads, else the ones the leader of the data directory
+   * published in the last 5 s (other pm2 instances and the CLI show the
+   * leader's), else this process's. They restart from 0 when the leader
+   * changes.
+   */
+  replicationFrom: 'this process' | 'leader'
   /** Documents Atlas acknowledged. */
   synced: number
   /** Failed copy attempts (most are retried and succeed later). */
   failed: number
   /** Batches retried. */
   retried: number
-  /** Documents moved to the dead-letter store by this process. */
+  /** Documents moved to the dead-letter store by the replicator. */
   deadLettered: number
   /** Documents in the dead-letter store now. */
   deadLetterSize: number
@@ -113,7 +122,7 @@ export interface Metrics {
   lagMs: { p50: number | null; p99: number | null }
   throughputPerSec: number
   connections: { local: 'up' | 'down'; atlas: 'up' | 'down' | 'disabled' }
-  /** The running or last full sync of this process. */
+  /** The running full sync (also one another process of the data directory runs), else this process's last. */
   fullSync: FullSyncStatus
   lastError: { message: string; atMs: number } | null
 }

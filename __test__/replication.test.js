@@ -484,6 +484,46 @@ test('pause in one process pauses the leader of a shared journal (pm2 cluster), 
   await leader.close()
 })
 
+test("every instance of a data directory shows the leader's replication figures (pm2 cluster, the CLI)", async () => {
+  // Only the leader replicates; the other instances used to show their own
+  // idle figures: success rate 1, no lag, no last error, health flapping
+  // with the instance a request reached.
+  const db = uniqueDb('leaderstats')
+  const atlas = await driver(ATLAS)
+  await atlas.db(db).collection('users').createIndex({ email: 1 }, { unique: true })
+  const opts = syncOptions(db, FAST)
+  const leader = await createSync(opts)
+  await waitFor(async () => (await leader.metrics()).leader, { what: 'the first instance to lead' })
+  const other = await createSync({ ...opts })
+  try {
+    const users = other.collection('users')
+    await users.insertMany([{ _id: 1, email: 'a' }, { _id: 2, email: 'b' }])
+    await users.insertOne({ _id: 3, email: 'a' }) // refused by Atlas's unique index: dead-lettered
+    await other.flush({ timeoutMs: 30000 })
+    const own = await leader.metrics()
+    assert.deepEqual([own.replicationFrom, own.synced, own.deadLettered], ['this process', 2, 1])
+    const seen = await waitFor(
+      async () => {
+        const m = await other.metrics()
+        return m.synced === 2 && m.deadLettered === 1 ? m : null
+      },
+      { what: "the leader's figures on the other instance" },
+    )
+    assert.equal(seen.leader, false)
+    assert.equal(seen.replicationFrom, 'leader')
+    assert.equal(seen.successRate, own.successRate)
+    assert.ok(seen.successRate < 0.99)
+    assert.notEqual(seen.lagMs.p99, null)
+    assert.match(seen.lastError.message, /dead-lettering 1 document/)
+    const health = await other.health()
+    assert.equal(health.checks.successRate.pass, false, "the other instance's health reflects the leader's success rate")
+    assert.equal(health.status, 'degraded')
+  } finally {
+    await other.close()
+    await leader.close()
+  }
+})
+
 test('new documents go to Atlas as inserts; one whose _id Atlas already has is replaced', async () => {
   const db = uniqueDb('insertfirst')
   const atlas = await driver(ATLAS)

@@ -433,14 +433,34 @@ impl Engine {
         }
     }
 
+    /// The replicator's figures and whose they are: this process's while
+    /// it leads (or has no journal), else the ones the leader published
+    /// within the last few seconds, else this process's (no live leader).
+    async fn replication_view(&self, inner: &Inner) -> (Value, &'static str) {
+        let own = || (observe::replication_json(&self.metrics), "this process");
+        let Some(j) = &inner.journal else {
+            return own();
+        };
+        if self.metrics.is_leader.load(Relaxed) {
+            return own();
+        }
+        match replicate::leader_stats(j).await {
+            Some(v) => (v, "leader"),
+            None => own(),
+        }
+    }
+
     pub async fn metrics_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, _) = self.queue_view(&inner).await;
+        let (replication, from) = self.replication_view(&inner).await;
         let mut v = observe::metrics_json(
             &self.metrics,
             &self.config,
             &q,
             &self.full_sync_status().await,
+            &replication,
+            from,
         );
         // By this process or another one of the data directory.
         v["paused"] = Value::Bool(self.is_paused(&inner).await);
@@ -450,11 +470,14 @@ impl Engine {
     pub async fn health_json(&self) -> Result<Value, SyncError> {
         let inner = self.inner()?;
         let (q, journal_ok) = self.queue_view(&inner).await;
+        let (replication, _) = self.replication_view(&inner).await;
+        let rate = replication["successRate"].as_f64().unwrap_or(1.0);
         Ok(observe::health_json(
             &self.metrics,
             &self.config,
             &q,
             journal_ok,
+            rate,
         ))
     }
 

@@ -217,41 +217,84 @@ impl Default for FullSyncView {
     }
 }
 
-/// The JSON of `sync.metrics()`.
-pub fn metrics_json(m: &Metrics, cfg: &Config, q: &QueueView, full: &FullSyncView) -> Value {
+/// The figures only the replicator has (so only the leader of a data
+/// directory): the leader publishes them to the journal every second, and
+/// the other processes (pm2 instances, the CLI) show the leader's.
+pub fn replication_json(m: &Metrics) -> Value {
     let (p50, p99) = m.lag_percentiles();
     json!({
+        "synced": m.synced.load(Relaxed),
+        "failed": m.failed.load(Relaxed),
+        "retried": m.retried.load(Relaxed),
+        "deadLettered": m.dead_lettered.load(Relaxed),
+        "batches": m.batches.load(Relaxed),
+        "successRate": m.success_rate(),
+        "lagMs": { "p50": p50, "p99": p99 },
+        "throughputPerSec": m.throughput(),
+        "lastError": m.last_error().map(|(message, at)| json!({ "message": message, "atMs": at })),
+    })
+}
+
+/// The JSON of `sync.metrics()`: this process's own figures, with the
+/// replicator's from `replication` (this process's, or the leader's, see
+/// [`replication_json`]; `from` says which).
+pub fn metrics_json(
+    m: &Metrics,
+    cfg: &Config,
+    q: &QueueView,
+    full: &FullSyncView,
+    replication: &Value,
+    from: &str,
+) -> Value {
+    let mut v = json!({
         "enabled": cfg.enabled,
         "paused": m.paused.load(Relaxed),
         "leader": m.is_leader.load(Relaxed),
         "queueSize": q.size,
         "oldestPendingAgeMs": q.oldest_age_ms,
         "captured": m.captured.load(Relaxed),
-        "synced": m.synced.load(Relaxed),
-        "failed": m.failed.load(Relaxed),
-        "retried": m.retried.load(Relaxed),
-        "deadLettered": m.dead_lettered.load(Relaxed),
         "deadLetterSize": q.dead_letters,
-        "batches": m.batches.load(Relaxed),
-        "successRate": m.success_rate(),
-        "lagMs": { "p50": p50, "p99": p99 },
-        "throughputPerSec": m.throughput(),
+        "replicationFrom": from,
         "connections": {
             "local": if m.local_up.load(Relaxed) { "up" } else { "down" },
             "atlas": if !cfg.enabled { "disabled" } else if m.atlas_up.load(Relaxed) { "up" } else { "down" },
         },
         "fullSync": full,
-        "lastError": m.last_error().map(|(message, at)| json!({ "message": message, "atMs": at })),
-    })
+    });
+    if let (Some(to), Some(from)) = (v.as_object_mut(), replication.as_object()) {
+        for (k, x) in from {
+            to.insert(k.clone(), x.clone());
+        }
+    }
+    // The newer of this process's own last error and the replicator's.
+    let own = m
+        .last_error()
+        .map(|(message, at)| json!({ "message": message, "atMs": at }));
+    let at = |e: &Value| e.get("atMs").and_then(Value::as_i64).unwrap_or(0);
+    if let Some(own) = own {
+        if v.get("lastError")
+            .is_none_or(|e| e.is_null() || at(e) < at(&own))
+        {
+            v["lastError"] = own;
+        }
+    }
+    v
 }
 
 /// The JSON of `sync.health()`: each of the seed's success criteria as a
-/// check with its value, threshold and verdict.
-pub fn health_json(m: &Metrics, cfg: &Config, q: &QueueView, journal_ok: bool) -> Value {
+/// check with its value, threshold and verdict. `success_rate` is the
+/// replicator's (see [`replication_json`]).
+pub fn health_json(
+    m: &Metrics,
+    cfg: &Config,
+    q: &QueueView,
+    journal_ok: bool,
+    success_rate: f64,
+) -> Value {
     let local = m.local_up.load(Relaxed);
     let atlas = !cfg.enabled || m.atlas_up.load(Relaxed);
     let queue_ok = !cfg.enabled || q.size < cfg.health_max_queue;
-    let rate = m.success_rate();
+    let rate = success_rate;
     let rate_ok = !cfg.enabled || rate > cfg.health_min_success_rate || rate >= 1.0;
     let status = if !local || !journal_ok {
         "unhealthy"
@@ -325,15 +368,21 @@ mod tests {
             size: 5,
             ..Default::default()
         };
-        assert_eq!(health_json(&m, &cfg, &q, true)["status"], "healthy");
+        assert_eq!(
+            health_json(&m, &cfg, &q, true, m.success_rate())["status"],
+            "healthy"
+        );
         let q = QueueView {
             size: 100,
             ..Default::default()
         };
-        let h = health_json(&m, &cfg, &q, true);
+        let h = health_json(&m, &cfg, &q, true, m.success_rate());
         assert_eq!(h["status"], "degraded");
         assert_eq!(h["checks"]["queueSize"]["pass"], false);
         m.local_up.store(false, Relaxed);
-        assert_eq!(health_json(&m, &cfg, &q, true)["status"], "unhealthy");
+        assert_eq!(
+            health_json(&m, &cfg, &q, true, m.success_rate())["status"],
+            "unhealthy"
+        );
     }
 }

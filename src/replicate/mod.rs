@@ -71,6 +71,11 @@ const POLL: Duration = Duration::from_millis(25);
 /// How often the leader writes its heartbeat.
 const HEARTBEAT: Duration = Duration::from_millis(1000);
 const HEARTBEAT_KEY: &str = "leader_heartbeat_ms";
+/// The leader's replication figures (`observe::replication_json`), with
+/// the time they were taken, for the other processes of the directory.
+const LEADER_STATS_KEY: &str = "leader_stats";
+/// Published figures older than this are not the live leader's.
+const LEADER_STATS_FRESH_MS: i64 = 5_000;
 /// Until when (ms) an Atlas write of unknown outcome may still land: a new
 /// leader waits for it too (see `copy_batch`).
 const RECOPY_KEY: &str = "recopy_not_before_ms";
@@ -280,8 +285,18 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
     if clean {
         let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
     }
+    let _ = ctx.journal.delete_meta(LEADER_STATS_KEY).await;
     ctx.metrics.is_leader.store(false, Relaxed);
     drop(lock);
+}
+
+/// The replication figures the live leader of the directory published, if
+/// they are fresh.
+pub async fn leader_stats(journal: &Journal) -> Option<serde_json::Value> {
+    let raw = journal.get_meta(LEADER_STATS_KEY).await.ok().flatten()?;
+    let mut v: serde_json::Value = serde_json::from_str(&raw).ok()?;
+    let at = v.get("atMs")?.as_i64()?;
+    (now_ms() - at < LEADER_STATS_FRESH_MS).then(|| v["stats"].take())
 }
 
 /// A time in ms kept in the journal's meta table.
@@ -315,6 +330,14 @@ async fn run(
             let _ = ctx
                 .journal
                 .set_meta(HEARTBEAT_KEY, now_ms().to_string())
+                .await;
+            let stats = serde_json::json!({
+                "atMs": now_ms(),
+                "stats": crate::observe::replication_json(&ctx.metrics),
+            });
+            let _ = ctx
+                .journal
+                .set_meta(LEADER_STATS_KEY, stats.to_string())
                 .await;
             // Intents that engines which died logged but never moved.
             if let Err(e) = ctx.journal.adopt_orphans_async().await {
