@@ -161,12 +161,12 @@ export interface VerifyCollectionReport {
   extra: any[]
   /** `_id`s of documents that differ between local and Atlas (first 1000). */
   different: any[]
-  /** How many are missing, when the list is truncated. */
-  missingCount?: number
-  extraCount?: number
-  differentCount?: number
+  /** How many are missing, extra and different: more than the lists hold when `truncated`. */
+  missingCount: number
+  extraCount: number
+  differentCount: number
   /** `true` when a list was capped at 1000 entries. */
-  truncated?: boolean
+  truncated: boolean
   /** Documents of this collection copied again by `repair`. */
   repaired: number
 }
@@ -179,6 +179,14 @@ export interface VerifyReport {
   differences: number
   /** Documents copied again by `repair: true`. */
   repaired: number
+  /**
+   * Whether the queue had drained before the comparison (it waits up to
+   * 30 s for that): when `false`, changes still on their way to Atlas may
+   * show as differences.
+   */
+  settled: boolean
+  /** When the comparison ended (ms since the epoch). */
+  checkedAtMs: number
   collections: VerifyCollectionReport[]
 }
 
