@@ -19,6 +19,17 @@ const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 500 }
 /** `npm run soak` multiplies the crash iterations. */
 const SOAK = Math.max(1, Number(process.env.SYNC_SOAK || 1))
 
+/** The `_id`s of the journal's pending entries of `ns`, read from its SQLite file (with Python's sqlite3). */
+function pendingIds(dataDir, ns) {
+  const script =
+    'import sqlite3, sys\n' +
+    "c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True)\n" +
+    "print('\\n'.join(r[0].hex() for r in c.execute('SELECT id FROM pending WHERE ns = ? ORDER BY seq', (sys.argv[2],))))\n"
+  const out = require('node:child_process').execFileSync('python3', ['-c', script, path.join(dataDir, 'journal.sqlite3'), ns])
+  const { BSON } = require('bson')
+  return out.toString().split('\n').filter(Boolean).map((h) => BSON.deserialize(Buffer.from(h, 'hex'))._id)
+}
+
 test('a random mix of every write kind from concurrent writers ends identical on both servers', async () => {
   const db = uniqueDb('mix')
   const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 50, workers: 3 }))
@@ -352,14 +363,40 @@ test('in a collection whose collation ignores case, an update by _id "a" of the 
   const applied = await local.db(db).collection('ci').findOne({ _id: 'PROBE' })
   await local.db(db).collection('ci').deleteOne({ _id: 'probe' })
   if (!applied) return t.skip('this server does not apply the collection default collation to _id matches')
-  const sync = await createSync(syncOptions(db, FAST))
+  const opts = syncOptions(db, FAST)
+  const sync = await createSync(opts)
   const c = sync.collection('ci')
   await c.insertOne({ _id: 'A', v: 0 })
   await sync.flush({ timeoutMs: 30000 })
   assert.equal((await c.updateOne({ _id: 'a' }, { $inc: { v: 1 } })).modifiedCount, 1)
   await sync.flush({ timeoutMs: 30000 })
+  // An insert and changes by other spellings in one batch: they must be
+  // journaled under the stored _id, or the insert's bytes (still current
+  // for the key "K") go to Atlas beside the read-back of "k", and either
+  // may land last.
+  sync.pause()
+  await c.insertOne({ _id: 'K', v: 0 })
+  assert.equal((await c.updateOne({ _id: 'k' }, { $set: { v: 1 } })).modifiedCount, 1)
+  assert.equal((await c.findOneAndUpdate({ _id: 'k' }, { $inc: { v: 1 } }, { returnDocument: 'after' })).v, 2)
+  await c.insertOne({ _id: 'Gone', v: 0 })
+  assert.equal((await c.deleteOne({ _id: 'gone' })).deletedCount, 1)
+  // Journaled under the stored _ids (the engine looks them up): one
+  // document, one key. They used to be journaled as written ("k", "gone").
+  const ids = await waitFor(
+    async () => {
+      const ids = pendingIds(opts.dataDir, `${db}.ci`)
+      return ids.length === 5 ? ids : null
+    },
+    { what: 'the five changes in the journal' },
+  )
+  assert.deepEqual(ids, ['K', 'K', 'K', 'Gone', 'Gone'])
+  sync.resume()
+  await sync.flush({ timeoutMs: 30000 })
   await sync.close()
-  assert.deepEqual(await atlas.db(db).collection('ci').find().toArray(), [{ _id: 'A', v: 1 }])
+  assert.deepEqual(await atlas.db(db).collection('ci').find().sort({ _id: 1 }).toArray(), [
+    { _id: 'A', v: 1 },
+    { _id: 'K', v: 2 },
+  ])
   await assertSame(local, atlas, db, ['ci'])
 })
 

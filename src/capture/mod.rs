@@ -46,7 +46,15 @@ pub struct Writer {
     idle: Notify,
     /// Open `find`/`aggregate` cursors JS reads batch by batch.
     cursors: read::Cursors,
+    /// Whether a collection's default collation compares strings other than
+    /// byte by byte, by namespace, and when that was read.
+    collations: std::sync::Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
 }
+
+/// How long a collection's default collation is taken as read. A collation
+/// is set when a collection is created; only a drop and re-create within
+/// this time could change it under the cache.
+const COLLATION_TTL: Duration = Duration::from_secs(10);
 
 /// One collection as the write path sees it.
 pub(crate) struct Target<'a> {
@@ -68,6 +76,57 @@ impl<'a> Target<'a> {
 
     pub fn key(&self, id: &Bson) -> DocKey {
         key_of(&self.ns, id)
+    }
+
+    /// Whether a filter's string `_id` may match another spelling: the
+    /// call's collation is not `simple`, or without one, the collection's
+    /// default collation is not. Then the write looks the stored `_id` up,
+    /// so one document always has one journal key.
+    pub async fn collated(
+        &self,
+        per_call: Option<&mongodb::options::Collation>,
+    ) -> Result<bool, SyncError> {
+        if let Some(c) = per_call {
+            return Ok(c.locale != "simple");
+        }
+        let now = std::time::Instant::now();
+        if let Some((c, at)) = self
+            .w
+            .collations
+            .lock()
+            .expect("collations poisoned")
+            .get(&self.ns)
+        {
+            if now.duration_since(*at) < COLLATION_TTL {
+                return Ok(*c);
+            }
+        }
+        use futures_util::TryStreamExt;
+        let specs: Vec<_> = self
+            .w
+            .local
+            .database(self.db)
+            .list_collections()
+            .filter(doc! { "name": self.coll })
+            .await?
+            .try_collect()
+            .await?;
+        let Some(spec) = specs.first() else {
+            // No collection yet: created simple by the write, unless created
+            // otherwise first; not kept, so that is seen.
+            return Ok(false);
+        };
+        let collated = spec
+            .options
+            .collation
+            .as_ref()
+            .is_some_and(|c| c.locale != "simple");
+        self.w
+            .collations
+            .lock()
+            .expect("collations poisoned")
+            .insert(self.ns.clone(), (collated, now));
+        Ok(collated)
     }
 
     /// Commits intents for `ids`, runs `op`, marks the intents ready.
@@ -277,13 +336,11 @@ pub fn key_of(ns: &str, id: &Bson) -> DocKey {
 
 /// The `_id` a filter pins by plain equality (`{_id: v}` or `{_id: {$eq: v}}`).
 ///
-/// With a collation other than `simple`, an `_id` holding a string is not
-/// pinned as written: `"abc"` may match the stored `"ABC"`, whose journal
-/// key would then be missed; the write looks the real `_id` up first.
-pub fn pinned_id(
-    filter: &Document,
-    collation: Option<&mongodb::options::Collation>,
-) -> Option<Bson> {
+/// Where a collation other than `simple` applies (`collated`, see
+/// [`Target::collated`]), an `_id` holding a string is not pinned as
+/// written: `"abc"` may match the stored `"ABC"`, whose journal key would
+/// then be missed; the write looks the real `_id` up first.
+pub fn pinned_id(filter: &Document, collated: bool) -> Option<Bson> {
     let id = match filter.get("_id")? {
         Bson::RegularExpression(_) => return None,
         Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {
@@ -295,9 +352,10 @@ pub fn pinned_id(
         }
         v => v.clone(),
     };
-    match collation {
-        Some(c) if c.locale != "simple" && has_string(&id) => None,
-        _ => Some(id),
+    if collated && has_string(&id) {
+        None
+    } else {
+        Some(id)
     }
 }
 
@@ -342,6 +400,7 @@ impl Writer {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             cursors: read::Cursors::default(),
+            collations: Default::default(),
         }
     }
 
@@ -529,32 +588,22 @@ mod tests {
 
     #[test]
     fn pinned_ids() {
-        assert_eq!(pinned_id(&doc! {"_id": 5}, None), Some(Bson::Int32(5)));
+        assert_eq!(pinned_id(&doc! {"_id": 5}, false), Some(Bson::Int32(5)));
         assert_eq!(
-            pinned_id(&doc! {"_id": {"$eq": "a"}}, None),
+            pinned_id(&doc! {"_id": {"$eq": "a"}}, false),
             Some(Bson::String("a".into()))
         );
-        assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}, None), None);
+        assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}, false), None);
         assert_eq!(
-            pinned_id(&doc! {"_id": {"a": 1}}, None),
+            pinned_id(&doc! {"_id": {"a": 1}}, false),
             Some(Bson::Document(doc! {"a": 1}))
         );
-        assert_eq!(pinned_id(&doc! {"x": 1}, None), None);
+        assert_eq!(pinned_id(&doc! {"x": 1}, false), None);
         // A collation may match another spelling of a string: not pinned.
-        let ci = mongodb::options::Collation::builder()
-            .locale("en")
-            .strength(mongodb::options::CollationStrength::Secondary)
-            .build();
-        let simple = mongodb::options::Collation::builder()
-            .locale("simple")
-            .build();
-        assert_eq!(pinned_id(&doc! {"_id": "a"}, Some(&ci)), None);
-        assert_eq!(pinned_id(&doc! {"_id": {"k": ["a"]}}, Some(&ci)), None);
-        assert_eq!(pinned_id(&doc! {"_id": 5}, Some(&ci)), Some(Bson::Int32(5)));
-        assert_eq!(
-            pinned_id(&doc! {"_id": "a"}, Some(&simple)),
-            Some(Bson::from("a"))
-        );
+        assert_eq!(pinned_id(&doc! {"_id": "a"}, true), None);
+        assert_eq!(pinned_id(&doc! {"_id": {"k": ["a"]}}, true), None);
+        assert_eq!(pinned_id(&doc! {"_id": 5}, true), Some(Bson::Int32(5)));
+        assert_eq!(pinned_id(&doc! {"_id": "a"}, false), Some(Bson::from("a")));
     }
 
     #[test]
