@@ -78,6 +78,20 @@ impl<'a> Target<'a> {
         key_of(&self.ns, id)
     }
 
+    /// The `_id` `filter` pins ([`pinned_id`]), asking whether a collation
+    /// applies only when that `_id` holds a string.
+    pub async fn pinned(
+        &self,
+        filter: &Document,
+        per_call: Option<&mongodb::options::Collation>,
+    ) -> Result<Option<Bson>, SyncError> {
+        let id = pinned_id(filter, false);
+        if id.as_ref().is_some_and(has_string) && self.collated(per_call).await? {
+            return Ok(None);
+        }
+        Ok(id)
+    }
+
     /// Whether a filter's string `_id` may match another spelling: the
     /// call's collation is not `simple`, or without one, the collection's
     /// default collation is not. Then the write looks the stored `_id` up,

@@ -278,7 +278,7 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
             &run_update(t, filter, &change, &opts, false).await?,
         ));
     }
-    if let Some(id) = pinned_id(&filter, t.collated(opts.collation.as_ref()).await?) {
+    if let Some(id) = t.pinned(&filter, opts.collation.as_ref()).await? {
         let r = t
             .journaled(&[id], run_update(t, filter, &change, &opts, false))
             .await?;
@@ -409,7 +409,7 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
             &run_update(t, filter, &change, &opts, true).await?,
         ));
     }
-    if let Some(id) = pinned_id(&filter, t.collated(opts.collation.as_ref()).await?) {
+    if let Some(id) = t.pinned(&filter, opts.collation.as_ref()).await? {
         let r = t
             .journaled(&[id], run_update(t, filter, &change, &opts, true))
             .await?;
@@ -462,7 +462,7 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     };
     let n = if !t.replicated {
         run(filter).await?
-    } else if let Some(id) = pinned_id(&filter, t.collated(opts.collation.as_ref()).await?) {
+    } else if let Some(id) = t.pinned(&filter, opts.collation.as_ref()).await? {
         t.journaled(&[id], run(filter)).await?
     } else if many {
         let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
@@ -631,8 +631,11 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let after = fam.returns_after();
     let updates = |existed: bool| (!is_delete).then_some(existed);
     let (sort, collation, hint) = fam.targeting();
-    let collated = t.replicated && t.collated(collation.as_ref()).await?;
-    let pinned = pinned_id(&filter, collated);
+    let pinned = if t.replicated {
+        t.pinned(&filter, collation.as_ref()).await?
+    } else {
+        pinned_id(&filter, false)
+    };
     if !t.replicated || pinned.is_some() {
         // The driver's reply has no lastErrorObject. The pre-image tells
         // whether a document matched; a returnDocument 'after' upsert
