@@ -252,7 +252,11 @@ export declare class Sync {
   fullSync(options?: ReconcileOptions): Promise<FullSyncStatus>
   /** Progress of the running full sync (also one another process of the data directory runs), else of this process's last. */
   fullSyncStatus(): Promise<FullSyncStatus>
-  /** Starts a verify in the background (see {@link Sync.verify}); resolves with its id, or the running one's. */
+  /**
+   * Starts a verify in the background (see {@link Sync.verify}); resolves
+   * with its id, or with the running one's if it was asked the same
+   * (collections, repair); rejects with `ERR_SYNC_CONFLICT` if it was not.
+   */
   startVerify(options?: VerifyOptions): Promise<{ id: string }>
   /**
    * Compares local and Atlas per collection (counts, hashes, then per

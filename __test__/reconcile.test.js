@@ -184,6 +184,34 @@ test('one full sync per data directory: racing starts share it, another pm2 inst
   }
 })
 
+test('a verify asked again while it runs: the same options share it, other options conflict', async () => {
+  const db = uniqueDb('verifyone')
+  const sync = await createSync(syncOptions(db, FAST))
+  try {
+    // Paused with a change queued, a verify waits (up to 30 s) for the queue to settle.
+    sync.pause()
+    await sync.collection('v').insertOne({ _id: 1 })
+    const { id } = await sync.startVerify({ collections: ['v'] })
+    assert.equal((await sync.startVerify({ collections: ['v'] })).id, id)
+    // It used to answer with the running id, dropping repair: true unseen.
+    await assert.rejects(sync.startVerify({ collections: ['v'], repair: true }), (e) => {
+      assert.equal(e.code, 'ERR_SYNC_CONFLICT')
+      assert.match(e.message, new RegExp(`verify ${id} is running over v, repair false; it must end before one over v, repair true starts`))
+      return true
+    })
+    await assert.rejects(sync.verify({ collections: ['v'] }), { code: 'ERR_SYNC_CONFLICT' })
+    sync.resume()
+    const done = await waitFor(async () => {
+      const s = await sync.verifyStatus()
+      return s.state === 'done' ? s : null
+    }, { what: 'the verify to end' })
+    assert.equal(done.id, id)
+    assert.equal(done.report.ok, true)
+  } finally {
+    await sync.close()
+  }
+})
+
 test('full sync and verify refuse excluded collections and bad options', async () => {
   const db = uniqueDb('refuse')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['secret'] }))

@@ -374,8 +374,8 @@ impl Engine {
     pub async fn verify(&self, opts: VerifyOptions) -> Result<Document, SyncError> {
         let ctx = self.reconcile_ctx()?;
         self.verify_job
-            .begin()
-            .map_err(|id| SyncError::Conflict(format!("verify {id} is already running")))?;
+            .begin(&opts)
+            .map_err(|(id, _)| SyncError::Conflict(format!("verify {id} is already running")))?;
         let r = reconcile::verify(&ctx, opts).await;
         self.verify_job.end(&r);
         if let Err(e) = &r {
@@ -388,9 +388,14 @@ impl Engine {
     /// Starts a verify in the background; returns its id.
     pub fn start_verify(&self, opts: VerifyOptions) -> Result<String, SyncError> {
         let ctx = self.reconcile_ctx()?;
-        let id = match self.verify_job.begin() {
+        let id = match self.verify_job.begin(&opts) {
             Ok(id) => id,
-            Err(running) => return Ok(running),
+            // The same verify runs already: that one's id.
+            Err((running, None)) => return Ok(running),
+            Err((running, Some(asked))) => return Err(SyncError::Conflict(format!(
+                "verify {running} is running over {asked}; it must end before one over {} starts",
+                opts.describe()
+            ))),
         };
         let job = self.verify_job.clone();
         tokio::spawn(async move {

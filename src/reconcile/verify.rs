@@ -255,10 +255,28 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
     })
 }
 
+impl VerifyOptions {
+    /// What the run was asked, as a log or an error shows it.
+    pub fn describe(&self) -> String {
+        let scope = match &self.collections {
+            Some(c) => {
+                let mut c = c.clone();
+                c.sort();
+                c.dedup();
+                c.join(", ")
+            }
+            None => "every replicated collection".into(),
+        };
+        format!("{scope}, repair {}", self.repair)
+    }
+}
+
 /// One verify run as `GET /verify` shows it.
 #[derive(Default)]
 struct Run {
     id: Option<String>,
+    /// Its options ([`VerifyOptions::describe`]).
+    asked: String,
     /// `running`, `done` or `failed` (empty before the first run).
     state: String,
     report: Option<Document>,
@@ -284,15 +302,20 @@ impl VerifyJob {
         }
     }
 
-    /// Marks a run started and returns its id; `Err(id)` of the one running.
-    pub fn begin(&self) -> Result<String, String> {
+    /// Marks a run with `opts` started and returns its id. While one runs:
+    /// `Err((id, None))` if it was asked the same, `Err((id, Some(what it
+    /// was asked)))` if not.
+    pub fn begin(&self, opts: &VerifyOptions) -> Result<String, (String, Option<String>)> {
         let mut r = self.run.lock().expect("verify poisoned");
+        let asked = opts.describe();
         if r.state == "running" {
-            return Err(r.id.clone().unwrap_or_default());
+            let id = r.id.clone().unwrap_or_default();
+            return Err((id, (r.asked != asked).then(|| r.asked.clone())));
         }
         let id = format!("verify-{:x}-{:04x}", now_ms(), rand::random::<u16>());
         *r = Run {
             id: Some(id.clone()),
+            asked,
             state: "running".into(),
             ..Run::default()
         };
