@@ -245,6 +245,18 @@ test('an authorize(req) hook allows or refuses POST routes; with a token as well
   assert.match(r.json.error.message, /refused/)
 })
 
+test('POST /pause on a sync with SYNC_ENABLED=false answers paused: false, as its metrics say (nothing to pause)', async () => {
+  const off = await createSync({ localUri: syncOptions(db).localUri, enabled: false, logLevel: 'off' })
+  try {
+    const offBase = await serveRouter(syncRouter(off, { adminToken: TOKEN }))
+    const r = await call(offBase, 'POST', '/api/sync/pause', { token: TOKEN })
+    assert.deepEqual([r.status, r.json], [200, { paused: false }])
+    assert.equal((await off.metrics()).paused, false)
+  } finally {
+    await off.close()
+  }
+})
+
 test('the admin token given to createSync() is the router default; the router option overrides it', async () => {
   const other = 'create-sync-token-0123456789'
   const tokened = await createSync(syncOptions(db, { adminToken: other }))

@@ -226,14 +226,15 @@ function handlers(sync) {
       POST: async ({ req }) => {
         await readJsonBody(req, [])
         sync.pause()
-        return [200, { paused: true }]
+        // What the sync reports: false when SYNC_ENABLED=false left nothing to pause.
+        return [200, { paused: (await sync.metrics()).paused }]
       },
     },
     '/resume': {
       POST: async ({ req }) => {
         await readJsonBody(req, [])
         sync.resume()
-        return [200, { paused: false }]
+        return [200, { paused: (await sync.metrics()).paused }]
       },
     },
     '/flush': {
