@@ -27,6 +27,8 @@ use crate::replicate;
 
 /// How often connections are checked for health.
 const PING_EVERY: Duration = Duration::from_secs(2);
+/// How often an engine that does not lead looks for intent files to move (see `adopt_orphans`).
+const ADOPT_EVERY: Duration = Duration::from_secs(5);
 
 struct Inner {
     writer: Writer,
@@ -221,6 +223,7 @@ impl Engine {
                 });
                 let resume = resume_when_leader(full_sync.clone(), ctx.clone(), metrics.clone());
                 background.push(tokio::spawn(resume));
+                background.push(tokio::spawn(adopt_orphans(j.clone(), metrics.clone())));
                 Some(ctx)
             }
             _ => None,
@@ -392,10 +395,12 @@ impl Engine {
             Ok(id) => id,
             // The same verify runs already: that one's id.
             Err((running, None)) => return Ok(running),
-            Err((running, Some(asked))) => return Err(SyncError::Conflict(format!(
+            Err((running, Some(asked))) => {
+                return Err(SyncError::Conflict(format!(
                 "verify {running} is running over {asked}; it must end before one over {} starts",
                 opts.describe()
-            ))),
+            )))
+            }
         };
         let job = self.verify_job.clone();
         tokio::spawn(async move {
@@ -529,6 +534,23 @@ async fn resume_when_leader(fs: Arc<FullSync>, ctx: Arc<reconcile::Ctx>, metrics
     }
     if let Err(e) = reconcile::resume_full_sync(&fs, ctx).await {
         tracing::warn!("could not resume the full sync: {e}");
+    }
+}
+
+/// Moves intent files that engines which died logged but never moved into
+/// the journal, while this engine does not lead (the leader does it every
+/// second): a file this engine claimed at start but failed to import (the
+/// journal busy, the disk full) is under its name, and no other engine
+/// takes it while it lives.
+async fn adopt_orphans(journal: Arc<Journal>, metrics: Arc<Metrics>) {
+    loop {
+        tokio::time::sleep(ADOPT_EVERY).await;
+        if metrics.is_leader.load(Relaxed) {
+            continue;
+        }
+        if let Err(e) = journal.adopt_orphans_async().await {
+            tracing::warn!("moving a stopped engine's intents failed: {e}");
+        }
     }
 }
 
