@@ -34,8 +34,12 @@ export declare class NativeSync {
   startFullSync(options: string): Promise<string>
   /** The current or last full sync, as JSON. */
   fullSyncStatus(): Promise<string>
-  /** Waits for the running full sync; returns its final status as JSON. */
-  waitFullSync(): Promise<string>
+  /**
+   * Waits for full sync `id` (default: this process's running one), here
+   * or in another process of the data directory; returns its final
+   * status as JSON.
+   */
+  waitFullSync(id?: string | undefined | null): Promise<string>
   /**
    * Compares local and Atlas; `options` is JSON `{ collections?, repair? }`.
    * Returns the report as BSON (its `_id` lists keep their types).

@@ -184,6 +184,27 @@ test('one full sync per data directory: racing starts share it, another pm2 inst
   }
 })
 
+test('an unreadable full-sync checkpoint is replaced by the next full sync', async () => {
+  const db = uniqueDb('fullbad')
+  const opts = syncOptions(db, FAST)
+  await (await createSync(opts)).close() // creates the journal
+  // Written as an older or a broken version might have left it.
+  const script =
+    'import sqlite3, sys\n' +
+    "c = sqlite3.connect(sys.argv[1])\n" +
+    "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', '{not json')\")\n" +
+    'c.commit()\n'
+  require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3')])
+  const sync = await createSync(opts)
+  try {
+    await sync.collection('c').insertOne({ _id: 1 })
+    const status = await sync.fullSync({ collections: ['c'] })
+    assert.equal(status.state, 'done', 'it used to fail: every start lost its compare-and-set to the unreadable value')
+  } finally {
+    await sync.close()
+  }
+})
+
 test('a verify asked again while it runs: the same options share it, other options conflict', async () => {
   const db = uniqueDb('verifyone')
   const sync = await createSync(syncOptions(db, FAST))

@@ -124,7 +124,7 @@ class Sync {
   /** Runs a full sync and resolves with its final status when it ends. */
   async fullSync(options) {
     const { id } = await this.startFullSync(options)
-    const status = JSON.parse(await this._call((n) => n.waitFullSync()))
+    const status = JSON.parse(await this._call((n) => n.waitFullSync(id)))
     if (status.id === id && status.state === 'failed') {
       throw new SyncError(`full sync ${id} failed: ${status.error}`, 'ERR_SYNC_FULL_SYNC', { status })
     }

@@ -365,10 +365,11 @@ impl Engine {
         }
     }
 
-    /// Waits for the running full sync to end (here or in another process).
-    pub async fn wait_full_sync(&self) -> FullSyncView {
+    /// Waits for full sync `id` (or this engine's running one) to end, here
+    /// or in another process of the data directory.
+    pub async fn wait_full_sync(&self, id: Option<&str>) -> FullSyncView {
         match self.inner().ok().and_then(|i| i.journal.clone()) {
-            Some(j) => self.full_sync.wait(&j).await,
+            Some(j) => self.full_sync.wait(&j, id).await,
             None => self.full_sync.status(),
         }
     }

@@ -219,10 +219,12 @@ impl NativeSync {
         serde_json::to_string(&self.engine.full_sync_status().await).unwrap_or_default()
     }
 
-    /// Waits for the running full sync; returns its final status as JSON.
+    /// Waits for full sync `id` (default: this process's running one), here
+    /// or in another process of the data directory; returns its final
+    /// status as JSON.
     #[napi]
-    pub async fn wait_full_sync(&self) -> Result<String> {
-        let v = self.engine.wait_full_sync().await;
+    pub async fn wait_full_sync(&self, id: Option<String>) -> Result<String> {
+        let v = self.engine.wait_full_sync(id.as_deref()).await;
         Ok(serde_json::to_string(&v).unwrap_or_default())
     }
 

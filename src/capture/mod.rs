@@ -116,30 +116,43 @@ impl<'a> Target<'a> {
             }
         }
         use futures_util::TryStreamExt;
-        let specs: Vec<_> = self
-            .w
-            .local
-            .database(self.db)
-            .list_collections()
-            .filter(doc! { "name": self.coll })
-            .await?
-            .try_collect()
-            .await?;
-        let Some(spec) = specs.first() else {
-            // No collection yet: created simple by the write, unless created
-            // otherwise first; not kept, so that is seen.
-            return Ok(false);
+        let specs: Result<Vec<_>, mongodb::error::Error> = async {
+            self.w
+                .local
+                .database(self.db)
+                .list_collections()
+                .filter(doc! { "name": self.coll })
+                .await?
+                .try_collect()
+                .await
+        }
+        .await;
+        let (collated, kept) = match specs {
+            Ok(specs) => match specs.first() {
+                Some(spec) => {
+                    let c = spec.options.collation.as_ref();
+                    (c.is_some_and(|c| c.locale != "simple"), COLLATION_TTL)
+                }
+                // No collection yet: created simple by the write, unless
+                // created otherwise first; kept briefly, so that is seen.
+                None => (false, Duration::from_secs(1)),
+            },
+            // Not allowed to list collections (a role without the action),
+            // or a failure: the lookup is right whatever the collation.
+            Err(e) => {
+                tracing::debug!("reading the collation of {} failed: {e}", self.ns);
+                (true, Duration::from_secs(1))
+            }
         };
-        let collated = spec
-            .options
-            .collation
-            .as_ref()
-            .is_some_and(|c| c.locale != "simple");
+        // Kept until `now + kept`: stored as if read `COLLATION_TTL - kept` ago.
+        let at = now
+            .checked_sub(COLLATION_TTL.saturating_sub(kept))
+            .unwrap_or(now);
         self.w
             .collations
             .lock()
             .expect("collations poisoned")
-            .insert(self.ns.clone(), (collated, now));
+            .insert(self.ns.clone(), (collated, at));
         Ok(collated)
     }
 

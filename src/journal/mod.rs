@@ -627,13 +627,27 @@ impl Journal {
         self.shared.commits.load(Ordering::SeqCst)
     }
 
-    /// Pauses (or resumes) replication for every process of the directory;
-    /// resolves once committed.
-    pub async fn set_shared_pause(&self, paused: bool) -> Result<(), SyncError> {
-        if paused {
-            self.set_meta(PAUSED_BY_KEY, self.owner.clone()).await
+    /// Pauses (or resumes) replication for every process of the directory.
+    /// The change is queued at the call, in call order (a `close()` right
+    /// after still commits it); the future resolves once it is committed.
+    pub fn set_shared_pause(
+        &self,
+        paused: bool,
+    ) -> impl std::future::Future<Output = Result<(), SyncError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.send(if paused {
+            Cmd::SetMeta(PAUSED_BY_KEY.to_string(), self.owner.clone(), reply)
         } else {
-            self.delete_meta(PAUSED_BY_KEY).await
+            Cmd::DeleteMeta(PAUSED_BY_KEY.to_string(), reply)
+        });
+        let path = self.path.clone();
+        async move {
+            sent?;
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(SyncError::journal(&path, e)),
+                Err(_) => Err(SyncError::Closed),
+            }
         }
     }
 

@@ -6,6 +6,12 @@ use std::fmt::Write;
 /// `(name, type, help, path into the metrics JSON)`.
 const SERIES: &[(&str, &str, &str, &[&str])] = &[
     (
+        "leader",
+        "gauge",
+        "Whether this process replicates for its data directory (1) or not (0).",
+        &["leader"],
+    ),
+    (
         "queue_size",
         "gauge",
         "Document changes waiting to be copied to Atlas.",
@@ -97,6 +103,21 @@ const SERIES: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
+/// The replicator's figures (`observe::replication_json`): exported only by
+/// the process they belong to. Another pm2 instance shows the leader's in
+/// its JSON, but exporting them too would count them once per instance in
+/// a sum, and reset them whenever its copy went stale.
+const REPLICATION: &[&str] = &[
+    "synced",
+    "failed",
+    "retried",
+    "deadLettered",
+    "batches",
+    "successRate",
+    "lagMs",
+    "throughputPerSec",
+];
+
 fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |v, k| v.get(k))
 }
@@ -112,7 +133,11 @@ fn num(v: Option<&Value>) -> Option<f64> {
 /// Renders the metrics JSON as Prometheus text with the `dual_sync_` prefix.
 pub fn to_prometheus(metrics: &Value) -> String {
     let mut out = String::new();
+    let borrowed = metrics.get("replicationFrom").and_then(Value::as_str) == Some("leader");
     for (name, kind, help, path) in SERIES {
+        if borrowed && REPLICATION.contains(&path[0]) {
+            continue;
+        }
         if let Some(x) = num(at(metrics, path)) {
             let _ = writeln!(out, "# HELP dual_sync_{name} {help}");
             let _ = writeln!(out, "# TYPE dual_sync_{name} {kind}");
@@ -160,5 +185,26 @@ mod tests {
         assert!(t.contains("dual_sync_lag_p50_ms 4"));
         assert!(!t.contains("lag_p99"), "null values are left out");
         assert!(t.contains("dual_sync_connection_up{server=\"atlas\"} 0"));
+    }
+
+    #[test]
+    fn the_leaders_figures_are_exported_by_the_leader_only() {
+        let v = |from: &str| {
+            serde_json::json!({"leader": from == "this process", "queueSize": 3, "captured": 7,
+                "synced": 5, "successRate": 1.0, "lagMs": {"p50": 4, "p99": 9},
+                "replicationFrom": from})
+        };
+        let own = to_prometheus(&v("this process"));
+        assert!(own.contains("dual_sync_synced_total 5"), "{own}");
+        assert!(own.contains("dual_sync_lag_p99_ms 9") && own.contains("dual_sync_leader 1"));
+        let other = to_prometheus(&v("leader"));
+        for name in ["synced_total", "success_rate", "lag_p50_ms", "lag_p99_ms"] {
+            assert!(!other.contains(name), "{name} in {other}");
+        }
+        assert!(
+            other.contains("dual_sync_captured_total 7")
+                && other.contains("dual_sync_queue_size 3")
+        );
+        assert!(other.contains("dual_sync_leader 0"));
     }
 }

@@ -104,14 +104,22 @@ fn view_of(cp: &Checkpoint) -> FullSyncView {
 
 /// The checkpoint in the journal, as stored and as read.
 async fn load(journal: &Journal) -> Result<Option<(String, Checkpoint)>, SyncError> {
+    Ok(load_raw(journal)
+        .await?
+        .and_then(|(raw, cp)| Some((raw, cp?))))
+}
+
+/// The checkpoint as stored, and as read if it can be (an unreadable one is
+/// replaced by the next start).
+async fn load_raw(journal: &Journal) -> Result<Option<(String, Option<Checkpoint>)>, SyncError> {
     let Some(raw) = journal.get_meta(CHECKPOINT_KEY).await? else {
         return Ok(None);
     };
     match serde_json::from_str(&raw) {
-        Ok(cp) => Ok(Some((raw, cp))),
+        Ok(cp) => Ok(Some((raw, Some(cp)))),
         Err(e) => {
             tracing::warn!("ignoring an unreadable full-sync checkpoint: {e}");
-            Ok(None)
+            Ok(Some((raw, None)))
         }
     }
 }
@@ -216,8 +224,12 @@ impl FullSync {
             )));
         }
         let journal = &ctx.journal;
-        let mut expected = None;
-        if let Some((raw, mut cp)) = load(journal).await? {
+        let (mut expected, found) = match load_raw(journal).await? {
+            Some((raw, cp)) => (Some(raw), cp),
+            None => (None, None),
+        };
+        if let Some(mut cp) = found {
+            let raw = expected.take().unwrap_or_default();
             if cp.run_elsewhere(journal).is_some() {
                 if cp.collections == collections {
                     return Ok(Some(cp.id));
@@ -312,43 +324,56 @@ impl FullSync {
         });
     }
 
-    /// Waits until the running full sync (if any, here or in another
-    /// process of the data directory) ends; returns its status.
-    pub async fn wait(&self, journal: &Journal) -> FullSyncView {
+    /// Waits until full sync `id` ends, here or in another process of the
+    /// data directory (without an id: the one this engine runs, if any);
+    /// returns its status.
+    pub async fn wait(&self, journal: &Journal, id: Option<&str>) -> FullSyncView {
+        // What was seen of it running in another process.
         let mut elsewhere: Option<FullSyncView> = None;
         loop {
-            if self.running_id().is_some() {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
+            let mine = self.status();
+            let is_mine = id.is_none_or(|id| mine.id.as_deref() == Some(id));
+            if is_mine {
+                if mine.state == "running" {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+                return mine;
             }
             let Ok(cp) = load(journal).await.map(|c| c.map(|(_, cp)| cp)) else {
-                return self.status();
+                return mine;
             };
-            match (cp, elsewhere.take()) {
-                (Some(cp), _) if cp.run_elsewhere(journal).is_some() => {
-                    elsewhere = Some(view_of(&cp));
+            let cp = cp.filter(|cp| Some(cp.id.as_str()) == id);
+            if let Some(cp) = &cp {
+                if cp.run_elsewhere(journal).is_some() {
+                    elsewhere = Some(view_of(cp));
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
                 }
-                // The run watched in another process ended: gone from the
-                // journal when it finished, left there when it did not.
-                (cp, Some(mut last)) => {
-                    last.finished_at_ms = Some(now_ms());
-                    last.phase = None;
-                    if cp.is_some_and(|cp| Some(&cp.id) == last.id.as_ref()) {
-                        last.state = "failed".into();
-                        last.error = Some(
-                            "the process that ran it failed or stopped (see its logs); \
-                             the next start over its collections carries it on"
-                                .into(),
-                        );
-                    } else {
-                        last.state = "done".into();
-                        last.collections_done = last.collections_total;
-                    }
-                    return last;
-                }
-                (_, None) => return self.status(),
             }
+            // Not running anywhere: gone from the journal once it finished,
+            // left there when it did not.
+            let mut last = elsewhere
+                .take()
+                .or_else(|| cp.as_ref().map(view_of))
+                .unwrap_or_else(|| FullSyncView {
+                    id: id.map(str::to_string),
+                    ..FullSyncView::default()
+                });
+            last.finished_at_ms = Some(now_ms());
+            last.phase = None;
+            if cp.is_some() {
+                last.state = "failed".into();
+                last.error = Some(
+                    "the process that ran it failed or stopped (see its logs); \
+                     the next start over its collections carries it on"
+                        .into(),
+                );
+            } else {
+                last.state = "done".into();
+                last.collections_done = last.collections_total;
+            }
+            return last;
         }
     }
 }

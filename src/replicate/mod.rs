@@ -130,22 +130,35 @@ impl Handle {
             p.pending = Some(paused);
             gen = p.gen;
         });
+        let first = journal.set_shared_pause(paused);
         let (journal, local) = (journal.clone(), self.paused.clone());
         runtime().spawn(async move {
-            match journal.set_shared_pause(paused).await {
-                // The shared pause has it: it decides from now on.
-                Ok(()) => {
-                    local.send_if_modified(|p| {
-                        let current = p.gen == gen;
-                        if current {
-                            p.pending = None;
-                        }
-                        current
-                    });
+            let superseded = || local.borrow().gen != gen;
+            let mut done = first.await;
+            // Not recorded (the journal busy past its wait): this process
+            // honours the request meanwhile, and tries again until it is
+            // recorded, replaced by a newer request, or the journal closed.
+            let mut delay = Duration::from_millis(100);
+            while let Err(e) = done {
+                if matches!(e, crate::error::SyncError::Closed) || superseded() {
+                    return;
                 }
-                // Not recorded: this process keeps honouring the request.
-                Err(e) => tracing::warn!("recording the pause in the journal failed: {e}"),
+                tracing::warn!("recording the pause in the journal failed, retrying: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                if superseded() {
+                    return;
+                }
+                done = journal.set_shared_pause(paused).await;
             }
+            // The shared pause has it: it decides from now on.
+            local.send_if_modified(|p| {
+                let current = p.gen == gen;
+                if current {
+                    p.pending = None;
+                }
+                current
+            });
         });
     }
 
@@ -327,17 +340,16 @@ async fn run(
         }
         if last_heartbeat.elapsed() >= HEARTBEAT {
             last_heartbeat = Instant::now();
-            let _ = ctx
-                .journal
-                .set_meta(HEARTBEAT_KEY, now_ms().to_string())
-                .await;
+            // Queued with the heartbeat: one commit for both.
             let stats = serde_json::json!({
                 "atMs": now_ms(),
                 "stats": crate::observe::replication_json(&ctx.metrics),
             });
+            ctx.journal
+                .set_meta_nowait(LEADER_STATS_KEY, stats.to_string());
             let _ = ctx
                 .journal
-                .set_meta(LEADER_STATS_KEY, stats.to_string())
+                .set_meta(HEARTBEAT_KEY, now_ms().to_string())
                 .await;
             // Intents that engines which died logged but never moved.
             if let Err(e) = ctx.journal.adopt_orphans_async().await {
@@ -397,7 +409,10 @@ async fn run(
                 }
             };
         }
-        let is_paused = paused.borrow().pending.unwrap_or(shared_paused);
+        // A request still pending at the top of this turn holds for the
+        // turn: if it was committed during the read above, that read may
+        // predate the commit (the next turn reads again).
+        let is_paused = paused.borrow().pending.or(local).unwrap_or(shared_paused);
         ctx.metrics.paused.store(is_paused, Relaxed);
         // While paused, or while Atlas is down, nothing takes the bytes
         // soon: they go to the file instead of piling up in memory.
