@@ -174,11 +174,14 @@ test('an Atlas write that stalls and lands after the retry is overwritten: the d
   }
 })
 
-test('a replicator that takes over waits until a stalled Atlas write of the previous one can no longer land', async () => {
-  // As above, but the first process closes before its second copy, and the
-  // stalled write lands after the next process took over: that process
-  // waits out SYNC_ATLAS_TIMEOUT_MS from the stalled write before copying.
-  const db = uniqueDb('stalledtakeover')
+/**
+ * A takeover after a stalled Atlas write: `stall(first, c, proxy, onAtlas)`
+ * leaves the copy of v: 1 held by the proxy and closes the first process;
+ * a second one on the same data directory takes over, the stalled write
+ * lands after that, and Atlas must still end with v: 2.
+ */
+async function stalledTakeover(name, stall) {
+  const db = uniqueDb(name)
   const proxy = await startProxy(atlasPort())
   const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), atlasUri: viaProxy(proxy) } // both processes: one data directory
   const first = await createSync(opts).catch(async (e) => {
@@ -189,8 +192,7 @@ test('a replicator that takes over waits until a stalled Atlas write of the prev
   const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
   let second
   try {
-    await stallACopy(first, first.db(db).collection('s'), proxy, onAtlas)
-    await first.close({ timeoutMs: 200 })
+    await stall(first, first.db(db).collection('s'), proxy, onAtlas)
     second = await createSync(opts)
     await new Promise((r) => setTimeout(r, 800))
     await proxy.release() // lands after the second process took over
@@ -202,6 +204,16 @@ test('a replicator that takes over waits until a stalled Atlas write of the prev
     if (second) await second.close()
     await proxy.close()
   }
+}
+
+test('a replicator that takes over waits until a stalled Atlas write of the previous one can no longer land', async () => {
+  // As above, but the first process closes before its second copy, and the
+  // stalled write lands after the next process took over: that process
+  // waits out SYNC_ATLAS_TIMEOUT_MS from the stalled write before copying.
+  await stalledTakeover('stalledtakeover', async (first, c, proxy, onAtlas) => {
+    await stallACopy(first, c, proxy, onAtlas)
+    await first.close({ timeoutMs: 200 })
+  })
 })
 
 test('a replicator that stops while its retries still fail leaves the wait for its stalled write to the next one', async () => {
@@ -209,18 +221,7 @@ test('a replicator that stops while its retries still fail leaves the wait for i
   // process never copies v: 2 before it closes. It used to journal the wait
   // only for documents it had copied again, so the next process copied v: 2
   // at once and the stalled v: 1 landed after it, for good.
-  const db = uniqueDb('stalledstop')
-  const proxy = await startProxy(atlasPort())
-  const opts = { ...syncOptions(db, { ...FAST, atlasTimeoutMs: 3000 }), atlasUri: viaProxy(proxy) }
-  const first = await createSync(opts).catch(async (e) => {
-    await proxy.close()
-    throw e
-  })
-  const atlas = await driver(ATLAS)
-  const onAtlas = async () => (await atlas.db(db).collection('s').findOne({ _id: 1 }))?.v
-  let second
-  try {
-    const c = first.db(db).collection('s')
+  await stalledTakeover('stalledstop', async (first, c, proxy, onAtlas) => {
     await c.insertOne({ _id: 1, v: 0 })
     await first.flush({ timeoutMs: 30000 })
     proxy.set('hold')
@@ -233,17 +234,7 @@ test('a replicator that stops while its retries still fail leaves the wait for i
     await first.close({ timeoutMs: 200 })
     assert.equal(await onAtlas(), 0, 'the premise: nothing of v: 1 or v: 2 reached Atlas')
     proxy.set('pass')
-    second = await createSync(opts)
-    await new Promise((r) => setTimeout(r, 800))
-    await proxy.release() // the stalled v: 1 lands after the second process took over
-    await waitFor(async () => (await onAtlas()) === 1, { what: 'the stalled write to land' })
-    await second.flush({ timeoutMs: 30000 })
-    assert.equal(await onAtlas(), 2, 'the new replicator copied before the stalled write landed')
-    await compareAll(db, ['s'])
-  } finally {
-    if (second) await second.close()
-    await proxy.close()
-  }
+  })
 })
 
 /** The model: what each writer's documents must be after its own operations. */
