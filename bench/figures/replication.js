@@ -64,6 +64,30 @@ async function driverWriteRate(ctx, { n, mode }) {
   return (n / w.wallMs) * 1000
 }
 
+/**
+ * The same writers with the official driver writing each call to local,
+ * then to Atlas: the naive dual write an app could do itself (no journal,
+ * each write waits for Atlas, nothing survives a crash or an outage). Its
+ * rate is what both servers and one Node process take together on this
+ * machine: a ceiling for replication measured while writing, where the raw
+ * Atlas rate has the machine to itself.
+ */
+async function dualWriteRate(ctx, { n, mode }) {
+  const { batch, conc } = MODES[mode]
+  const db = ctx.dbName('dual')
+  const [lc, ac] = [ctx.local, ctx.atlas].map((c) => c.db(db).collection('repl'))
+  const both = async (write) => {
+    await write(lc)
+    await write(ac)
+  }
+  await both((c) => c.insertMany(makeDocs(100, -100)))
+  const docs = makeDocs(n)
+  const w = await closedLoop(Math.ceil(n / batch), conc, (i) =>
+    both((c) => (batch === 1 ? c.insertOne({ ...docs[i] }) : c.insertMany(docs.slice(i * batch, Math.min(n, (i + 1) * batch))))),
+  )
+  return (n / w.wallMs) * 1000
+}
+
 async function run(ctx, { sizes }) {
   const m = {}
   ctx.log(`  fig 2: raw Atlas insertMany(1000) of ${sizes.raw} docs`)
@@ -79,6 +103,9 @@ async function run(ctx, { sizes }) {
     ctx.log(`  fig 2: ${MODES[mode].label}, ${n} docs with the official driver straight to local`)
     m[`${mode}.driverWriteRate`] = await driverWriteRate(ctx, { n, mode })
     m[`${mode}.driverRatio`] = ratio(r.replRate, m[`${mode}.driverWriteRate`])
+    ctx.log(`  fig 2: ${MODES[mode].label}, ${n} docs with the official driver to local, then Atlas`)
+    m[`${mode}.dualWriteRate`] = await dualWriteRate(ctx, { n, mode })
+    m[`${mode}.dualRatio`] = ratio(r.replRate, m[`${mode}.dualWriteRate`])
     if (!r.countOk) ctx.log(`  fig 2: WARNING Atlas count differs after flush (${mode})`)
   }
   return m
@@ -96,6 +123,8 @@ function rows(S, r) {
     out.push(r.value(`writers ${label}: replicated (first write .. flush)`, `${mode}.replRate`, 'docs/s'))
     out.push(r.value(`writers ${label}: flush after last write`, `${mode}.catchUpMs`, 'ms'))
     out.push(r.plain(`writers ${label}: replicated / driver's local write rate`, `${mode}.driverRatio`))
+    out.push(r.value(`writers ${label}: reference: official driver writing each call to local, then Atlas (naive dual write)`, `${mode}.dualWriteRate`, 'docs/s'))
+    out.push(r.plain(`writers ${label}: replicated / naive dual-write rate`, `${mode}.dualRatio`))
     out.push(r.plain(`writers ${label}: replication / raw Atlas ratio`, `${mode}.ratio`, { ge: 0.8 }))
   }
   return out
