@@ -231,8 +231,9 @@ impl Journal {
         // one opens at a time.
         let opening =
             locks::exclusive(&dir.join("open.lock")).map_err(|e| SyncError::journal(dir, e))?;
-        let writer_conn = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
-        let reader = store::open(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
+        let writer_conn =
+            store::open(&path, fsync, true).map_err(|e| SyncError::journal(&path, e))?;
+        let reader = store::open(&path, fsync, false).map_err(|e| SyncError::journal(&path, e))?;
         let checkpoint_conn =
             store::open_checkpointer(&path, fsync).map_err(|e| SyncError::journal(&path, e))?;
         let log = if fsync {

@@ -78,17 +78,23 @@ pub fn now_ms() -> i64 {
 /// How long a commit waits for another process's transaction.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn open(path: &Path, fsync: bool) -> rusqlite::Result<Connection> {
+/// Opens a connection to the journal; `check` runs SQLite's `quick_check`
+/// first (once per process is enough: it reads the whole file).
+pub fn open(path: &Path, fsync: bool, check: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     // A damaged file must stop the engine, never be silently replaced.
-    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-    if check != "ok" {
+    let verdict: String = if check {
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?
+    } else {
+        "ok".into()
+    };
+    if verdict != "ok" {
         return Err(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-            Some(format!("the journal is damaged ({check}); keep the file for inspection and move it aside to start an empty journal")),
+            Some(format!("the journal is damaged ({verdict}); keep the file for inspection and move it aside to start an empty journal")),
         ));
     }
     conn.execute_batch(SCHEMA)?;
@@ -601,7 +607,7 @@ mod tests {
         let dir = crate::journal::tests::temp_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("journal.sqlite3");
-        let mut c = open(&path, false).unwrap();
+        let mut c = open(&path, false, true).unwrap();
         let keys: Vec<DocKey> = (0..10u8)
             .map(|i| DocKey {
                 ns: "db.c".into(),
