@@ -20,7 +20,10 @@
 //!   does not, it reads the document back.
 //!
 //! A write that finishes after that check has an entry that is not ready
-//! yet, so the replicator copies the document again after it. Two documents
+//! yet, so the replicator copies the document again after it. A write whose
+//! process died before counting itself is counted by the replicator when it
+//! releases that entry (its owner known dead), before it looks at any
+//! stamp of the document again. Two documents
 //! sharing a bucket only cost a read-back. Buckets hash the `_id` as the
 //! server compares it (1, 1L and 1.0 are one document).
 //!
@@ -167,6 +170,13 @@ impl WriteClock {
         })
     }
 
+    /// Counts a write of `key`'s document that may have finished without
+    /// counting itself (its process died in between), so bytes stamped
+    /// before it are not trusted.
+    pub fn bump(&self, key: &DocKey) {
+        self.bucket(self.slot(key)).fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Whether bytes stamped `stamp` are still the document's state.
     pub fn current(&self, key: &DocKey, stamp: Stamp) -> bool {
         stamp.generation == self.generation
@@ -271,6 +281,13 @@ mod tests {
         let before = a.before(a.slot(&k));
         b.finished(b.slot(&k), None);
         assert_eq!(a.finished(a.slot(&k), Some(before)), None);
+
+        // A write whose process died before counting itself is counted
+        // when its entry is released: the bytes are no longer trusted.
+        let before = a.before(a.slot(&k));
+        let s = a.finished(a.slot(&k), Some(before)).unwrap();
+        b.bump(&k);
+        assert!(!a.current(&k, s));
 
         // Other documents do not disturb (unless they share a bucket).
         let before = a.before(a.slot(&k));

@@ -520,6 +520,14 @@ async fn refill(ctx: &Ctx, q: &mut Queue) -> Result<(bool, Option<bool>), crate:
                 .and_then(|e| ctx.journal.owners.dead_since(&e.owner))
                 .is_some_and(|t| t.elapsed() >= grace);
             if ready || owner_gone {
+                if !ready {
+                    // Its write may have finished on the server without
+                    // counting itself in the write clock: an insert of the
+                    // document stamped meanwhile must not be trusted.
+                    if let Some(e) = q.waiting.get(&seq) {
+                        ctx.journal.clock().bump(&e.key);
+                    }
+                }
                 q.release_waiting(seq, doc);
             }
         }
