@@ -51,7 +51,7 @@ export declare class NativeSync {
    */
   startVerify(options: string): Promise<string>
   /** The current or last verify (`{ id, state, report, error }`) as BSON. */
-  verifyStatus(): Buffer
+  verifyStatus(): Promise<Buffer>
 }
 
 /**

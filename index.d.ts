@@ -190,7 +190,10 @@ export interface VerifyReport {
   collections: VerifyCollectionReport[]
 }
 
-/** The running or last verify ({@link Sync.verifyStatus}). */
+/**
+ * The running or last verify of the data directory ({@link Sync.verifyStatus}):
+ * this process's, or one another process of the data directory started later.
+ */
 export interface VerifyStatus {
   id: string | null
   state: 'idle' | 'running' | 'done' | 'failed'
@@ -198,6 +201,8 @@ export interface VerifyStatus {
   report: VerifyReport | null
   /** Why the verify failed, when `state` is `failed`. */
   error: string | null
+  /** When it started (ms since the epoch); `null` before the first. */
+  startedAtMs: number | null
 }
 
 /** Which collections a full sync or verify covers: `coll` (the database of `MONGODB_URI`) or `db.coll`. Default: every replicated collection of that database. */

@@ -207,7 +207,8 @@ test('an unreadable full-sync checkpoint is replaced by the next full sync', asy
 
 test('a verify asked again while it runs: the same options share it, other options conflict', async () => {
   const db = uniqueDb('verifyone')
-  const sync = await createSync(syncOptions(db, FAST))
+  const opts = syncOptions(db, FAST)
+  const sync = await createSync(opts)
   try {
     // Paused with a change queued, a verify waits (up to 30 s) for the queue to settle.
     sync.pause()
@@ -221,13 +222,24 @@ test('a verify asked again while it runs: the same options share it, other optio
       return true
     })
     await assert.rejects(sync.verify({ collections: ['v'] }), { code: 'ERR_SYNC_CONFLICT' })
-    sync.resume()
-    const done = await waitFor(async () => {
-      const s = await sync.verifyStatus()
-      return s.state === 'done' ? s : null
-    }, { what: 'the verify to end' })
-    assert.equal(done.id, id)
-    assert.equal(done.report.ok, true)
+    // Another pm2 instance of the data directory (GET /verify may reach it) sees the run.
+    const other = await createSync(opts)
+    try {
+      const seen = await other.verifyStatus()
+      assert.deepEqual([seen.id, seen.state], [id, 'running'], 'it used to show its own: idle')
+      sync.resume()
+      const done = await waitFor(async () => {
+        const s = await sync.verifyStatus()
+        return s.state === 'done' ? s : null
+      }, { what: 'the verify to end' })
+      assert.equal(done.id, id)
+      assert.equal(done.report.ok, true)
+      const there = await other.verifyStatus()
+      assert.deepEqual([there.id, there.state, there.report.ok], [id, 'done', true])
+      assert.deepEqual(there.report.collections[0].missing, done.report.collections[0].missing)
+    } finally {
+      await other.close()
+    }
   } finally {
     await sync.close()
   }

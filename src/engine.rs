@@ -380,8 +380,10 @@ impl Engine {
         self.verify_job
             .begin(&opts)
             .map_err(|(id, _)| SyncError::Conflict(format!("verify {id} is already running")))?;
+        reconcile::publish_verify(&ctx.journal, &self.verify_job).await;
         let r = reconcile::verify(&ctx, opts).await;
         self.verify_job.end(&r);
+        reconcile::publish_verify(&ctx.journal, &self.verify_job).await;
         if let Err(e) = &r {
             self.metrics
                 .record_error(scrub(&format!("verify failed: {e}"), &self.secrets()));
@@ -405,14 +407,20 @@ impl Engine {
         };
         let job = self.verify_job.clone();
         tokio::spawn(async move {
+            reconcile::publish_verify(&ctx.journal, &job).await;
             let r = reconcile::verify(&ctx, opts).await;
             job.end(&r);
+            reconcile::publish_verify(&ctx.journal, &job).await;
         });
         Ok(id)
     }
 
-    pub fn verify_status(&self) -> Document {
-        self.verify_job.status()
+    /// The latest verify of the data directory (this process's or another's).
+    pub async fn verify_status(&self) -> Document {
+        match self.inner().ok().and_then(|i| i.journal.clone()) {
+            Some(j) => reconcile::shared_verify_status(&j, &self.verify_job).await,
+            None => self.verify_job.status(),
+        }
     }
 
     /// Puts dead-lettered documents back in the queue; returns how many.

@@ -249,8 +249,8 @@ impl NativeSync {
 
     /// The current or last verify (`{ id, state, report, error }`) as BSON.
     #[napi]
-    pub fn verify_status(&self) -> Result<Buffer> {
-        let bytes = mongodb::bson::to_vec(&self.engine.verify_status())
+    pub async fn verify_status(&self) -> Result<Buffer> {
+        let bytes = mongodb::bson::to_vec(&self.engine.verify_status().await)
             .map_err(|e| self.err(SyncError::Internal(e.to_string())))?;
         Ok(bytes.into())
     }

@@ -16,7 +16,10 @@ mod verify;
 
 pub use full_sync::{resume_full_sync, FullSync};
 pub use scope::resolve_scope;
-pub use verify::{verify, VerifyJob, VerifyOptions};
+pub use verify::{
+    publish as publish_verify, shared_status as shared_verify_status, verify, VerifyJob,
+    VerifyOptions,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,7 +23,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{drained, resolve_scope, Ctx};
 use crate::capture::key_of;
 use crate::error::SyncError;
-use crate::journal::now_ms;
+use crate::journal::{now_ms, Journal};
 use crate::replicate::{canon_id, raw_id, Canon};
 
 const BUCKETS: usize = 4096;
@@ -281,6 +281,7 @@ struct Run {
     state: String,
     report: Option<Document>,
     error: Option<String>,
+    started_at_ms: Option<i64>,
 }
 
 /// The latest verify run of an engine, for `GET /verify`.
@@ -299,6 +300,7 @@ impl VerifyJob {
             "state": if r.state.is_empty() { "idle" } else { r.state.as_str() },
             "report": or_null(r.report.clone().map(Bson::Document)),
             "error": or_null(r.error.clone().map(Bson::String)),
+            "startedAtMs": or_null(r.started_at_ms.map(Bson::Int64)),
         }
     }
 
@@ -317,6 +319,7 @@ impl VerifyJob {
             id: Some(id.clone()),
             asked,
             state: "running".into(),
+            started_at_ms: Some(now_ms()),
             ..Run::default()
         };
         Ok(id)
@@ -335,6 +338,54 @@ impl VerifyJob {
             }
         }
     }
+}
+
+/// Where the status of the latest verify run of the data directory is kept,
+/// for the other processes (`GET /verify` may reach any pm2 instance).
+const STATUS_KEY: &str = "verify_status";
+
+/// Publishes `job`'s status to the journal, with the process running it.
+pub async fn publish(journal: &Journal, job: &VerifyJob) {
+    let mut status = job.status();
+    status.insert("owner", journal.owner());
+    let json = Bson::Document(status).into_canonical_extjson().to_string();
+    if let Err(e) = journal.set_meta(STATUS_KEY, json).await {
+        tracing::warn!("publishing the verify status failed: {e}");
+    }
+}
+
+/// The latest verify of the data directory: this engine's while it runs
+/// one, else the one published last if it started later than this
+/// engine's (one whose process died while it ran shows as failed).
+pub async fn shared_status(journal: &Journal, job: &VerifyJob) -> Document {
+    let mine = job.status();
+    if mine.get_str("state") == Ok("running") {
+        return mine;
+    }
+    let published = async {
+        let raw = journal.get_meta(STATUS_KEY).await.ok()??;
+        let v: serde_json::Value = serde_json::from_str(&raw).ok()?;
+        match Bson::try_from(v).ok()? {
+            Bson::Document(d) => Some(d),
+            _ => None,
+        }
+    };
+    let Some(mut other) = published.await else {
+        return mine;
+    };
+    let owner = match other.remove("owner") {
+        Some(Bson::String(o)) => o,
+        _ => String::new(),
+    };
+    let started = |d: &Document| d.get_i64("startedAtMs").unwrap_or(0);
+    if owner == journal.owner() || started(&other) <= started(&mine) {
+        return mine;
+    }
+    if other.get_str("state") == Ok("running") && journal.owners.dead_since(&owner).is_some() {
+        other.insert("state", "failed");
+        other.insert("error", "the process that ran it stopped before it ended");
+    }
+    other
 }
 
 #[cfg(test)]
