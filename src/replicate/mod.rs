@@ -14,7 +14,10 @@
 //! - an entry is removed from the journal only after Atlas acknowledged the
 //!   copy that followed it; transient failures are retried for as long as it
 //!   takes, permanent ones are dead-lettered with their reason;
-//! - pausing stops new batches; the journal keeps growing on disk.
+//! - pausing stops new batches; the journal keeps growing on disk;
+//! - a batch whose copy panics (a bug) does not strand its documents in
+//!   flight: they are copied again from local, like after a write of
+//!   unknown outcome.
 
 mod apply;
 mod atlas;
@@ -244,12 +247,53 @@ fn lower_priority() {
 pub fn spawn(ctx: Arc<Ctx>) -> Handle {
     let (paused, paused_rx) = watch::channel(LocalPause::default());
     let (stop, stop_rx) = watch::channel(false);
-    let task = runtime().spawn(lead(ctx, paused_rx, stop_rx));
+    let stopped = stop_rx.clone();
+    let c = ctx.clone();
+    let task = runtime().spawn(supervise(
+        move || lead(c.clone(), paused_rx.clone(), stop_rx.clone()),
+        move |msg| after_panic(ctx.clone(), msg),
+        stopped,
+    ));
     Handle {
         paused,
         stop,
         task: tokio::sync::Mutex::new(Some(task)),
     }
+}
+
+/// Runs the replicator, and runs it again if it panics (a bug): replication
+/// must not stop for good, silently, while the application keeps writing.
+/// `after_panic` cleans up first; a restart waits a second, or ends on stop.
+async fn supervise<L, LF, P, PF>(mut start: L, mut after_panic: P, mut stop: watch::Receiver<bool>)
+where
+    L: FnMut() -> LF,
+    LF: std::future::Future<Output = ()>,
+    P: FnMut(String) -> PF,
+    PF: std::future::Future<Output = ()>,
+{
+    loop {
+        let Err(msg) = catch_panic(start()).await else {
+            return;
+        };
+        after_panic(msg).await;
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+        }
+    }
+}
+
+/// After the replicator panicked: its lock was released as it unwound and
+/// its batches were dropped, so an Atlas write of theirs may be on its way;
+/// whoever leads next waits until it cannot land.
+async fn after_panic(ctx: Arc<Ctx>, msg: String) {
+    ctx.metrics.is_leader.store(false, Relaxed);
+    ctx.journal.keep_docs(false);
+    ctx.record_error("the replicator failed unexpectedly and restarts", &msg);
+    recopy_not_before(&ctx).await;
 }
 
 async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watch::Receiver<bool>) {
@@ -423,7 +467,7 @@ async fn run(
                 break;
             };
             let (c, s) = (ctx.clone(), stop.clone());
-            tasks.spawn(copy_batch(c, batch, s));
+            tasks.spawn(copy_batch_guarded(c, batch, s));
         }
         let nap = match age {
             Some(a) if !ripe => LINGER.saturating_sub(a).min(POLL),
@@ -567,6 +611,70 @@ struct BatchDone {
     again: Vec<(DocKey, queue::Dirty)>,
     /// When `again` is due.
     again_at: Instant,
+}
+
+/// [`copy_batch`], but a panic while copying (a bug: in this crate, the
+/// driver or BSON) does not strand the batch: its documents would stay in
+/// flight, never copied again and never finished, and `flush()` would wait
+/// for them until the process restarts. They are read back from local and
+/// copied again once a write the panic abandoned can no longer land.
+async fn copy_batch_guarded(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) -> BatchDone {
+    let redo = redo_of(&batch);
+    match catch_panic(copy_batch(ctx.clone(), batch, stop)).await {
+        Ok(done) => done,
+        Err(msg) => {
+            ctx.metrics.failed.fetch_add(redo.len() as u64, Relaxed);
+            ctx.record_error(
+                "copying a batch to Atlas failed unexpectedly, its documents will be copied again",
+                &msg,
+            );
+            recopy_not_before(&ctx).await;
+            panicked(redo, Duration::from_millis(ctx.config.atlas_timeout_ms))
+        }
+    }
+}
+
+/// What copying `batch` again takes: its keys and every seq they cover,
+/// without the bytes (the local state is read back).
+fn redo_of(batch: &Batch) -> Vec<(DocKey, queue::Dirty)> {
+    batch
+        .items
+        .iter()
+        .map(|(k, d)| {
+            let d = queue::Dirty {
+                seqs: d.seqs.clone(),
+                newest_at_ms: d.newest_at_ms,
+                insert_only: false,
+                doc: None,
+            };
+            (k.clone(), d)
+        })
+        .collect()
+}
+
+/// Runs `f`, turning a panic into its message.
+async fn catch_panic<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|p| {
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string())
+        })
+}
+
+/// A batch whose copy panicked: finished, and every document copied again
+/// after `wait`.
+fn panicked(redo: Vec<(DocKey, queue::Dirty)>, wait: Duration) -> BatchDone {
+    BatchDone {
+        keys: redo.iter().map(|(k, _)| k.clone()).collect(),
+        unrecorded: Vec::new(),
+        again: redo,
+        again_at: Instant::now() + wait,
+    }
 }
 
 /// Copies one batch, retrying until every document is acknowledged or
@@ -786,5 +894,113 @@ async fn dead_letter(
         ctx.metrics.dead_lettered.fetch_sub(n, Relaxed);
         ctx.record_error("recording a dead letter failed", &e);
         unrecorded.extend(items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u8) -> DocKey {
+        DocKey {
+            ns: "a.b".into(),
+            id: vec![id],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_copy_panics_is_copied_again_from_local() {
+        let mut q = Queue::new(100);
+        q.admit(key(1), 7, 10, true, Some(vec![1, 2]));
+        q.admit(key(2), 8, 10, false, None);
+        q.admit(key(1), 9, 11, false, None);
+        let batch = q.take_batch(10).unwrap();
+        let redo = redo_of(&batch);
+        let copy = async move {
+            let _held = batch;
+            panic!("bug in a batch");
+        };
+        let msg = catch_panic(copy).await.unwrap_err();
+        assert_eq!(msg, "bug in a batch");
+        assert!(catch_panic(async { 5 }).await == Ok(5));
+
+        finish(&mut q, Ok(panicked(redo, Duration::ZERO)));
+        assert!(!q.is_idle(), "the batch's documents are still pending");
+        q.release_due(Instant::now());
+        let again = q
+            .take_batch(10)
+            .expect("copied again, not stranded in flight");
+        let mut got: Vec<(u8, Vec<i64>, bool, bool)> = again
+            .items
+            .iter()
+            .map(|(k, d)| (k.id[0], d.seqs.clone(), d.doc.is_none(), d.insert_only))
+            .collect();
+        got.sort();
+        // Every seq, so the journal can remove them once copied; read back
+        // from local (no bytes), and not trusted to be an insert.
+        assert_eq!(
+            got,
+            vec![(1, vec![7, 9], true, false), (2, vec![8], true, false)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replicator_that_panics_is_started_again_until_it_returns() {
+        use std::sync::Mutex;
+        let (_stop, stop_rx) = watch::channel(false);
+        let runs = Arc::new(Mutex::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (r, s) = (runs.clone(), seen.clone());
+        supervise(
+            move || {
+                let r = r.clone();
+                async move {
+                    let n = {
+                        let mut n = r.lock().unwrap();
+                        *n += 1;
+                        *n
+                    };
+                    if n < 3 {
+                        panic!("replicator bug {n}");
+                    }
+                }
+            },
+            move |msg| {
+                s.lock().unwrap().push(msg);
+                async {}
+            },
+            stop_rx,
+        )
+        .await;
+        assert_eq!(*runs.lock().unwrap(), 3);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                "replicator bug 1".to_string(),
+                "replicator bug 2".to_string()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_restarts() {
+        let (stop, stop_rx) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let st = stop.clone();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = runs.clone();
+        supervise(
+            move || {
+                r.fetch_add(1, Relaxed);
+                async { panic!("always") }
+            },
+            move |_| {
+                st.send_replace(true);
+                async {}
+            },
+            stop_rx,
+        )
+        .await;
+        assert_eq!(runs.load(Relaxed), 1, "not started again once stopped");
     }
 }
