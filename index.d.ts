@@ -474,6 +474,53 @@ export declare class Collection<T extends Document = Document> {
   distinct(key: string, filter?: Filter, options?: { collation?: Document; maxTimeMS?: number; comment?: unknown; hint?: string | Document }): Promise<any[]>
   /** Pipelines with `$out` or `$merge` are refused while sync is enabled (their writes would bypass replication). */
   aggregate<R = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<R>
+  /**
+   * Creates an index on the local server; resolves with its name. On a
+   * replicated collection the engine then creates it on Atlas too (the
+   * leader makes Atlas's indexes of the collection match the local ones).
+   */
+  createIndex(indexSpec: IndexSpecification, options?: CreateIndexesOptions): Promise<string>
+  createIndexes(indexSpecs: IndexDescription[], options?: IndexCommandOptions): Promise<string[]>
+  /** Drops an index locally, then on Atlas. Indexes made on Atlas by hand are dropped there only by name (or `dropIndexes()`). */
+  dropIndex(indexName: string, options?: IndexCommandOptions): Promise<Document>
+  /** Drops every index but `_id`'s, locally and then on Atlas. */
+  dropIndexes(options?: IndexCommandOptions): Promise<boolean>
+  listIndexes(options?: IndexCommandOptions): { toArray(): Promise<IndexDescription[]>; [Symbol.asyncIterator](): AsyncIterator<IndexDescription> }
+  indexes(options?: IndexCommandOptions & { full?: true }): Promise<IndexDescription[]>
+  indexes(options: IndexCommandOptions & { full: false }): Promise<Record<string, [string, number | string][]>>
+  indexInformation(options?: IndexCommandOptions & { full?: boolean }): Promise<Record<string, [string, number | string][]> | IndexDescription[]>
+  indexExists(indexes: string | string[], options?: IndexCommandOptions): Promise<boolean>
+}
+
+/** `'a'`, `{ a: 1, b: -1 }`, `['a', ['b', -1]]` or a Map, as the driver takes it. */
+export type IndexSpecification = string | Document | Map<string, number | string> | Array<string | [string, number | string] | Document>
+
+export interface IndexCommandOptions {
+  maxTimeMS?: number
+  comment?: unknown
+}
+
+export interface CreateIndexesOptions extends IndexCommandOptions {
+  name?: string
+  unique?: boolean
+  sparse?: boolean
+  hidden?: boolean
+  expireAfterSeconds?: number
+  partialFilterExpression?: Document
+  collation?: Document
+  weights?: Document
+  default_language?: string
+  language_override?: string
+  wildcardProjection?: Document
+  commitQuorum?: number | string
+  [option: string]: unknown
+}
+
+export interface IndexDescription {
+  key: Document
+  name?: string
+  v?: number
+  [option: string]: unknown
 }
 
 /**

@@ -4,7 +4,7 @@
 // engine replicates them to Atlas in the background.
 const { ObjectId } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
-const { checkOptions, describe } = require('./options')
+const { checkOptions, describe, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError } = require('./errors')
 const { FindCursor, AggregationCursor, normalizeSort } = require('./cursor')
 
@@ -253,6 +253,139 @@ class Collection {
   async _aggregate(pipeline, options) {
     return batchOf(await this._call('read', 'aggregate', { pipeline, options }))
   }
+
+  // Indexes: made on the local server; on a replicated collection the engine
+  // then makes Atlas's indexes of the collection match (see the README).
+
+  /** Creates one index; resolves with its name, as the driver. */
+  async createIndex(indexSpec, options) {
+    const opts = checkOptions('createIndex', options)
+    const def = { key: indexKeys('createIndex', indexSpec) }
+    for (const f of INDEX_FIELDS) if (f in opts) def[f === 'version' ? 'v' : f] = opts[f]
+    def.name = opts.name ?? indexName(def.key)
+    await this._write('createIndexes', { indexes: [def], options: commandOptions(opts) })
+    return def.name
+  }
+
+  /** Creates several indexes (`[{ key, name?, unique?, ... }]`); resolves with their names. */
+  async createIndexes(indexSpecs, options) {
+    if (!Array.isArray(indexSpecs) || indexSpecs.length === 0) {
+      throw invalidArgument(`createIndexes: indexSpecs must be a non-empty array, got ${describe(indexSpecs)}`)
+    }
+    const opts = checkOptions('createIndexes', options)
+    const defs = indexSpecs.map((spec, i) => {
+      needDocument('createIndexes', `index ${i}`, spec)
+      const def = { ...spec, key: indexKeys(`createIndexes: index ${i}`, spec.key) }
+      if ('version' in def) {
+        def.v = def.version
+        delete def.version
+      }
+      def.name = spec.name ?? indexName(def.key)
+      return def
+    })
+    await this._write('createIndexes', { indexes: defs, options: commandOptions(opts) })
+    return defs.map((d) => d.name)
+  }
+
+  /** Drops one index, by name (or by its key document); resolves with the server's reply. */
+  async dropIndex(indexName, options) {
+    if (typeof indexName !== 'string' && !isDocument(indexName)) {
+      throw invalidArgument(`dropIndex: indexName must be a string, got ${describe(indexName)}`)
+    }
+    if (indexName === '*') throw invalidArgument("dropIndex: use dropIndexes() to drop every index, not '*'")
+    const opts = checkOptions('dropIndex', options)
+    return this._write('dropIndexes', { index: indexName, options: opts })
+  }
+
+  /** Drops every index but `_id`'s; resolves with true, as the driver. */
+  async dropIndexes(options) {
+    const opts = checkOptions('dropIndexes', options)
+    await this._write('dropIndexes', { index: '*', options: opts })
+    return true
+  }
+
+  /** The indexes of the collection, as the server lists them. */
+  listIndexes(options) {
+    const opts = checkOptions('listIndexes', options)
+    const all = () => this._listIndexes(opts)
+    return {
+      toArray: all,
+      async *[Symbol.asyncIterator]() {
+        yield* await all()
+      },
+    }
+  }
+
+  async _listIndexes(opts) {
+    return decodeAll(await this._call('read', 'listIndexes', { options: { maxTimeMS: opts.maxTimeMS } }))
+  }
+
+  /** Every index definition; with `{ full: false }`, `{ name: [[field, direction], ...] }` as `indexInformation`. */
+  async indexes(options) {
+    const opts = checkOptions('indexes', options)
+    const list = await this._listIndexes(opts)
+    return opts.full === false ? compactIndexes(list) : list
+  }
+
+  /** `{ name: [[field, direction], ...] }`; with `{ full: true }`, every definition. */
+  async indexInformation(options) {
+    const opts = checkOptions('indexInformation', options)
+    const list = await this._listIndexes(opts)
+    return opts.full === true ? list : compactIndexes(list)
+  }
+
+  /** Whether every index named exists. */
+  async indexExists(indexes, options) {
+    const names = Array.isArray(indexes) ? indexes : [indexes]
+    if (names.length === 0 || !names.every((n) => typeof n === 'string')) {
+      throw invalidArgument(`indexExists: indexes must be a name or an array of names, got ${describe(indexes)}`)
+    }
+    const have = new Set((await this._listIndexes(checkOptions('indexExists', options))).map((d) => d.name))
+    return names.every((n) => have.has(n))
+  }
+}
+
+/** An index's keys, from any form the driver takes: `'a'`, `{ a: 1 }`, `['a', ['b', -1]]`, a Map. */
+function indexKeys(method, spec) {
+  const pairs = []
+  const add = (field, dir) => {
+    if (typeof field !== 'string' || field === '') throw invalidArgument(`${method}: index field names must be non-empty strings`)
+    if (!(typeof dir === 'number' || typeof dir === 'string')) {
+      throw invalidArgument(`${method}: index direction of '${field}' must be a number or a string, got ${describe(dir)}`)
+    }
+    pairs.push([field, dir])
+  }
+  if (typeof spec === 'string') add(spec, 1)
+  else if (Array.isArray(spec)) {
+    for (const e of spec) {
+      if (typeof e === 'string') add(e, 1)
+      else if (Array.isArray(e) && e.length === 2) add(e[0], e[1])
+      else if (isDocument(e)) for (const [f, d] of Object.entries(e)) add(f, d)
+      else throw invalidArgument(`${method}: index spec entries must be names, [name, direction] pairs or objects`)
+    }
+  } else if (spec instanceof Map) for (const [f, d] of spec) add(f, d)
+  else if (isDocument(spec)) for (const [f, d] of Object.entries(spec)) add(f, d)
+  else throw invalidArgument(`${method}: index spec must be a field name, an object or an array, got ${describe(spec)}`)
+  if (pairs.length === 0) throw invalidArgument(`${method}: index spec names no field`)
+  // A Map keeps the order of keys that look like numbers (a plain object would not).
+  return new Map(pairs)
+}
+
+/** The driver's default index name: `a_1_b_-1`. */
+function indexName(key) {
+  return [...key].map(([f, d]) => `${f}_${d}`).join('_')
+}
+
+function commandOptions(opts) {
+  const out = {}
+  for (const k of ['comment', 'maxTimeMS', 'commitQuorum']) if (k in opts) out[k] = opts[k]
+  return out
+}
+
+function compactIndexes(list) {
+  const out = {}
+  for (const d of list) out[d.name] = Object.entries(d.key)
+  return out
 }
 
 /** A batch as the engine sends it: `{cursor: id}`, then the documents. */

@@ -27,6 +27,20 @@ const ALLOWED = {
 }
 ALLOWED.findOne = ALLOWED.find
 
+/** What an index definition may hold besides `key` and `name`, as the driver copies them from options. */
+const INDEX_FIELDS = ['background', 'unique', 'partialFilterExpression', 'sparse', 'hidden', 'expireAfterSeconds',
+  'storageEngine', 'collation', 'version', 'weights', 'default_language', 'language_override', 'textIndexVersion',
+  '2dsphereIndexVersion', 'bits', 'min', 'max', 'bucketSize', 'wildcardProjection']
+const INDEX_COMMAND = [...W, 'maxTimeMS', 'commitQuorum']
+ALLOWED.createIndex = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
+ALLOWED.createIndexes = INDEX_COMMAND
+ALLOWED.dropIndex = [...W, 'maxTimeMS']
+ALLOWED.dropIndexes = ALLOWED.dropIndex
+ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']
+ALLOWED.indexes = [...ALLOWED.listIndexes, 'full']
+ALLOWED.indexInformation = ALLOWED.indexes
+ALLOWED.indexExists = ALLOWED.indexes
+
 const WHY_NOT = {
   session: 'sessions and transactions are not replicated by dual-mongo-sync; write without a session',
   writeConcern: 'the local write concern comes from MONGODB_URI (e.g. ?w=majority)',
@@ -71,4 +85,4 @@ function describe(v) {
   return typeof v === 'object' ? `an object (${v.constructor ? v.constructor.name : 'Object'})` : `${typeof v} ${String(v)}`
 }
 
-module.exports = { checkOptions, describe, ALLOWED }
+module.exports = { checkOptions, describe, ALLOWED, INDEX_FIELDS }

@@ -15,6 +15,7 @@
 
 mod bulk;
 mod canon;
+mod indexes;
 mod payload;
 mod read;
 mod write;
@@ -468,6 +469,8 @@ impl Writer {
                 write::find_one_and(&t, p, op).await
             }
             "bulkWrite" => bulk::bulk_write(&t, p).await,
+            "createIndexes" => indexes::create_indexes(&t, p).await,
+            "dropIndexes" => indexes::drop_indexes(&t, p).await,
             other => Err(SyncError::invalid(format!(
                 "unknown write method '{other}'"
             ))),
@@ -495,6 +498,7 @@ impl Writer {
             "distinct" => read::distinct(&t, p).await,
             "getMore" => read::get_more(&t, p).await,
             "killCursor" => read::kill_cursor(&t, p).await,
+            "listIndexes" => indexes::list_indexes(&t, p).await,
             other => Err(SyncError::invalid(format!("unknown read method '{other}'"))),
         }
     }

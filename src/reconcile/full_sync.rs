@@ -27,7 +27,7 @@ use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::FullSyncView;
-use crate::replicate::{canon_id, raw_id};
+use crate::replicate::{canon_id, indexes, raw_id};
 
 const CHUNK: usize = 1000;
 const CHECKPOINT_KEY: &str = "full_sync";
@@ -419,6 +419,8 @@ async fn save(ctx: &Ctx, cp: &Checkpoint) -> Result<(), SyncError> {
 async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncError> {
     while cp.index < cp.collections.len() && cp.phase != Phase::Drain {
         let (db, coll) = cp.collections[cp.index].clone();
+        // Its indexes too: the leader copies them (see `replicate::indexes`).
+        indexes::mark(&ctx.journal, &format!("{db}.{coll}"), &[]).await?;
         if cp.phase == Phase::Copy {
             scan(fs, ctx, &mut cp, &db, &coll, false).await?;
             cp.phase = Phase::Extras;
@@ -439,7 +441,23 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
     fs.show(&cp);
     let target = ctx.journal.max_seq().await?;
     drained(&ctx.journal, target, None).await?;
+    indexes_copied(ctx, &cp.collections).await?;
     ctx.journal.delete_meta(CHECKPOINT_KEY).await
+}
+
+/// Waits until the leader copied (or gave up on) the indexes of
+/// `collections`.
+async fn indexes_copied(ctx: &Ctx, collections: &[(String, String)]) -> Result<(), SyncError> {
+    loop {
+        let marks = indexes::marks(&ctx.journal).await?;
+        let pending = marks
+            .iter()
+            .any(|(ns, _)| collections.iter().any(|(d, c)| *ns == format!("{d}.{c}")));
+        if !pending {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Where a scan that stopped after `last` goes on: `_id`s after it of the

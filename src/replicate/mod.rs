@@ -22,6 +22,7 @@
 mod apply;
 mod atlas;
 mod backoff;
+pub mod indexes;
 mod queue;
 
 pub use apply::{apply, canon_id, id_of, raw_id, Canon, DocResult, Item, Side};
@@ -337,7 +338,9 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
         }
     }
     tracing::info!("replicator started (this process leads)");
+    let index_copier = runtime().spawn(copy_indexes(ctx.clone()));
     let clean = run(&ctx, paused, stop).await;
+    index_copier.abort();
     ctx.journal.keep_docs(false);
     if clean {
         let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
@@ -345,6 +348,83 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
     let _ = ctx.journal.delete_meta(LEADER_STATS_KEY).await;
     ctx.metrics.is_leader.store(false, Relaxed);
     drop(lock);
+}
+
+/// How often the leader looks for collections whose indexes to copy.
+const INDEX_POLL: Duration = Duration::from_millis(500);
+
+/// The leader's index copier (see [`indexes`]): copies the marked
+/// collections' indexes while replication is not paused, retrying failures
+/// with backoff; a permanent failure (Atlas refuses the index, say because
+/// its data violates a unique index) is given up after `SYNC_MAX_RETRIES`
+/// attempts and shows in `metrics().lastError`. Runs until aborted.
+async fn copy_indexes(ctx: Arc<Ctx>) {
+    let mut attempts: std::collections::HashMap<String, (u32, Instant)> = Default::default();
+    loop {
+        tokio::time::sleep(INDEX_POLL).await;
+        if ctx.metrics.paused.load(Relaxed) {
+            continue;
+        }
+        let marks = match indexes::marks(&ctx.journal).await {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.record_error("reading the index marks failed", &e);
+                continue;
+            }
+        };
+        attempts.retain(|ns, _| marks.iter().any(|(m, _)| m == ns));
+        for (ns, mark) in marks {
+            if attempts
+                .get(&ns)
+                .is_some_and(|(_, due)| Instant::now() < *due)
+            {
+                continue;
+            }
+            let Some((db, coll)) = ns.split_once('.') else {
+                let _ = indexes::unmark(&ctx.journal, &ns, mark.n).await;
+                continue;
+            };
+            let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+            let copied = tokio::time::timeout(
+                limit,
+                indexes::copy(&ctx.local, &ctx.atlas.get(), db, coll, &mark.drop),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out(limit)));
+            let done = match copied {
+                Ok(c) => {
+                    if !c.created.is_empty() || !c.dropped.is_empty() {
+                        tracing::info!(
+                            "indexes of {ns} copied to Atlas: created {:?}, dropped {:?}",
+                            c.created,
+                            c.dropped
+                        );
+                    }
+                    true
+                }
+                Err(e) => {
+                    let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
+                    let give_up =
+                        disposition(&e) != Disposition::Transient && n >= ctx.config.max_retries;
+                    let what = if give_up {
+                        format!("copying the indexes of {ns} to Atlas failed, given up")
+                    } else {
+                        format!("copying the indexes of {ns} to Atlas failed, will retry")
+                    };
+                    ctx.record_error(&what, &crate::error::describe(&e));
+                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
+                    give_up
+                }
+            };
+            if done {
+                attempts.remove(&ns);
+                if let Err(e) = indexes::unmark(&ctx.journal, &ns, mark.n).await {
+                    ctx.record_error("clearing an index mark failed", &e);
+                }
+            }
+        }
+    }
 }
 
 /// The replication figures the live leader of the directory published, if

@@ -1,0 +1,202 @@
+'use strict'
+// Indexes: the Collection's index methods behave as the official driver's on
+// the local server, and the engine makes Atlas's indexes of a replicated
+// collection match the local ones (created, re-created when they differ,
+// dropped when dropped through the addon), durably and by full sync too.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { createSync } = require('..')
+const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, syncOptions, waitFor } = require('./helpers')
+
+after(closeDrivers)
+
+const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 200 }
+
+/** `{ name: definition }` without what each server adds of its own. */
+async function indexMap(client, db, coll) {
+  const out = {}
+  let list
+  try {
+    list = await client.db(db).collection(coll).indexes()
+  } catch (e) {
+    if (e.code === 26) return out
+    throw e
+  }
+  for (const { v, ns, ...def } of list) out[def.name] = def
+  return out
+}
+
+async function atlasHas(db, coll, expected) {
+  const atlas = await driver(ATLAS)
+  return waitFor(
+    async () => {
+      const got = await indexMap(atlas, db, coll)
+      return expected(got) ? got : null
+    },
+    { what: `Atlas indexes of ${db}.${coll}` },
+  )
+}
+
+test('createIndex and createIndexes answer as the driver does, and Atlas gets the same indexes', async () => {
+  const db = uniqueDb('idx')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('users')
+  await c.insertOne({ email: 'a@x', age: 3, at: new Date() })
+  assert.equal(await c.createIndex({ email: 1 }, { unique: true }), 'email_1')
+  assert.equal(await c.createIndex('age'), 'age_1')
+  const names = await c.createIndexes([
+    { key: { age: -1, email: 1 }, name: 'age_email' },
+    { key: { at: 1 }, expireAfterSeconds: 3600 },
+    { key: { email: 1, age: 1 }, partialFilterExpression: { age: { $gt: 1 } } },
+  ])
+  assert.deepEqual(names, ['age_email', 'at_1', 'email_1_age_1'])
+
+  const local = await driver(LOCAL)
+  const want = await indexMap(local, db, 'users')
+  assert.deepEqual(Object.keys(want).sort(), ['_id_', 'age_1', 'age_email', 'at_1', 'email_1', 'email_1_age_1'])
+  assert.equal(want.email_1.unique, true)
+  // The key order of a compound index is kept.
+  assert.deepEqual(Object.keys(want.age_email.key), ['age', 'email'])
+
+  // Our reads of them are the driver's.
+  assert.deepEqual(await c.indexes(), await local.db(db).collection('users').indexes())
+  assert.deepEqual(await c.listIndexes().toArray(), await local.db(db).collection('users').listIndexes().toArray())
+  assert.deepEqual(await c.indexInformation(), await local.db(db).collection('users').indexInformation())
+  assert.equal(await c.indexExists(['email_1', 'at_1']), true)
+  assert.equal(await c.indexExists('nope_1'), false)
+
+  const got = await atlasHas(db, 'users', (g) => Object.keys(g).length === 6)
+  assert.deepEqual(got, want)
+  assert.deepEqual(Object.keys(got.age_email.key), ['age', 'email'])
+  await sync.close()
+})
+
+test('dropIndex drops on Atlas what was dropped locally; an index made on Atlas by hand stays until dropIndexes()', async () => {
+  const db = uniqueDb('idxdrop')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('c')
+  await c.insertOne({ a: 1, b: 2 })
+  await c.createIndexes([{ key: { a: 1 } }, { key: { b: 1 } }])
+  await atlasHas(db, 'c', (g) => g.a_1 && g.b_1)
+  const atlas = await driver(ATLAS)
+  await atlas.db(db).collection('c').createIndex({ b: -1 }, { name: 'reporting' })
+
+  const reply = await c.dropIndex('a_1')
+  assert.equal(reply.ok, 1)
+  const afterDrop = await atlasHas(db, 'c', (g) => !g.a_1)
+  assert.deepEqual(Object.keys(afterDrop).sort(), ['_id_', 'b_1', 'reporting'])
+
+  // Dropping by key document, as the server allows.
+  await c.dropIndex({ b: 1 })
+  await atlasHas(db, 'c', (g) => !g.b_1)
+  assert.ok((await indexMap(atlas, db, 'c')).reporting, 'an Atlas-only index is not dropped by another drop')
+
+  await c.createIndex({ a: 1 })
+  await atlasHas(db, 'c', (g) => g.a_1)
+  assert.equal(await c.dropIndexes(), true)
+  const none = await atlasHas(db, 'c', (g) => Object.keys(g).length === 1)
+  assert.deepEqual(Object.keys(none), ['_id_'])
+  await sync.close()
+})
+
+test('an index re-created locally with other options is re-created on Atlas', async () => {
+  const db = uniqueDb('idxredo')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('s')
+  await c.insertOne({ at: new Date() })
+  await c.createIndex({ at: 1 }, { name: 'ttl', expireAfterSeconds: 60 })
+  await atlasHas(db, 's', (g) => g.ttl && g.ttl.expireAfterSeconds === 60)
+  await c.dropIndex('ttl')
+  await c.createIndex({ at: 1 }, { name: 'ttl', expireAfterSeconds: 120 })
+  const got = await atlasHas(db, 's', (g) => g.ttl && g.ttl.expireAfterSeconds === 120)
+  assert.deepEqual(got.ttl.key, { at: 1 })
+  await sync.close()
+})
+
+test('an index created while replication is paused reaches Atlas after a restart: the mark is in the journal', async () => {
+  const db = uniqueDb('idxpause')
+  const opts = syncOptions(db, FAST)
+  const first = await createSync(opts)
+  const c = first.db(db).collection('p')
+  await c.insertOne({ k: 1 })
+  await first.flush({ timeoutMs: 20000 })
+  await first.pause()
+  await c.createIndex({ k: 1 }, { unique: true })
+  await new Promise((r) => setTimeout(r, 1500))
+  const atlas = await driver(ATLAS)
+  assert.equal((await indexMap(atlas, db, 'p')).k_1, undefined, 'nothing copied while paused')
+  await first.close()
+
+  const second = await createSync(opts)
+  await second.resume()
+  const got = await atlasHas(db, 'p', (g) => g.k_1)
+  assert.equal(got.k_1.unique, true)
+  await second.close()
+})
+
+test('a full sync copies indexes made locally without the addon; excluded collections get none', async () => {
+  const db = uniqueDb('idxfull')
+  const local = await driver(LOCAL)
+  await local.db(db).collection('made').insertOne({ x: 1 })
+  await local.db(db).collection('made').createIndex({ x: -1 }, { name: 'by_x', sparse: true })
+  await local.db(db).collection('secret').insertOne({ y: 1 })
+  await local.db(db).collection('secret').createIndex({ y: 1 })
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['secret'] }))
+  const r = await sync.fullSync()
+  assert.equal(r.state, 'done', JSON.stringify(r))
+  // Done means done: the indexes are there when fullSync() resolves.
+  const atlas = await driver(ATLAS)
+  const got = await indexMap(atlas, db, 'made')
+  assert.deepEqual(got.by_x, { key: { x: -1 }, name: 'by_x', sparse: true })
+  await sync.db(db).collection('secret').createIndex({ y: -1 })
+  await new Promise((r) => setTimeout(r, 1000))
+  assert.deepEqual(await indexMap(atlas, db, 'secret'), {}, 'an excluded collection is not touched on Atlas')
+  await sync.close()
+})
+
+test('an index Atlas refuses is given up after SYNC_MAX_RETRIES attempts, with the reason in lastError', async () => {
+  const db = uniqueDb('idxrefuse')
+  const atlas = await driver(ATLAS)
+  // Atlas already holds two documents the local data does not: a unique
+  // index on `u` cannot be built there.
+  await atlas.db(db).collection('d').insertMany([{ u: 1 }, { u: 1 }])
+  const sync = await createSync(syncOptions(db, { ...FAST, maxRetries: 1 }))
+  const c = sync.db(db).collection('d')
+  await c.insertOne({ u: 2 })
+  await c.createIndex({ u: 1 }, { unique: true })
+  const m = await waitFor(
+    async () => {
+      const m = await sync.metrics()
+      return m.lastError && /indexes of .*\.d to Atlas failed, given up/.test(m.lastError.message) ? m : null
+    },
+    { what: 'the index copy given up' },
+  )
+  assert.match(m.lastError.message, /duplicate key|E11000/i)
+  assert.equal((await indexMap(atlas, db, 'd')).u_1, undefined)
+  // The collection's documents replicate as ever.
+  await sync.flush({ timeoutMs: 20000 })
+  assert.equal(await atlas.db(db).collection('d').countDocuments({ u: 2 }), 1)
+  await sync.close()
+})
+
+test('index methods reject bad input with a clear error and work with sync disabled', async () => {
+  const db = uniqueDb('idxbad')
+  const sync = await createSync(syncOptions(db, { ...FAST, enabled: false }))
+  const c = sync.db(db).collection('b')
+  await assert.rejects(c.createIndex(42), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /index spec must be/ })
+  await assert.rejects(c.createIndex({}), { message: /names no field/ })
+  await assert.rejects(c.createIndex({ a: 1 }, { uniq: true }), { message: /unknown option 'uniq'/ })
+  await assert.rejects(c.createIndexes([]), { message: /non-empty array/ })
+  await assert.rejects(c.dropIndex(7), { message: /indexName must be a string/ })
+  await assert.rejects(c.indexExists([]), { message: /a name or an array of names/ })
+  // The server's own errors come through as the driver's.
+  await assert.rejects(c.indexes(), (e) => e.code === 26)
+  await c.insertOne({ a: 1 })
+  assert.equal(await c.createIndex({ a: 1 }), 'a_1')
+  await assert.rejects(c.createIndex({ a: 1 }, { name: 'a_1', unique: true }), (e) => e.name === 'MongoServerError' && e.code > 0)
+  await assert.rejects(c.dropIndex('nope'), (e) => e.name === 'MongoServerError' && e.code === 27)
+  assert.ok(await c.indexExists('a_1'))
+  await sync.close()
+  const atlas = await driver(ATLAS)
+  assert.deepEqual(await indexMap(atlas, db, 'b'), {}, 'sync disabled: Atlas untouched')
+})

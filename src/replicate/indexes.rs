@@ -1,0 +1,347 @@
+//! Index definitions, copied to Atlas as a state, like documents: when an
+//! index is created or dropped through the addon, or a full sync runs, the
+//! collection is marked in the journal; the leader then makes Atlas's indexes
+//! match the local ones and removes the mark once Atlas has them.
+//!
+//! Invariants:
+//! - a mark is committed before the call that made it resolves, so a crash
+//!   after that cannot lose it; it is removed only if no newer call marked
+//!   the collection meanwhile (compare-and-set on its counter);
+//! - the copy reads both servers' index lists each time, so it does not
+//!   matter in which order calls happened or how often it runs;
+//! - an index that exists only on Atlas is dropped only when a drop through
+//!   the addon asked for it (by name, or all of them): indexes made on Atlas
+//!   by hand (for reporting, say) are left alone.
+
+use std::collections::BTreeMap;
+
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::error::SyncError;
+use crate::journal::Journal;
+
+/// The journal meta key holding the marks, by namespace.
+pub const MARK_KEY: &str = "index_sync";
+
+/// "Every index" in a mark's drops.
+pub const ALL: &str = "*";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mark {
+    /// Bumped by every call that marks the collection.
+    pub n: u64,
+    /// Index names dropped through the addon (or [`ALL`]).
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+type Marks = BTreeMap<String, Mark>;
+
+fn parse(raw: Option<&str>) -> Marks {
+    raw.and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default()
+}
+
+/// Marks `ns` for an index copy, with the names dropped by the call.
+pub async fn mark(journal: &Journal, ns: &str, dropped: &[String]) -> Result<(), SyncError> {
+    loop {
+        let cur = journal.get_meta(MARK_KEY).await?;
+        let mut marks = parse(cur.as_deref());
+        let m = marks.entry(ns.to_string()).or_default();
+        m.n += 1;
+        for d in dropped {
+            if !m.drop.contains(d) {
+                m.drop.push(d.clone());
+            }
+        }
+        let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
+        if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// The marks now.
+pub async fn marks(journal: &Journal) -> Result<Vec<(String, Mark)>, SyncError> {
+    let cur = journal.get_meta(MARK_KEY).await?;
+    Ok(parse(cur.as_deref()).into_iter().collect())
+}
+
+/// Removes the mark of `ns` if it is still the one copied (`n`).
+pub async fn unmark(journal: &Journal, ns: &str, n: u64) -> Result<(), SyncError> {
+    loop {
+        let cur = journal.get_meta(MARK_KEY).await?;
+        let mut marks = parse(cur.as_deref());
+        if marks.get(ns).is_none_or(|m| m.n != n) {
+            return Ok(());
+        }
+        marks.remove(ns);
+        let new = if marks.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?)
+        };
+        if journal.swap_meta(MARK_KEY, cur, new).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// What one copy changed on Atlas.
+#[derive(Debug, Default, PartialEq)]
+pub struct Copied {
+    pub created: Vec<String>,
+    pub dropped: Vec<String>,
+}
+
+/// Makes Atlas's indexes of `db.coll` match the local ones: creates what is
+/// missing, re-creates what differs, drops what `drop` names and local lacks.
+/// A collection missing locally changes nothing.
+pub async fn copy(
+    local: &Client,
+    atlas: &Client,
+    db: &str,
+    coll: &str,
+    drop: &[String],
+) -> mongodb::error::Result<Copied> {
+    let mut out = Copied::default();
+    let Some(want) = list(local, db, coll).await? else {
+        return Ok(out);
+    };
+    let mut have = list(atlas, db, coll).await?.unwrap_or_default();
+    let mut gone = Vec::new();
+    for h in &have {
+        let name = name_of(h);
+        if name == "_id_" {
+            continue;
+        }
+        let local_one = want.iter().find(|w| name_of(w) == name);
+        let asked = drop.iter().any(|d| d == ALL || d == name);
+        let stale = local_one.is_some_and(|w| !same(w, h));
+        if (asked && local_one.is_none()) || stale {
+            gone.push(name.to_string());
+        }
+    }
+    for name in &gone {
+        drop_index(atlas, db, coll, name).await?;
+        out.dropped.push(name.clone());
+    }
+    have.retain(|h| !gone.iter().any(|g| g == name_of(h)));
+    let create: Vec<Bson> = want
+        .iter()
+        .filter(|w| name_of(w) != "_id_")
+        // Present, or present under another name (Atlas refuses a second
+        // index of the same definition).
+        .filter(|w| !have.iter().any(|h| same(w, h)))
+        .map(|w| {
+            out.created.push(name_of(w).to_string());
+            Bson::Document(spec_of(w))
+        })
+        .collect();
+    if !create.is_empty() {
+        atlas
+            .database(db)
+            .run_command(doc! { "createIndexes": coll, "indexes": create })
+            .await?;
+    }
+    Ok(out)
+}
+
+/// The indexes of `db.coll`; `None` if the collection does not exist.
+pub async fn list(
+    client: &Client,
+    db: &str,
+    coll: &str,
+) -> mongodb::error::Result<Option<Vec<Document>>> {
+    match list_or_fail(client, db, coll).await {
+        Ok(l) => Ok(Some(l)),
+        Err(e) if code_of(&e) == Some(26) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The indexes of `db.coll`; the server's error if it does not exist.
+pub async fn list_or_fail(
+    client: &Client,
+    db: &str,
+    coll: &str,
+) -> mongodb::error::Result<Vec<Document>> {
+    let d = client.database(db);
+    let reply = d.run_command(doc! { "listIndexes": coll }).await?;
+    let bad =
+        |what: &str| mongodb::error::Error::custom(format!("listIndexes answered without {what}"));
+    let cursor = reply.get_document("cursor").map_err(|_| bad("a cursor"))?;
+    let mut out: Vec<Document> = batch(cursor, "firstBatch").ok_or_else(|| bad("firstBatch"))?;
+    let mut id = cursor.get_i64("id").unwrap_or(0);
+    while id != 0 {
+        let more = d
+            .run_command(doc! { "getMore": id, "collection": coll })
+            .await?;
+        let c = more.get_document("cursor").map_err(|_| bad("a cursor"))?;
+        out.extend(batch(c, "nextBatch").ok_or_else(|| bad("nextBatch"))?);
+        id = c.get_i64("id").unwrap_or(0);
+    }
+    Ok(out)
+}
+
+fn batch(cursor: &Document, field: &str) -> Option<Vec<Document>> {
+    let a = cursor.get_array(field).ok()?;
+    Some(a.iter().filter_map(|v| v.as_document().cloned()).collect())
+}
+
+async fn drop_index(
+    client: &Client,
+    db: &str,
+    coll: &str,
+    name: &str,
+) -> mongodb::error::Result<()> {
+    let cmd = doc! { "dropIndexes": coll, "index": name };
+    match client.database(db).run_command(cmd).await {
+        // Already gone (IndexNotFound, NamespaceNotFound): the state wanted.
+        Err(e) if matches!(code_of(&e), Some(26 | 27)) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+pub fn code_of(e: &mongodb::error::Error) -> Option<i32> {
+    match e.kind.as_ref() {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
+pub fn name_of(spec: &Document) -> &str {
+    spec.get_str("name").unwrap_or("")
+}
+
+/// The definition to create: the listed one without what the server adds
+/// of its own (the format version, the old `ns`).
+fn spec_of(listed: &Document) -> Document {
+    let mut s = listed.clone();
+    s.remove("v");
+    s.remove("ns");
+    s
+}
+
+/// Fields a server fills in with defaults of its version: one side having
+/// them and the other not is no difference.
+fn server_default(field: &str) -> bool {
+    field.ends_with("IndexVersion") || matches!(field, "default_language" | "language_override")
+}
+
+/// Whether two listed indexes have the same definition (names aside): the
+/// same keys in the same order, and the same options.
+pub fn same(a: &Document, b: &Document) -> bool {
+    let empty = Document::new();
+    let key = |d: &'_ Document| d.get_document("key").ok().unwrap_or(&empty).clone();
+    if !same_keys(&key(a), &key(b)) {
+        return false;
+    }
+    let skip = |f: &str| matches!(f, "v" | "ns" | "key" | "name");
+    let fields = a.keys().chain(b.keys()).filter(|f| !skip(f));
+    for f in fields {
+        match (a.get(f), b.get(f)) {
+            (Some(x), Some(y)) if !same_value(x, y) => return false,
+            (Some(_), None) | (None, Some(_)) if !server_default(f) => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Whether two key documents index the same fields the same way, in the
+/// same order (`{a: 1}` and `{a: 1.0}` are the same index).
+pub fn same_keys(a: &Document, b: &Document) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((fa, va), (fb, vb))| fa == fb && same_value(va, vb))
+}
+
+/// Values equal as MongoDB compares them for index options: numbers by
+/// value whatever their type, documents field by field in any order.
+fn same_value(a: &Bson, b: &Bson) -> bool {
+    fn num(v: &Bson) -> Option<f64> {
+        match v {
+            Bson::Int32(i) => Some(f64::from(*i)),
+            Bson::Int64(i) => Some(*i as f64),
+            Bson::Double(d) => Some(*d),
+            _ => None,
+        }
+    }
+    match (a, b) {
+        (Bson::Document(x), Bson::Document(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        (Bson::Array(x), Bson::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_value(v, w))
+        }
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_compare_keys_in_order_and_options_by_value() {
+        let a = doc! { "v": 2, "key": { "a": 1, "b": -1 }, "name": "a_1_b_-1", "unique": true };
+        let same_other_name =
+            doc! { "v": 1, "key": { "a": 1.0, "b": -1_i64 }, "name": "x", "unique": true };
+        assert!(same(&a, &same_other_name));
+        let swapped = doc! { "key": { "b": -1, "a": 1 }, "name": "a_1_b_-1", "unique": true };
+        assert!(!same(&a, &swapped), "key order matters");
+        let not_unique = doc! { "key": { "a": 1, "b": -1 }, "name": "a_1_b_-1" };
+        assert!(
+            !same(&a, &not_unique),
+            "an option only one side has matters"
+        );
+        let ttl = |s: i64| doc! { "key": { "t": 1 }, "name": "t_1", "expireAfterSeconds": s };
+        assert!(!same(&ttl(60), &ttl(61)));
+        let text =
+            doc! { "key": { "_fts": "text", "_ftsx": 1 }, "name": "t", "weights": { "s": 1 } };
+        let mut text_listed = text.clone();
+        text_listed.insert("textIndexVersion", 3);
+        text_listed.insert("default_language", "english");
+        assert!(same(&text, &text_listed), "defaults a server version adds");
+        let p = |f: Document| doc! { "key": { "a": 1 }, "name": "a", "partialFilterExpression": f };
+        assert!(same(
+            &p(doc! { "x": 1, "y": 2 }),
+            &p(doc! { "y": 2, "x": 1 })
+        ));
+        assert!(!same(&p(doc! { "x": 1 }), &p(doc! { "x": 2 })));
+    }
+
+    #[test]
+    fn the_created_definition_leaves_out_what_the_server_adds() {
+        let listed = doc! { "v": 2, "key": { "a": 1 }, "name": "a_1", "ns": "d.c", "sparse": true };
+        assert_eq!(
+            spec_of(&listed),
+            doc! { "key": { "a": 1 }, "name": "a_1", "sparse": true }
+        );
+    }
+
+    #[test]
+    fn marks_round_trip_and_bad_json_reads_as_none() {
+        let mut m = Marks::new();
+        m.insert(
+            "d.c".into(),
+            Mark {
+                n: 3,
+                drop: vec!["a_1".into()],
+            },
+        );
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(parse(Some(&s)), m);
+        assert!(parse(Some("{not json")).is_empty());
+        assert!(parse(None).is_empty());
+    }
+}
