@@ -169,16 +169,26 @@ export interface VerifyCollectionReport {
   truncated: boolean
   /** Documents of this collection copied again by `repair`. */
   repaired: number
+  /** Names of local indexes Atlas lacks (an index Atlas has under another name with the same definition counts as there). */
+  indexesMissing: string[]
+  /** Names of indexes Atlas has with another definition than the local one. Indexes only Atlas has are no difference. */
+  indexesDifferent: string[]
+  /** Indexes of this collection copied again by `repair`. */
+  indexesRepaired: number
 }
 
 /** What {@link Sync.verify} found. `_id`s keep their BSON types (ObjectId, string, ...). */
 export interface VerifyReport {
-  /** No differences found. */
+  /** No differences found, in documents or indexes. */
   ok: boolean
   /** Documents missing, extra or different, over all collections. */
   differences: number
   /** Documents copied again by `repair: true`. */
   repaired: number
+  /** Indexes missing or different on Atlas, over all collections (`ok` needs none). */
+  indexDifferences: number
+  /** Indexes copied again by `repair: true`. */
+  indexesRepaired: number
   /**
    * Whether the queue had drained before the comparison (it waits up to
    * 30 s for that): when `false`, changes still on their way to Atlas may

@@ -200,3 +200,39 @@ test('index methods reject bad input with a clear error and work with sync disab
   const atlas = await driver(ATLAS)
   assert.deepEqual(await indexMap(atlas, db, 'b'), {}, 'sync disabled: Atlas untouched')
 })
+
+test('verify reports indexes Atlas lacks or has otherwise, and repair copies them', async () => {
+  const db = uniqueDb('idxverify')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('v')
+  await c.insertOne({ a: 1, b: 1 })
+  await c.createIndex({ a: 1 })
+  await atlasHas(db, 'v', (g) => g.a_1)
+  await sync.flush({ timeoutMs: 20000 })
+  assert.equal((await sync.verify()).ok, true)
+
+  // Made behind the addon's back: one local index Atlas lacks, one Atlas
+  // index of the same name defined otherwise, one only Atlas has.
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  await local.db(db).collection('v').createIndex({ b: 1 })
+  await atlas.db(db).collection('v').dropIndex('a_1')
+  await atlas.db(db).collection('v').createIndex({ a: -1 }, { name: 'a_1' })
+  await atlas.db(db).collection('v').createIndex({ z: 1 })
+  const report = await sync.verify()
+  assert.equal(report.ok, false)
+  assert.equal(report.differences, 0, 'the documents are the same')
+  assert.equal(report.indexDifferences, 2)
+  const [v] = report.collections
+  assert.deepEqual(v.indexesMissing, ['b_1'])
+  assert.deepEqual(v.indexesDifferent, ['a_1'])
+
+  const repaired = await sync.verify({ repair: true })
+  assert.equal(repaired.indexesRepaired, 2, JSON.stringify(repaired))
+  assert.deepEqual(repaired.collections[0].indexesMissing, [])
+  const again = await sync.verify()
+  assert.equal(again.ok, true, JSON.stringify(again))
+  const got = await indexMap(atlas, db, 'v')
+  assert.deepEqual(got.a_1.key, { a: 1 })
+  assert.ok(got.b_1 && got.z_1, 'the Atlas-only index stays')
+  await sync.close()
+})

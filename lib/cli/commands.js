@@ -57,24 +57,32 @@ function collectionLines(c) {
   const head = `${c.ns}: local ${c.localCount}, atlas ${c.atlasCount}`
   const kinds = ['missing', 'extra', 'different'].map((k) => [k, c[`${k}Count`] ?? c[k].length, c[k]])
   const diffs = kinds.filter(([, n]) => n > 0)
-  if (diffs.length === 0) return [`  same      ${head}`]
+  const indexes = [
+    ['indexes missing', c.indexesMissing || []],
+    ['indexes different', c.indexesDifferent || []],
+  ].filter(([, names]) => names.length > 0)
+  if (diffs.length === 0 && indexes.length === 0) return [`  same      ${head}`]
   const repaired = c.repaired ? `, ${c.repaired} repaired` : ''
+  const idxRepaired = c.indexesRepaired ? `, ${c.indexesRepaired} index(es) repaired` : ''
   return [
-    `  DIFFERENT ${head}${repaired}`,
+    `  DIFFERENT ${head}${repaired}${idxRepaired}`,
     ...diffs.map(([k, n, ids]) => `            ${k} on Atlas (${n}): ${idList(ids, n)}`),
+    ...indexes.map(([k, names]) => `            ${k} on Atlas (${names.length}): ${names.join(', ')}`),
   ]
 }
 
 function verifyLines(report) {
   const summary = report.ok
     ? `verify: local and Atlas are the same (${report.collections.length} collection(s))`
-    : `verify: ${report.differences} difference(s), ${report.repaired} repaired`
+    : `verify: ${report.differences} difference(s), ${report.repaired} repaired` +
+      (report.indexDifferences ? `; ${report.indexDifferences} index difference(s), ${report.indexesRepaired} repaired` : '')
   return [summary, ...report.collections.flatMap(collectionLines)]
 }
 
 /** Whether a verify run succeeded: no differences, or (with --repair) all repaired. */
 function verifyPassed(report, repair) {
-  return report.ok || (repair && report.repaired === report.differences)
+  const indexesFixed = (report.indexesRepaired ?? 0) === (report.indexDifferences ?? 0)
+  return report.ok || (repair && report.repaired === report.differences && indexesFixed)
 }
 
 function scopeOf(flags) {

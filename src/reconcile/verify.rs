@@ -24,7 +24,7 @@ use super::{drained, resolve_scope, Ctx};
 use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
-use crate::replicate::{canon_id, raw_id, Canon};
+use crate::replicate::{canon_id, indexes, raw_id, Canon};
 
 const BUCKETS: usize = 4096;
 /// Documents whose ids one pass-2 group may hold in memory.
@@ -206,6 +206,7 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
     let scope = resolve_scope(ctx, opts.collections).await?;
     let mut reports = Vec::new();
     let (mut differences, mut repaired) = (0u64, 0u64);
+    let (mut index_differences, mut indexes_repaired) = (0u64, 0u64);
     for (db, coll) in scope {
         let atlas = ctx.atlas.get();
         let (l, a) = tokio::try_join!(
@@ -229,6 +230,27 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             repaired += fixed;
         }
         let capped = n > (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;
+        let (mut idx_missing, mut idx_different) = index_diff(ctx, &atlas, &db, &coll).await?;
+        let idx_n = (idx_missing.len() + idx_different.len()) as u64;
+        index_differences += idx_n;
+        let mut idx_fixed = 0u64;
+        if opts.repair && idx_n > 0 {
+            let ns = format!("{db}.{coll}");
+            indexes::mark(&ctx.journal, &ns, &[]).await?;
+            let deadline = std::time::Instant::now() + REPAIR_WAIT;
+            while std::time::Instant::now() < deadline
+                && indexes::marks(&ctx.journal)
+                    .await?
+                    .iter()
+                    .any(|(m, _)| *m == ns)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let before = idx_n;
+            (idx_missing, idx_different) = index_diff(ctx, &ctx.atlas.get(), &db, &coll).await?;
+            idx_fixed = before - (idx_missing.len() + idx_different.len()) as u64;
+            indexes_repaired += idx_fixed;
+        }
         reports.push(doc! {
             "ns": format!("{db}.{coll}"),
             "localCount": l.count.iter().sum::<u64>() as i64,
@@ -243,16 +265,39 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             "differentCount": diff.counts[2] as i64,
             "truncated": capped,
             "repaired": fixed as i64,
+            "indexesMissing": idx_missing,
+            "indexesDifferent": idx_different,
+            "indexesRepaired": idx_fixed as i64,
         });
     }
     Ok(doc! {
-        "ok": differences == 0,
+        "ok": differences == 0 && index_differences == 0,
         "differences": differences as i64,
         "repaired": repaired as i64,
+        "indexDifferences": index_differences as i64,
+        "indexesRepaired": indexes_repaired as i64,
         "settled": settled,
         "checkedAtMs": now_ms(),
         "collections": reports,
     })
+}
+
+/// The local indexes of `db.coll` Atlas lacks, and those it has otherwise
+/// (see [`indexes::compare`]).
+async fn index_diff(
+    ctx: &Ctx,
+    atlas: &Client,
+    db: &str,
+    coll: &str,
+) -> Result<(Vec<String>, Vec<String>), SyncError> {
+    let (l, a) = tokio::try_join!(
+        indexes::list(&ctx.local, db, coll),
+        indexes::list(atlas, db, coll)
+    )?;
+    Ok(indexes::compare(
+        &l.unwrap_or_default(),
+        &a.unwrap_or_default(),
+    ))
 }
 
 impl VerifyOptions {

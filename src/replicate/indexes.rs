@@ -149,6 +149,23 @@ pub async fn copy(
     Ok(out)
 }
 
+/// The local indexes Atlas lacks, and those it has under the same name with
+/// another definition (names, `_id_` aside). An index Atlas has under
+/// another name with the same definition counts as there; Atlas-only
+/// indexes are no difference.
+pub fn compare(local: &[Document], atlas: &[Document]) -> (Vec<String>, Vec<String>) {
+    let (mut missing, mut different) = (Vec::new(), Vec::new());
+    for w in local.iter().filter(|w| name_of(w) != "_id_") {
+        match atlas.iter().find(|h| name_of(h) == name_of(w)) {
+            Some(h) if !same(w, h) => different.push(name_of(w).to_string()),
+            Some(_) => {}
+            None if atlas.iter().any(|h| same(w, h)) => {}
+            None => missing.push(name_of(w).to_string()),
+        }
+    }
+    (missing, different)
+}
+
 /// The indexes of `db.coll`; `None` if the collection does not exist.
 pub async fn list(
     client: &Client,
@@ -318,6 +335,27 @@ mod tests {
             &p(doc! { "y": 2, "x": 1 })
         ));
         assert!(!same(&p(doc! { "x": 1 }), &p(doc! { "x": 2 })));
+    }
+
+    #[test]
+    fn compare_lists_what_atlas_lacks_or_has_otherwise() {
+        let i = |name: &str, key: Document| doc! { "v": 2, "key": key, "name": name };
+        let local = vec![
+            i("_id_", doc! { "_id": 1 }),
+            i("a_1", doc! { "a": 1 }),
+            i("b_1", doc! { "b": 1 }),
+            i("c_1", doc! { "c": 1 }),
+            i("d_1", doc! { "d": 1 }),
+        ];
+        let atlas = vec![
+            i("a_1", doc! { "a": 1 }),
+            i("b_1", doc! { "b": -1 }),
+            i("by_c", doc! { "c": 1 }),
+            i("hand_made", doc! { "z": 1 }),
+        ];
+        let (missing, different) = compare(&local, &atlas);
+        assert_eq!(missing, vec!["d_1".to_string()]);
+        assert_eq!(different, vec!["b_1".to_string()]);
     }
 
     #[test]
