@@ -455,6 +455,17 @@ export declare class AggregationCursor<T = Document> implements AsyncIterable<T>
  * A drop-in for the official driver's `Collection`. Writes resolve after the
  * local write and are replicated to Atlas in the background; reads are local.
  */
+/** `collection.listIndexes()`: the index list (read in one batch). */
+export declare class ListIndexesCursor<T = IndexDescription> implements AsyncIterable<T> {
+  map<U>(fn: (doc: T) => U): ListIndexesCursor<U>
+  toArray(): Promise<T[]>
+  hasNext(): Promise<boolean>
+  next(): Promise<T | null>
+  forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
+  close(): Promise<void>
+  [Symbol.asyncIterator](): AsyncIterator<T>
+}
+
 export declare class Collection<T extends Document = Document> {
   readonly dbName: string
   readonly collectionName: string
@@ -490,12 +501,12 @@ export declare class Collection<T extends Document = Document> {
    * leader makes Atlas's indexes of the collection match the local ones).
    */
   createIndex(indexSpec: IndexSpecification, options?: CreateIndexesOptions): Promise<string>
-  createIndexes(indexSpecs: IndexDescription[], options?: IndexCommandOptions): Promise<string[]>
+  createIndexes(indexSpecs: IndexDescription[], options?: CreateIndexesOptions): Promise<string[]>
   /** Drops an index locally, then on Atlas. Indexes made on Atlas by hand are dropped there only by name (or `dropIndexes()`). */
-  dropIndex(indexName: string, options?: IndexCommandOptions): Promise<Document>
-  /** Drops every index but `_id`'s, locally and then on Atlas. */
+  dropIndex(indexName: string | Document, options?: IndexCommandOptions): Promise<Document>
+  /** Drops every index but `_id`'s, locally and then on Atlas. Resolves `false` when the server refused (a missing collection), as the driver. */
   dropIndexes(options?: IndexCommandOptions): Promise<boolean>
-  listIndexes(options?: IndexCommandOptions): { toArray(): Promise<IndexDescription[]>; [Symbol.asyncIterator](): AsyncIterator<IndexDescription> }
+  listIndexes(options?: IndexCommandOptions): ListIndexesCursor<IndexDescription>
   indexes(options?: IndexCommandOptions & { full?: true }): Promise<IndexDescription[]>
   indexes(options: IndexCommandOptions & { full: false }): Promise<Record<string, [string, number | string][]>>
   indexInformation(options?: IndexCommandOptions & { full?: boolean }): Promise<Record<string, [string, number | string][]> | IndexDescription[]>

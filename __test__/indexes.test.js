@@ -188,7 +188,8 @@ test('index methods reject bad input with a clear error and work with sync disab
   await assert.rejects(c.createIndex({ a: 1 }, { uniq: true }), { message: /unknown option 'uniq'/ })
   await assert.rejects(c.createIndexes([]), { message: /non-empty array/ })
   await assert.rejects(c.dropIndex(7), { message: /indexName must be a string/ })
-  await assert.rejects(c.indexExists([]), { message: /a name or an array of names/ })
+  await assert.rejects(c.indexExists([1]), { message: /a name or an array of names/ })
+  await assert.rejects(c.createIndex([42]), { message: /index spec must be/ })
   // The server's own errors come through as the driver's.
   await assert.rejects(c.indexes(), (e) => e.code === 26)
   await c.insertOne({ a: 1 })
@@ -196,6 +197,9 @@ test('index methods reject bad input with a clear error and work with sync disab
   await assert.rejects(c.createIndex({ a: 1 }, { name: 'a_1', unique: true }), (e) => e.name === 'MongoServerError' && e.code > 0)
   await assert.rejects(c.dropIndex('nope'), (e) => e.name === 'MongoServerError' && e.code === 27)
   assert.ok(await c.indexExists('a_1'))
+  assert.equal(await c.indexExists([]), true, 'as the driver: every one of no names exists')
+  // As the driver: false, not an error, when the server refuses.
+  assert.equal(await sync.db(db).collection('never_made').dropIndexes(), false)
   await sync.close()
   const atlas = await driver(ATLAS)
   assert.deepEqual(await indexMap(atlas, db, 'b'), {}, 'sync disabled: Atlas untouched')
@@ -234,5 +238,84 @@ test('verify reports indexes Atlas lacks or has otherwise, and repair copies the
   const got = await indexMap(atlas, db, 'v')
   assert.deepEqual(got.a_1.key, { a: 1 })
   assert.ok(got.b_1 && got.z_1, 'the Atlas-only index stays')
+  await sync.close()
+})
+
+test('index specs in every form the driver takes get the driver\'s names and keys', async () => {
+  const db = uniqueDb('idxforms')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('f')
+  await c.insertOne({ a: 1, b: 2, loc: { type: 'Point', coordinates: [0, 0] } })
+  const local = (await driver(LOCAL)).db(db).collection('f')
+  // The same call through the official driver on another collection gives the same.
+  const ref = (await driver(LOCAL)).db(db).collection('ref')
+  await ref.insertOne({ a: 1 })
+  const forms = [['a', -1], [['a'], ['b', -1]], [{ b: 1 }, 'a'], new Map([['b', -1], ['a', 1]]), 'b']
+  for (const spec of forms) {
+    const name = await c.createIndex(spec)
+    assert.equal(name, await ref.createIndex(spec), `the driver's name for ${JSON.stringify([...(spec instanceof Map ? spec : [spec])])}`)
+  }
+  assert.equal(await c.createIndex(['loc', '2dsphere']), 'loc_2dsphere')
+  const list = await local.indexes()
+  assert.deepEqual(
+    list.map((i) => i.name).sort(),
+    ['_id_', 'a_-1', 'a_1_b_-1', 'b_1_a_1', 'b_-1_a_1', 'b_1', 'loc_2dsphere'].sort(),
+  )
+  assert.deepEqual(Object.keys(list.find((i) => i.name === 'b_-1_a_1').key), ['b', 'a'])
+
+  // What indexes() lists can be fed back to createIndexes, as with the driver.
+  const again = sync.db(db).collection('g')
+  await again.insertOne({ a: 1 })
+  const listed = (await c.indexes()).filter((i) => i.name !== '_id_' && i.name !== 'loc_2dsphere')
+  assert.deepEqual(await again.createIndexes(listed), listed.map((i) => i.name))
+
+  // listIndexes() is a cursor: next, hasNext, map, close.
+  const cursor = c.listIndexes().map((i) => i.name)
+  assert.equal(await cursor.next(), '_id_')
+  assert.equal(await cursor.hasNext(), true)
+  assert.equal((await cursor.toArray()).length, 6)
+  assert.equal(await cursor.hasNext(), false)
+  await sync.close()
+})
+
+test('a document that breaks a unique index dropped locally is retried, not dead-lettered, until Atlas drops it too', async () => {
+  const db = uniqueDb('idxuniq')
+  const sync = await createSync(syncOptions(db, { ...FAST, maxRetries: 0 }))
+  const c = sync.db(db).collection('u')
+  await c.insertOne({ _id: 1, u: 1 })
+  await c.createIndex({ u: 1 }, { unique: true })
+  await atlasHas(db, 'u', (g) => g.u_1)
+  await sync.flush({ timeoutMs: 20000 })
+  // Dropped locally; the duplicate follows at once, before the leader's
+  // index copier (every 500 ms) dropped it on Atlas.
+  await c.dropIndex('u_1')
+  await c.insertOne({ _id: 2, u: 1 })
+  await sync.flush({ timeoutMs: 20000 })
+  const m = await sync.metrics()
+  assert.equal(m.deadLettered, 0, JSON.stringify(m.lastError))
+  const atlas = await driver(ATLAS)
+  assert.equal(await atlas.db(db).collection('u').countDocuments({ u: 1 }), 2)
+  await sync.close()
+})
+
+test('full sync and verify of a database leave views alone', async (t) => {
+  const db = uniqueDb('idxview')
+  const local = await driver(LOCAL)
+  await local.db(db).collection('base').insertMany([{ a: 1 }, { a: 2 }])
+  try {
+    await local.db(db).createCollection('big', { viewOn: 'base', pipeline: [{ $match: { a: { $gt: 1 } } }] })
+  } catch (e) {
+    t.skip(`this server has no views: ${e.message}`)
+    return
+  }
+  const sync = await createSync(syncOptions(db, FAST))
+  const r = await sync.fullSync()
+  assert.equal(r.state, 'done', JSON.stringify(r))
+  const report = await sync.verify()
+  assert.equal(report.ok, true, JSON.stringify(report))
+  assert.deepEqual(report.collections.map((c) => c.ns), [`${db}.base`])
+  const atlas = await driver(ATLAS)
+  const names = (await atlas.db(db).listCollections().toArray()).map((c) => c.name)
+  assert.deepEqual(names, ['base'], 'the view was not copied as a collection')
   await sync.close()
 })

@@ -5,8 +5,8 @@
 const { ObjectId } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
-const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError } = require('./errors')
-const { FindCursor, AggregationCursor, normalizeSort } = require('./cursor')
+const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
+const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort } = require('./cursor')
 
 function isDocument(v) {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
@@ -275,11 +275,10 @@ class Collection {
     const opts = checkOptions('createIndexes', options)
     const defs = indexSpecs.map((spec, i) => {
       needDocument('createIndexes', `index ${i}`, spec)
-      const def = { ...spec, key: indexKeys(`createIndexes: index ${i}`, spec.key) }
-      if ('version' in def) {
-        def.v = def.version
-        delete def.version
-      }
+      // As the driver: the index fields it knows, `version` as `v`; the rest
+      // (an `ns` or `v` listed by indexes(), say) is left out.
+      const def = { key: indexKeys(`createIndexes: index ${i}`, spec.key) }
+      for (const f of INDEX_FIELDS) if (spec[f] !== undefined) def[f === 'version' ? 'v' : f] = spec[f]
       def.name = spec.name ?? indexName(def.key)
       return def
     })
@@ -292,32 +291,36 @@ class Collection {
     if (typeof indexName !== 'string' && !isDocument(indexName)) {
       throw invalidArgument(`dropIndex: indexName must be a string, got ${describe(indexName)}`)
     }
-    if (indexName === '*') throw invalidArgument("dropIndex: use dropIndexes() to drop every index, not '*'")
     const opts = checkOptions('dropIndex', options)
     return this._write('dropIndexes', { index: indexName, options: opts })
   }
 
-  /** Drops every index but `_id`'s; resolves with true, as the driver. */
+  /**
+   * Drops every index but `_id`'s; resolves with true, or false when the
+   * server refused (a missing collection, say), as the driver. Errors of
+   * this library (bad options, a closed instance) still reject.
+   */
   async dropIndexes(options) {
     const opts = checkOptions('dropIndexes', options)
-    await this._write('dropIndexes', { index: '*', options: opts })
-    return true
+    try {
+      await this._write('dropIndexes', { index: '*', options: opts })
+      return true
+    } catch (e) {
+      if (e instanceof MongoServerError) return false
+      throw e
+    }
   }
 
   /** The indexes of the collection, as the server lists them. */
   listIndexes(options) {
     const opts = checkOptions('listIndexes', options)
-    const all = () => this._listIndexes(opts)
-    return {
-      toArray: all,
-      async *[Symbol.asyncIterator]() {
-        yield* await all()
-      },
-    }
+    return new ListIndexesCursor(this, async () => ({ id: 0, docs: await this._listIndexes(opts) }))
   }
 
   async _listIndexes(opts) {
-    return decodeAll(await this._call('read', 'listIndexes', { options: { maxTimeMS: opts.maxTimeMS } }))
+    const options = {}
+    for (const k of ['maxTimeMS', 'comment']) if (k in opts) options[k] = opts[k]
+    return decodeAll(await this._call('read', 'listIndexes', { options }))
   }
 
   /** Every index definition; with `{ full: false }`, `{ name: [[field, direction], ...] }` as `indexInformation`. */
@@ -337,7 +340,7 @@ class Collection {
   /** Whether every index named exists. */
   async indexExists(indexes, options) {
     const names = Array.isArray(indexes) ? indexes : [indexes]
-    if (names.length === 0 || !names.every((n) => typeof n === 'string')) {
+    if (!names.every((n) => typeof n === 'string')) {
       throw invalidArgument(`indexExists: indexes must be a name or an array of names, got ${describe(indexes)}`)
     }
     const have = new Set((await this._listIndexes(checkOptions('indexExists', options))).map((d) => d.name))
@@ -345,7 +348,18 @@ class Collection {
   }
 }
 
-/** An index's keys, from any form the driver takes: `'a'`, `{ a: 1 }`, `['a', ['b', -1]]`, a Map. */
+const INDEX_TYPES = ['2d', '2dsphere', 'text', 'geoHaystack', 'hashed']
+
+/** A direction or index type, as the driver recognizes them. */
+function isDirection(d) {
+  return typeof d === 'number' || INDEX_TYPES.includes(d)
+}
+
+/**
+ * An index's keys, from any form the driver takes: `'a'`, `{ a: 1 }`,
+ * `['a', -1]` (one field and its direction), `['a', ['b', -1]]`,
+ * `[{ a: 1 }, 'b']`, a Map.
+ */
 function indexKeys(method, spec) {
   const pairs = []
   const add = (field, dir) => {
@@ -355,17 +369,15 @@ function indexKeys(method, spec) {
     }
     pairs.push([field, dir])
   }
-  if (typeof spec === 'string') add(spec, 1)
-  else if (Array.isArray(spec)) {
-    for (const e of spec) {
-      if (typeof e === 'string') add(e, 1)
-      else if (Array.isArray(e) && e.length === 2) add(e[0], e[1])
-      else if (isDocument(e)) for (const [f, d] of Object.entries(e)) add(f, d)
-      else throw invalidArgument(`${method}: index spec entries must be names, [name, direction] pairs or objects`)
-    }
-  } else if (spec instanceof Map) for (const [f, d] of spec) add(f, d)
-  else if (isDocument(spec)) for (const [f, d] of Object.entries(spec)) add(f, d)
-  else throw invalidArgument(`${method}: index spec must be a field name, an object or an array, got ${describe(spec)}`)
+  const single = Array.isArray(spec) && spec.length === 2 && typeof spec[0] === 'string' && isDirection(spec[1])
+  const entries = single ? [spec] : Array.isArray(spec) ? spec : [spec]
+  for (const e of entries) {
+    if (typeof e === 'string') add(e, 1)
+    else if (Array.isArray(e) && (e.length === 1 || e.length === 2)) add(e[0], e[1] ?? 1)
+    else if (e instanceof Map) for (const [f, d] of e) add(f, d)
+    else if (isDocument(e)) for (const [f, d] of Object.entries(e)) add(f, d)
+    else throw invalidArgument(`${method}: index spec must be a field name, an object, a Map or an array of those, got ${describe(e)}`)
+  }
   if (pairs.length === 0) throw invalidArgument(`${method}: index spec names no field`)
   // A Map keeps the order of keys that look like numbers (a plain object would not).
   return new Map(pairs)

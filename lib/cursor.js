@@ -278,4 +278,7 @@ class AggregationCursor extends BaseCursor {
   }
 }
 
-module.exports = { FindCursor, AggregationCursor, normalizeSort }
+/** `collection.listIndexes()`: the index list, read in one batch (a collection has at most 64). */
+class ListIndexesCursor extends BaseCursor {}
+
+module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort }

@@ -33,7 +33,8 @@ const INDEX_FIELDS = ['background', 'unique', 'partialFilterExpression', 'sparse
   '2dsphereIndexVersion', 'bits', 'min', 'max', 'bucketSize', 'wildcardProjection']
 const INDEX_COMMAND = [...W, 'maxTimeMS', 'commitQuorum']
 ALLOWED.createIndex = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
-ALLOWED.createIndexes = INDEX_COMMAND
+// The driver takes the index fields here too, and ignores them (they go in each index).
+ALLOWED.createIndexes = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
 ALLOWED.dropIndex = [...W, 'maxTimeMS']
 ALLOWED.dropIndexes = ALLOWED.dropIndex
 ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']

@@ -1,7 +1,10 @@
 //! The index methods: run on the local server; on a replicated collection a
-//! change also marks the collection in the journal, before the call
-//! resolves, so the leader copies its indexes to Atlas (see
-//! `replicate::indexes`).
+//! change also marks the collection in the journal, so the leader copies its
+//! indexes to Atlas (see `replicate::indexes`). The mark is committed before
+//! the command is sent (a crash, or a command that fails on its way back
+//! after the server did it, loses nothing) and again after it (the leader
+//! may have copied and cleared the first mark before the command ran); the
+//! call resolves after both.
 
 use mongodb::bson::{doc, Bson, Document};
 
@@ -14,7 +17,14 @@ use crate::replicate::indexes::{self, name_of, ALL};
 /// passes them.
 const COMMAND_OPTIONS: &[&str] = &["maxTimeMS", "commitQuorum", "comment"];
 
-fn with_options(mut cmd: Document, p: &Payload) -> Result<Document, SyncError> {
+fn with_options(cmd: Document, p: &Payload) -> Result<Document, SyncError> {
+    let mut cmd = cmd;
+    cmd.extend(command_options(p)?);
+    Ok(cmd)
+}
+
+fn command_options(p: &Payload) -> Result<Document, SyncError> {
+    let mut cmd = Document::new();
     if let Some(opts) = p.opt_doc("options")? {
         for f in COMMAND_OPTIONS {
             if let Some(v) = opts.get(*f) {
@@ -40,9 +50,7 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
         return Err(SyncError::invalid("createIndexes: no index given"));
     }
     let cmd = with_options(doc! { "createIndexes": t.coll, "indexes": defs }, &p)?;
-    let reply = t.w.local.database(t.db).run_command(cmd).await?;
-    mark(t, &[]).await?;
-    Ok(reply)
+    marked(t, &[], t.w.local.database(t.db).run_command(cmd)).await
 }
 
 /// `dropIndexes` of one index (by name or by its keys), of several names,
@@ -75,22 +83,34 @@ pub async fn drop_indexes(t: &Target<'_>, p: Payload) -> Result<Document, SyncEr
         }
     };
     let cmd = with_options(doc! { "dropIndexes": t.coll, "index": index }, &p)?;
-    let reply = t.w.local.database(t.db).run_command(cmd).await?;
     let names: Vec<String> = if names.iter().any(|n| n == ALL) {
         vec![ALL.to_string()]
     } else {
         names
     };
-    mark(t, &names).await?;
-    Ok(reply)
+    marked(t, &names, t.w.local.database(t.db).run_command(cmd)).await
+}
+
+/// Runs `command` between two marks of the collection (see the module
+/// comment); answers its reply or its error.
+async fn marked(
+    t: &Target<'_>,
+    dropped: &[String],
+    command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
+) -> Result<Document, SyncError> {
+    mark(t, dropped).await?;
+    let out = command.await;
+    mark(t, dropped).await?;
+    Ok(out?)
 }
 
 /// The collection's indexes, as concatenated BSON documents (the server's
 /// `listIndexes`, every batch); a missing collection fails with the
 /// server's error, as with the driver.
-pub async fn list_indexes(t: &Target<'_>, _p: Payload) -> Result<Vec<u8>, SyncError> {
+pub async fn list_indexes(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
     let mut out = Vec::new();
-    for d in indexes::list_or_fail(&t.w.local, t.db, t.coll).await? {
+    let options = command_options(&p)?;
+    for d in indexes::list_or_fail(&t.w.local, t.db, t.coll, options).await? {
         d.to_writer(&mut out)
             .map_err(|e| SyncError::Internal(e.to_string()))?;
     }

@@ -2,13 +2,20 @@
 
 use std::collections::BTreeSet;
 
+use mongodb::bson::doc;
 use mongodb::Client;
 
 use super::Ctx;
 use crate::error::SyncError;
 
+/// The collections of `db`, without views (their documents are another
+/// collection's, and they have no indexes of their own).
 async fn collection_names(client: &Client, db: &str) -> Result<Vec<String>, SyncError> {
-    Ok(client.database(db).list_collection_names().await?)
+    Ok(client
+        .database(db)
+        .list_collection_names()
+        .filter(doc! { "type": "collection" })
+        .await?)
 }
 
 /// `requested` entries are `coll` (the default database) or `db.coll`.

@@ -248,7 +248,7 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             }
             let before = idx_n;
             (idx_missing, idx_different) = index_diff(ctx, &ctx.atlas.get(), &db, &coll).await?;
-            idx_fixed = before - (idx_missing.len() + idx_different.len()) as u64;
+            idx_fixed = before.saturating_sub((idx_missing.len() + idx_different.len()) as u64);
             indexes_repaired += idx_fixed;
         }
         reports.push(doc! {

@@ -39,6 +39,12 @@ pub struct Mark {
 
 type Marks = BTreeMap<String, Mark>;
 
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
 fn parse(raw: Option<&str>) -> Marks {
     raw.and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or_default()
@@ -50,7 +56,9 @@ pub async fn mark(journal: &Journal, ns: &str, dropped: &[String]) -> Result<(),
         let cur = journal.get_meta(MARK_KEY).await?;
         let mut marks = parse(cur.as_deref());
         let m = marks.entry(ns.to_string()).or_default();
-        m.n += 1;
+        // Never a number an earlier mark had, even one already removed: a
+        // copier still holding that number must not remove this mark.
+        m.n = (m.n + 1).max(now_us());
         for d in dropped {
             if !m.drop.contains(d) {
                 m.drop.push(d.clone());
@@ -114,7 +122,7 @@ pub async fn copy(
     let mut gone = Vec::new();
     for h in &have {
         let name = name_of(h);
-        if name == "_id_" {
+        if !copied(h) {
             continue;
         }
         let local_one = want.iter().find(|w| name_of(w) == name);
@@ -129,24 +137,26 @@ pub async fn copy(
         out.dropped.push(name.clone());
     }
     have.retain(|h| !gone.iter().any(|g| g == name_of(h)));
-    let create: Vec<Bson> = want
+    let create: Vec<&Document> = want
         .iter()
-        .filter(|w| name_of(w) != "_id_")
+        .filter(|w| copied(w))
         // Present, or present under another name (Atlas refuses a second
         // index of the same definition).
         .filter(|w| !have.iter().any(|h| same(w, h)))
-        .map(|w| {
-            out.created.push(name_of(w).to_string());
-            Bson::Document(spec_of(w))
-        })
         .collect();
-    if !create.is_empty() {
-        atlas
-            .database(db)
-            .run_command(doc! { "createIndexes": coll, "indexes": create })
-            .await?;
+    // One at a time: an index Atlas refuses does not hold up the others.
+    let mut failed = None;
+    for w in create {
+        let cmd = doc! { "createIndexes": coll, "indexes": [Bson::Document(spec_of(w))] };
+        match atlas.database(db).run_command(cmd).await {
+            Ok(_) => out.created.push(name_of(w).to_string()),
+            Err(e) => failed = failed.or(Some(e)),
+        }
     }
-    Ok(out)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 /// The local indexes Atlas lacks, and those it has under the same name with
@@ -155,7 +165,7 @@ pub async fn copy(
 /// indexes are no difference.
 pub fn compare(local: &[Document], atlas: &[Document]) -> (Vec<String>, Vec<String>) {
     let (mut missing, mut different) = (Vec::new(), Vec::new());
-    for w in local.iter().filter(|w| name_of(w) != "_id_") {
+    for w in local.iter().filter(|w| copied(w)) {
         match atlas.iter().find(|h| name_of(h) == name_of(w)) {
             Some(h) if !same(w, h) => different.push(name_of(w).to_string()),
             Some(_) => {}
@@ -172,21 +182,27 @@ pub async fn list(
     db: &str,
     coll: &str,
 ) -> mongodb::error::Result<Option<Vec<Document>>> {
-    match list_or_fail(client, db, coll).await {
+    match list_or_fail(client, db, coll, Document::new()).await {
         Ok(l) => Ok(Some(l)),
-        Err(e) if code_of(&e) == Some(26) => Ok(None),
+        // NamespaceNotFound; CommandNotSupportedOnView (a view has no
+        // indexes of its own).
+        Err(e) if matches!(code_of(&e), Some(26 | 166)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// The indexes of `db.coll`; the server's error if it does not exist.
+/// `options` go into the command (`maxTimeMS`, `comment`).
 pub async fn list_or_fail(
     client: &Client,
     db: &str,
     coll: &str,
+    options: Document,
 ) -> mongodb::error::Result<Vec<Document>> {
     let d = client.database(db);
-    let reply = d.run_command(doc! { "listIndexes": coll }).await?;
+    let mut cmd = doc! { "listIndexes": coll };
+    cmd.extend(options);
+    let reply = d.run_command(cmd).await?;
     let bad =
         |what: &str| mongodb::error::Error::custom(format!("listIndexes answered without {what}"));
     let cursor = reply.get_document("cursor").map_err(|_| bad("a cursor"))?;
@@ -229,6 +245,12 @@ pub fn code_of(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
+/// Whether an index is copied: not `_id`'s, nor a clustered collection's
+/// (those come with the collection).
+fn copied(spec: &Document) -> bool {
+    name_of(spec) != "_id_" && !matches!(spec.get("clustered"), Some(Bson::Boolean(true)))
+}
+
 pub fn name_of(spec: &Document) -> &str {
     spec.get_str("name").unwrap_or("")
 }
@@ -259,6 +281,13 @@ pub fn same(a: &Document, b: &Document) -> bool {
     let skip = |f: &str| matches!(f, "v" | "ns" | "key" | "name");
     let fields = a.keys().chain(b.keys()).filter(|f| !skip(f));
     for f in fields {
+        // Flags: one server lists `true`, another `1`; `false` is absent.
+        if FLAGS.contains(&f.as_str()) {
+            if a.get(f).is_some_and(truthy) != b.get(f).is_some_and(truthy) {
+                return false;
+            }
+            continue;
+        }
         match (a.get(f), b.get(f)) {
             (Some(x), Some(y)) if !same_value(x, y) => return false,
             (Some(_), None) | (None, Some(_)) if !server_default(f) => return false,
@@ -266,6 +295,20 @@ pub fn same(a: &Document, b: &Document) -> bool {
         }
     }
     true
+}
+
+/// Index options that are flags.
+const FLAGS: &[&str] = &["unique", "sparse", "hidden", "background", "dropDups"];
+
+fn truthy(v: &Bson) -> bool {
+    match v {
+        Bson::Boolean(b) => *b,
+        Bson::Int32(i) => *i != 0,
+        Bson::Int64(i) => *i != 0,
+        Bson::Double(d) => *d != 0.0,
+        Bson::Null => false,
+        _ => true,
+    }
 }
 
 /// Whether two key documents index the same fields the same way, in the
@@ -316,6 +359,8 @@ mod tests {
         assert!(same(&a, &same_other_name));
         let swapped = doc! { "key": { "b": -1, "a": 1 }, "name": "a_1_b_-1", "unique": true };
         assert!(!same(&a, &swapped), "key order matters");
+        let unique_as_number = doc! { "key": { "a": 1, "b": -1 }, "name": "n", "unique": 1 };
+        assert!(same(&a, &unique_as_number), "a flag as true or 1");
         let not_unique = doc! { "key": { "a": 1, "b": -1 }, "name": "a_1_b_-1" };
         assert!(
             !same(&a, &not_unique),

@@ -338,9 +338,9 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
         }
     }
     tracing::info!("replicator started (this process leads)");
-    let index_copier = runtime().spawn(copy_indexes(ctx.clone()));
+    // Ends with this function however it ends (a panic, an abort).
+    let _index_copier = AbortOnDrop(runtime().spawn(copy_indexes(ctx.clone())));
     let clean = run(&ctx, paused, stop).await;
-    index_copier.abort();
     ctx.journal.keep_docs(false);
     if clean {
         let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
@@ -359,69 +359,90 @@ const INDEX_POLL: Duration = Duration::from_millis(500);
 /// its data violates a unique index) is given up after `SYNC_MAX_RETRIES`
 /// attempts and shows in `metrics().lastError`. Runs until aborted.
 async fn copy_indexes(ctx: Arc<Ctx>) {
-    let mut attempts: std::collections::HashMap<String, (u32, Instant)> = Default::default();
+    let mut attempts: Attempts = Default::default();
     loop {
         tokio::time::sleep(INDEX_POLL).await;
         if ctx.metrics.paused.load(Relaxed) {
             continue;
         }
-        let marks = match indexes::marks(&ctx.journal).await {
-            Ok(m) => m,
+        // A panic (a bug) must not end index copying for good: full sync
+        // and verify's repair wait for the marks to clear.
+        if let Err(msg) = catch_panic(copy_marked_indexes(&ctx, &mut attempts)).await {
+            ctx.record_error("copying indexes to Atlas failed unexpectedly", &msg);
+        }
+    }
+}
+
+/// Attempts per namespace, and when the next is due.
+type Attempts = std::collections::HashMap<String, (u32, Instant)>;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One pass of [`copy_indexes`] over the marked collections.
+async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
+    let marks = match indexes::marks(&ctx.journal).await {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.record_error("reading the index marks failed", &e);
+            return;
+        }
+    };
+    attempts.retain(|ns, _| marks.iter().any(|(m, _)| m == ns));
+    for (ns, mark) in marks {
+        if attempts
+            .get(&ns)
+            .is_some_and(|(_, due)| Instant::now() < *due)
+        {
+            continue;
+        }
+        let Some((db, coll)) = ns.split_once('.') else {
+            let _ = indexes::unmark(&ctx.journal, &ns, mark.n).await;
+            continue;
+        };
+        let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+        let copied = tokio::time::timeout(
+            limit,
+            indexes::copy(&ctx.local, &ctx.atlas.get(), db, coll, &mark.drop),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(limit)));
+        let done = match copied {
+            Ok(c) => {
+                if !c.created.is_empty() || !c.dropped.is_empty() {
+                    tracing::info!(
+                        "indexes of {ns} copied to Atlas: created {:?}, dropped {:?}",
+                        c.created,
+                        c.dropped
+                    );
+                }
+                true
+            }
             Err(e) => {
-                ctx.record_error("reading the index marks failed", &e);
-                continue;
+                let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
+                let give_up =
+                    disposition(&e) != Disposition::Transient && n >= ctx.config.max_retries;
+                let what = if give_up {
+                    format!("copying the indexes of {ns} to Atlas failed, given up")
+                } else {
+                    format!("copying the indexes of {ns} to Atlas failed, will retry")
+                };
+                ctx.record_error(&what, &crate::error::describe(&e));
+                let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+                attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
+                give_up
             }
         };
-        attempts.retain(|ns, _| marks.iter().any(|(m, _)| m == ns));
-        for (ns, mark) in marks {
-            if attempts
-                .get(&ns)
-                .is_some_and(|(_, due)| Instant::now() < *due)
-            {
-                continue;
-            }
-            let Some((db, coll)) = ns.split_once('.') else {
-                let _ = indexes::unmark(&ctx.journal, &ns, mark.n).await;
-                continue;
-            };
-            let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
-            let copied = tokio::time::timeout(
-                limit,
-                indexes::copy(&ctx.local, &ctx.atlas.get(), db, coll, &mark.drop),
-            )
-            .await
-            .unwrap_or_else(|_| Err(timed_out(limit)));
-            let done = match copied {
-                Ok(c) => {
-                    if !c.created.is_empty() || !c.dropped.is_empty() {
-                        tracing::info!(
-                            "indexes of {ns} copied to Atlas: created {:?}, dropped {:?}",
-                            c.created,
-                            c.dropped
-                        );
-                    }
-                    true
-                }
-                Err(e) => {
-                    let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
-                    let give_up =
-                        disposition(&e) != Disposition::Transient && n >= ctx.config.max_retries;
-                    let what = if give_up {
-                        format!("copying the indexes of {ns} to Atlas failed, given up")
-                    } else {
-                        format!("copying the indexes of {ns} to Atlas failed, will retry")
-                    };
-                    ctx.record_error(&what, &crate::error::describe(&e));
-                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
-                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
-                    give_up
-                }
-            };
-            if done {
-                attempts.remove(&ns);
-                if let Err(e) = indexes::unmark(&ctx.journal, &ns, mark.n).await {
-                    ctx.record_error("clearing an index mark failed", &e);
-                }
+        if done {
+            attempts.remove(&ns);
+            if let Err(e) = indexes::unmark(&ctx.journal, &ns, mark.n).await {
+                ctx.record_error("clearing an index mark failed", &e);
             }
         }
     }
@@ -853,12 +874,33 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         ctx.metrics.batches.fetch_add(1, Relaxed);
         let mut done = Vec::new();
         let mut retry = Vec::new();
+        let mut index_change_pending: Option<bool> = None;
         for (item, r) in todo.into_iter().zip(results) {
             match r {
                 DocResult::Ok => done.push(item),
                 DocResult::Refused(code, msg) => {
                     ctx.metrics.failed.fetch_add(1, Relaxed);
-                    match write_error_disposition(code) {
+                    // A duplicate key while an index change of the
+                    // collection is still on its way (a unique index dropped
+                    // locally, not yet on Atlas) is retried, not
+                    // dead-lettered.
+                    let d = match index_change_pending {
+                        _ if code != 11000 => write_error_disposition(code),
+                        Some(true) => Disposition::Transient,
+                        Some(false) => write_error_disposition(code),
+                        None => {
+                            let p = indexes::marks(&ctx.journal)
+                                .await
+                                .is_ok_and(|m| m.iter().any(|(n, _)| *n == ns));
+                            index_change_pending = Some(p);
+                            if p {
+                                Disposition::Transient
+                            } else {
+                                write_error_disposition(code)
+                            }
+                        }
+                    };
+                    match d {
                         Disposition::Permanent => {
                             dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
                         }
