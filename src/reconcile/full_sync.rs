@@ -456,7 +456,7 @@ async fn indexes_copied(ctx: &Ctx, collections: &[(String, String)]) -> Result<(
         if !pending {
             return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

@@ -25,6 +25,10 @@ use crate::journal::Journal;
 /// The journal meta key holding the marks, by namespace.
 pub const MARK_KEY: &str = "index_sync";
 
+/// Woken by every mark this process commits: the copier of a leader in this
+/// process starts at once (others' marks are found by its poll).
+pub static MARKED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// "Every index" in a mark's drops.
 pub const ALL: &str = "*";
 
@@ -66,6 +70,7 @@ pub async fn mark(journal: &Journal, ns: &str, dropped: &[String]) -> Result<(),
         }
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
         if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
+            MARKED.notify_one();
             return Ok(());
         }
     }

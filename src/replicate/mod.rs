@@ -361,7 +361,10 @@ const INDEX_POLL: Duration = Duration::from_millis(500);
 async fn copy_indexes(ctx: Arc<Ctx>) {
     let mut attempts: Attempts = Default::default();
     loop {
-        tokio::time::sleep(INDEX_POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(INDEX_POLL) => {}
+            _ = indexes::MARKED.notified() => {}
+        }
         if ctx.metrics.paused.load(Relaxed) {
             continue;
         }
