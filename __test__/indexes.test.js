@@ -65,7 +65,9 @@ test('createIndex and createIndexes answer as the driver does, and Atlas gets th
   assert.equal(await c.indexExists(['email_1', 'at_1']), true)
   assert.equal(await c.indexExists('nope_1'), false)
 
-  const got = await atlasHas(db, 'users', (g) => Object.keys(g).length === 6)
+  // flush() waits for index changes too: Atlas has them when it resolves.
+  await sync.flush({ timeoutMs: 20000 })
+  const got = await indexMap(await driver(ATLAS), db, 'users')
   assert.deepEqual(got, want)
   assert.deepEqual(Object.keys(got.age_email.key), ['age', 'email'])
   await sync.close()
@@ -125,6 +127,10 @@ test('an index created while replication is paused reaches Atlas after a restart
   await new Promise((r) => setTimeout(r, 1500))
   const atlas = await driver(ATLAS)
   assert.equal((await indexMap(atlas, db, 'p')).k_1, undefined, 'nothing copied while paused')
+  await assert.rejects(first.flush({ timeoutMs: 300 }), {
+    code: 'ERR_SYNC_TIMEOUT',
+    message: /the index changes of 1 collection\(s\) still waiting for Atlas/,
+  })
   await first.close()
 
   const second = await createSync(opts)

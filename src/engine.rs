@@ -23,7 +23,7 @@ use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::{self, FullSyncView, Metrics, QueueView};
 use crate::reconcile::{self, FullSync, VerifyJob, VerifyOptions};
-use crate::replicate;
+use crate::replicate::{self, indexes};
 
 /// How often connections are checked for health.
 const PING_EVERY: Duration = Duration::from_secs(2);
@@ -524,13 +524,32 @@ impl Engine {
 }
 
 async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> {
+    let deadline = std::time::Instant::now() + timeout;
+    // Index changes made so far too (see `replicate::indexes`).
+    let marked: Vec<String> = indexes::marks(j)
+        .await?
+        .into_iter()
+        .map(|(ns, _)| ns)
+        .collect();
     let target = j.max_seq().await?;
-    if reconcile::drained(j, target, Some(timeout)).await? {
-        return Ok(());
-    }
-    let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
+    let waiting = if reconcile::drained(j, target, Some(timeout)).await? {
+        loop {
+            let marks = indexes::marks(j).await?;
+            let left = marks.iter().filter(|(ns, _)| marked.contains(ns)).count();
+            if left == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                break format!("the index changes of {left} collection(s)");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    } else {
+        let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
+        format!("{left} change(s)")
+    };
     Err(SyncError::Timeout(format!(
-        "flush timed out after {} ms with {left} change(s) still waiting for Atlas; \
+        "flush timed out after {} ms with {waiting} still waiting for Atlas; \
          check sync.health() for the Atlas connection",
         timeout.as_millis()
     )))
