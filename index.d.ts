@@ -288,6 +288,8 @@ export declare class Sync {
 export declare class Db {
   readonly databaseName: string
   collection<T extends Document = Document>(name: string): Collection<T>
+  /** `db.collection(name).drop(options)`. */
+  dropCollection(name: string, options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
 }
 
 export interface InsertOneResult {
@@ -495,6 +497,13 @@ export declare class Collection<T extends Document = Document> {
   distinct(key: string, filter?: Filter, options?: { collation?: Document; maxTimeMS?: number; comment?: unknown; hint?: string | Document }): Promise<any[]>
   /** Pipelines with `$out` or `$merge` are refused while sync is enabled (their writes would bypass replication). */
   aggregate<R = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<R>
+  /**
+   * Drops the collection locally; `false` if it did not exist, as the
+   * driver. On a replicated collection Atlas's is dropped too (or, if the
+   * collection was created again locally before that, emptied of what local
+   * no longer has); `flush()` waits for it.
+   */
+  drop(options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
   /**
    * Creates an index on the local server; resolves with its name. On a
    * replicated collection the engine then creates it on Atlas too (the

@@ -325,3 +325,36 @@ test('full sync and verify of a database leave views alone', async (t) => {
   assert.deepEqual(names, ['base'], 'the view was not copied as a collection')
   await sync.close()
 })
+
+test('drop() drops the collection on Atlas too; one created again meanwhile keeps only its new documents there', async () => {
+  const db = uniqueDb('drop')
+  const sync = await createSync(syncOptions(db, FAST))
+  const atlas = await driver(ATLAS)
+  const gone = sync.db(db).collection('gone')
+  await gone.insertMany([{ _id: 1 }, { _id: 2 }])
+  await gone.createIndex({ x: 1 })
+  await sync.flush({ timeoutMs: 20000 })
+  assert.equal(await atlas.db(db).collection('gone').countDocuments(), 2)
+  assert.equal(await gone.drop(), true)
+  // MongoDB 7.0 and later drop a missing collection without an error, so
+  // the driver resolves true (false only from older servers' NamespaceNotFound).
+  assert.equal(await gone.drop(), true)
+  await sync.flush({ timeoutMs: 20000 })
+  const names = (await atlas.db(db).listCollections().toArray()).map((c) => c.name)
+  assert.deepEqual(names, [], 'dropped on Atlas, indexes and all')
+
+  // Dropped and created again before the leader saw the drop (paused):
+  // Atlas ends with exactly the new documents.
+  const again = sync.db(db).collection('again')
+  await again.insertMany([{ _id: 1, v: 'old' }, { _id: 2, v: 'old' }, { _id: 3, v: 'old' }])
+  await sync.flush({ timeoutMs: 20000 })
+  await sync.pause()
+  assert.equal(await sync.db(db).dropCollection('again'), true)
+  await again.insertMany([{ _id: 3, v: 'new' }, { _id: 4, v: 'new' }])
+  await sync.resume()
+  await sync.flush({ timeoutMs: 20000 })
+  const got = await atlas.db(db).collection('again').find().sort({ _id: 1 }).toArray()
+  assert.deepEqual(got, [{ _id: 3, v: 'new' }, { _id: 4, v: 'new' }])
+  assert.equal((await sync.metrics()).deadLettered, 0)
+  await sync.close()
+})

@@ -257,6 +257,23 @@ class Collection {
   // Indexes: made on the local server; on a replicated collection the engine
   // then makes Atlas's indexes of the collection match (see the README).
 
+  /**
+   * Drops the collection locally; resolves with true, or false if it did
+   * not exist, as the driver. On a replicated collection Atlas's follows:
+   * dropped there too, or, if the collection was created again locally
+   * before that, emptied of the documents local no longer has.
+   */
+  async drop(options) {
+    const opts = checkOptions('drop', options)
+    try {
+      await this._write('drop', { options: opts })
+      return true
+    } catch (e) {
+      if (e instanceof MongoServerError && e.code === 26) return false
+      throw e
+    }
+  }
+
   /** Creates one index; resolves with its name, as the driver. */
   async createIndex(indexSpec, options) {
     const opts = checkOptions('createIndex', options)

@@ -37,6 +37,7 @@ ALLOWED.createIndex = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
 ALLOWED.createIndexes = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
 ALLOWED.dropIndex = [...W, 'maxTimeMS']
 ALLOWED.dropIndexes = ALLOWED.dropIndex
+ALLOWED.drop = [...W, 'maxTimeMS']
 ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']
 ALLOWED.indexes = [...ALLOWED.listIndexes, 'full']
 ALLOWED.indexInformation = ALLOWED.indexes

@@ -18,6 +18,11 @@ class Db {
   collection(name) {
     return new Collection(this._sync, this.databaseName, name)
   }
+
+  /** `db.collection(name).drop(options)`, as the driver's. */
+  dropCollection(name, options) {
+    return this.collection(name).drop(options)
+  }
 }
 
 function timeoutOf(method, opts, fallback) {

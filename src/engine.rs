@@ -525,34 +525,50 @@ impl Engine {
 
 async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> {
     let deadline = std::time::Instant::now() + timeout;
-    // Index changes made so far too (see `replicate::indexes`).
+    let left_time = || deadline.saturating_duration_since(std::time::Instant::now());
+    // Index changes and drops made so far too (see `replicate::indexes`).
     let marked: Vec<String> = indexes::marks(j)
         .await?
         .into_iter()
         .map(|(ns, _)| ns)
         .collect();
     let target = j.max_seq().await?;
-    let waiting = if reconcile::drained(j, target, Some(timeout)).await? {
-        loop {
-            let marks = indexes::marks(j).await?;
-            let left = marks.iter().filter(|(ns, _)| marked.contains(ns)).count();
-            if left == 0 {
-                return Ok(());
-            }
-            if std::time::Instant::now() >= deadline {
-                break format!("the index changes of {left} collection(s)");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    if !reconcile::drained(j, target, Some(left_time())).await? {
+        return Err(flush_timeout(j, timeout).await);
+    }
+    if marked.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let marks = indexes::marks(j).await?;
+        let left = marks.iter().filter(|(ns, _)| marked.contains(ns)).count();
+        if left == 0 {
+            break;
         }
-    } else {
-        let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
-        format!("{left} change(s)")
-    };
-    Err(SyncError::Timeout(format!(
-        "flush timed out after {} ms with {waiting} still waiting for Atlas; \
+        if left_time().is_zero() {
+            return Err(SyncError::Timeout(format!(
+                "flush timed out after {} ms with the index changes of {left} collection(s) \
+                 still waiting for Atlas; check sync.health() for the Atlas connection",
+                timeout.as_millis()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A drop's copy journals the documents Atlas must lose: those too.
+    let target = j.max_seq().await?;
+    if !reconcile::drained(j, target, Some(left_time())).await? {
+        return Err(flush_timeout(j, timeout).await);
+    }
+    Ok(())
+}
+
+async fn flush_timeout(j: &Journal, timeout: Duration) -> SyncError {
+    let left = j.stats().await.map(|s| s.pending).unwrap_or(0);
+    SyncError::Timeout(format!(
+        "flush timed out after {} ms with {left} change(s) still waiting for Atlas; \
          check sync.health() for the Atlas connection",
         timeout.as_millis()
-    )))
+    ))
 }
 
 /// Resumes an unfinished full sync once this process leads replication.

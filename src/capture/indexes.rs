@@ -35,9 +35,9 @@ fn command_options(p: &Payload) -> Result<Document, SyncError> {
     Ok(cmd)
 }
 
-async fn mark(t: &Target<'_>, dropped: &[String]) -> Result<(), SyncError> {
+async fn mark(t: &Target<'_>, dropped: &[String], collection: bool) -> Result<(), SyncError> {
     match (&t.w.journal, t.replicated) {
-        (Some(j), true) => indexes::mark(j, &t.ns, dropped).await,
+        (Some(j), true) => indexes::mark(j, &t.ns, dropped, collection).await,
         _ => Ok(()),
     }
 }
@@ -50,7 +50,15 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
         return Err(SyncError::invalid("createIndexes: no index given"));
     }
     let cmd = with_options(doc! { "createIndexes": t.coll, "indexes": defs }, &p)?;
-    marked(t, &[], t.w.local.database(t.db).run_command(cmd)).await
+    marked(t, &[], false, t.w.local.database(t.db).run_command(cmd)).await
+}
+
+/// `drop` of the collection; answers the server's reply (a missing
+/// collection fails with its NamespaceNotFound, as with the driver). Atlas's
+/// collection follows (see `replicate::indexes::copy_drop`).
+pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let cmd = with_options(doc! { "drop": t.coll }, &p)?;
+    marked(t, &[], true, t.w.local.database(t.db).run_command(cmd)).await
 }
 
 /// `dropIndexes` of one index (by name or by its keys), of several names,
@@ -88,7 +96,7 @@ pub async fn drop_indexes(t: &Target<'_>, p: Payload) -> Result<Document, SyncEr
     } else {
         names
     };
-    marked(t, &names, t.w.local.database(t.db).run_command(cmd)).await
+    marked(t, &names, false, t.w.local.database(t.db).run_command(cmd)).await
 }
 
 /// Runs `command` between two marks of the collection (see the module
@@ -96,11 +104,12 @@ pub async fn drop_indexes(t: &Target<'_>, p: Payload) -> Result<Document, SyncEr
 async fn marked(
     t: &Target<'_>,
     dropped: &[String],
+    collection: bool,
     command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
 ) -> Result<Document, SyncError> {
-    mark(t, dropped).await?;
+    mark(t, dropped, collection).await?;
     let out = command.await;
-    mark(t, dropped).await?;
+    mark(t, dropped, collection).await?;
     Ok(out?)
 }
 

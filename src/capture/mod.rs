@@ -471,6 +471,7 @@ impl Writer {
             "bulkWrite" => bulk::bulk_write(&t, p).await,
             "createIndexes" => indexes::create_indexes(&t, p).await,
             "dropIndexes" => indexes::drop_indexes(&t, p).await,
+            "drop" => indexes::drop_collection(&t, p).await,
             other => Err(SyncError::invalid(format!(
                 "unknown write method '{other}'"
             ))),

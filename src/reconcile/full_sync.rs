@@ -420,7 +420,7 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
     while cp.index < cp.collections.len() && cp.phase != Phase::Drain {
         let (db, coll) = cp.collections[cp.index].clone();
         // Its indexes too: the leader copies them (see `replicate::indexes`).
-        indexes::mark(&ctx.journal, &format!("{db}.{coll}"), &[]).await?;
+        indexes::mark(&ctx.journal, &format!("{db}.{coll}"), &[], false).await?;
         if cp.phase == Phase::Copy {
             scan(fs, ctx, &mut cp, &db, &coll, false).await?;
             cp.phase = Phase::Extras;
@@ -442,6 +442,8 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
     let target = ctx.journal.max_seq().await?;
     drained(&ctx.journal, target, None).await?;
     indexes_copied(ctx, &cp.collections).await?;
+    // What a drop's copy journaled meanwhile (see `replicate::indexes`).
+    drained(&ctx.journal, ctx.journal.max_seq().await?, None).await?;
     ctx.journal.delete_meta(CHECKPOINT_KEY).await
 }
 

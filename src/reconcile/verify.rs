@@ -236,7 +236,7 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         let mut idx_fixed = 0u64;
         if opts.repair && idx_n > 0 {
             let ns = format!("{db}.{coll}");
-            indexes::mark(&ctx.journal, &ns, &[]).await?;
+            indexes::mark(&ctx.journal, &ns, &[], false).await?;
             let deadline = std::time::Instant::now() + REPAIR_WAIT;
             while std::time::Instant::now() < deadline
                 && indexes::marks(&ctx.journal)

@@ -1,7 +1,10 @@
 //! Index definitions, copied to Atlas as a state, like documents: when an
 //! index is created or dropped through the addon, or a full sync runs, the
 //! collection is marked in the journal; the leader then makes Atlas's indexes
-//! match the local ones and removes the mark once Atlas has them.
+//! match the local ones and removes the mark once Atlas has them. A
+//! collection dropped through the addon is marked the same way, and the
+//! leader makes Atlas's collection match: dropped if the local one still is,
+//! emptied of what local lacks if it was created again since.
 //!
 //! Invariants:
 //! - a mark is committed before the call that made it resolves, so a crash
@@ -39,6 +42,9 @@ pub struct Mark {
     /// Index names dropped through the addon (or [`ALL`]).
     #[serde(default)]
     pub drop: Vec<String>,
+    /// The collection was dropped through the addon.
+    #[serde(default)]
+    pub dropped: bool,
 }
 
 type Marks = BTreeMap<String, Mark>;
@@ -54,8 +60,14 @@ fn parse(raw: Option<&str>) -> Marks {
         .unwrap_or_default()
 }
 
-/// Marks `ns` for an index copy, with the names dropped by the call.
-pub async fn mark(journal: &Journal, ns: &str, dropped: &[String]) -> Result<(), SyncError> {
+/// Marks `ns` for an index copy, with the names dropped by the call, and
+/// whether the call dropped the collection.
+pub async fn mark(
+    journal: &Journal,
+    ns: &str,
+    dropped: &[String],
+    collection_dropped: bool,
+) -> Result<(), SyncError> {
     loop {
         let cur = journal.get_meta(MARK_KEY).await?;
         let mut marks = parse(cur.as_deref());
@@ -68,6 +80,7 @@ pub async fn mark(journal: &Journal, ns: &str, dropped: &[String]) -> Result<(),
                 m.drop.push(d.clone());
             }
         }
+        m.dropped |= collection_dropped;
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
         if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
             MARKED.notify_one();
@@ -97,6 +110,94 @@ pub async fn unmark(journal: &Journal, ns: &str, n: u64) -> Result<(), SyncError
             Some(serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?)
         };
         if journal.swap_meta(MARK_KEY, cur, new).await? {
+            return Ok(());
+        }
+    }
+}
+
+/// A collection dropped through the addon, on Atlas: dropped there too if
+/// the local one is still gone; otherwise (created again since) the `_id`s
+/// Atlas has and local lacks are journaled, so the replicator deletes them.
+/// A local collection that appears while Atlas's is dropped has every
+/// document journaled again, so nothing written to it is lost on Atlas.
+pub async fn copy_drop(
+    journal: &Journal,
+    local: &Client,
+    atlas: &Client,
+    db: &str,
+    coll: &str,
+) -> Result<(), SyncError> {
+    let ns = format!("{db}.{coll}");
+    if !exists(local, db, coll).await? {
+        let cmd = doc! { "drop": coll };
+        match atlas.database(db).run_command(cmd).await {
+            Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
+            _ => {}
+        }
+        if exists(local, db, coll).await? {
+            journal_ids(journal, local, &ns, db, coll, None).await?;
+        }
+        return Ok(());
+    }
+    journal_ids(journal, atlas, &ns, db, coll, Some(local)).await
+}
+
+async fn exists(client: &Client, db: &str, coll: &str) -> mongodb::error::Result<bool> {
+    let names = client
+        .database(db)
+        .list_collection_names()
+        .filter(doc! { "name": coll })
+        .await?;
+    Ok(!names.is_empty())
+}
+
+/// Journals the `_id`s of `source`'s `db.coll`, only those missing from
+/// `unless_in` if given, a chunk at a time.
+async fn journal_ids(
+    journal: &Journal,
+    source: &Client,
+    ns: &str,
+    db: &str,
+    coll: &str,
+    unless_in: Option<&Client>,
+) -> Result<(), SyncError> {
+    use futures_util::TryStreamExt;
+    const CHUNK: usize = 1000;
+    let ids_of = |c: &Client| c.database(db).collection::<Document>(coll);
+    let mut cursor = ids_of(source)
+        .find(doc! {})
+        .projection(doc! { "_id": 1 })
+        .await?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        let next = cursor.try_next().await?;
+        let end = next.is_none();
+        if let Some(id) = next.and_then(|mut d| d.remove("_id")) {
+            chunk.push(id);
+        }
+        if chunk.len() >= CHUNK || (end && !chunk.is_empty()) {
+            let mut ids = std::mem::take(&mut chunk);
+            if let Some(other) = unless_in {
+                let found: Vec<Document> = ids_of(other)
+                    .find(doc! { "_id": { "$in": ids.clone() } })
+                    .projection(doc! { "_id": 1 })
+                    .await?
+                    .try_collect()
+                    .await?;
+                let present: std::collections::HashSet<_> = found
+                    .iter()
+                    .filter_map(|d| d.get("_id"))
+                    .map(super::canon_id)
+                    .collect();
+                ids.retain(|id| !present.contains(&super::canon_id(id)));
+            }
+            let keys = ids
+                .iter()
+                .map(|id| crate::capture::key_of(ns, id))
+                .collect();
+            journal.append_ready(keys).await?;
+        }
+        if end {
             return Ok(());
         }
     }
@@ -425,6 +526,7 @@ mod tests {
             Mark {
                 n: 3,
                 drop: vec!["a_1".into()],
+                dropped: true,
             },
         );
         let s = serde_json::to_string(&m).unwrap();

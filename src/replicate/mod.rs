@@ -410,10 +410,19 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
             continue;
         };
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
-        let copied = tokio::time::timeout(
-            limit,
-            indexes::copy(&ctx.local, &ctx.atlas.get(), db, coll, &mark.drop),
-        )
+        let atlas = ctx.atlas.get();
+        let copied = tokio::time::timeout(limit, async {
+            if mark.dropped {
+                let dropped = indexes::copy_drop(&ctx.journal, &ctx.local, &atlas, db, coll);
+                if let Err(e) = dropped.await {
+                    return Err(match e {
+                        crate::error::SyncError::Mongo(m) => m,
+                        other => mongodb::error::Error::custom(other.to_string()),
+                    });
+                }
+            }
+            indexes::copy(&ctx.local, &atlas, db, coll, &mark.drop).await
+        })
         .await
         .unwrap_or_else(|_| Err(timed_out(limit)));
         let done = match copied {
