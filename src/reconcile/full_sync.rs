@@ -27,7 +27,7 @@ use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::FullSyncView;
-use crate::replicate::{canon_id, indexes, raw_id};
+use crate::replicate::{indexes, missing_in, raw_id};
 
 const CHUNK: usize = 1000;
 const CHECKPOINT_KEY: &str = "full_sync";
@@ -584,7 +584,7 @@ async fn scan(
             let docs = std::mem::take(&mut chunk);
             if extras {
                 let ids = docs.into_iter().map(|(id, _)| id).collect();
-                let ids = missing_locally(ctx, db, coll, ids).await?;
+                let ids = missing_in(&ctx.local, db, coll, ids).await?;
                 let keys: Vec<_> = ids.iter().map(|id| key_of(&ns, id)).collect();
                 ctx.journal.append_ready(keys).await?;
             } else {
@@ -611,33 +611,6 @@ async fn scan(
             return Ok(());
         }
     }
-}
-
-async fn missing_locally(
-    ctx: &Ctx,
-    db: &str,
-    coll: &str,
-    ids: Vec<Bson>,
-) -> Result<Vec<Bson>, SyncError> {
-    let opts = FindOptions::builder().projection(doc! { "_id": 1 }).build();
-    let found: Vec<Document> = ctx
-        .local
-        .database(db)
-        .collection::<Document>(coll)
-        .find(doc! { "_id": { "$in": ids.clone() } })
-        .with_options(opts)
-        .await?
-        .try_collect()
-        .await?;
-    let present: std::collections::HashSet<_> = found
-        .iter()
-        .filter_map(|d| d.get("_id"))
-        .map(canon_id)
-        .collect();
-    Ok(ids
-        .into_iter()
-        .filter(|id| !present.contains(&canon_id(id)))
-        .collect())
 }
 
 #[cfg(test)]

@@ -339,6 +339,33 @@ async fn delete_docs(
     Ok(write_errors(&reply)?.into_iter().next().map(|(_, r)| r))
 }
 
+/// Those of `ids` that `db.coll` on `client` does not have (`_id`s equal as
+/// values, 1 and 1.0, are the same document).
+pub async fn missing_in(
+    client: &Client,
+    db: &str,
+    coll: &str,
+    ids: Vec<Bson>,
+) -> mongodb::error::Result<Vec<Bson>> {
+    let found: Vec<Document> = client
+        .database(db)
+        .collection::<Document>(coll)
+        .find(doc! { "_id": { "$in": ids.clone() } })
+        .projection(doc! { "_id": 1 })
+        .await?
+        .try_collect()
+        .await?;
+    let present: std::collections::HashSet<_> = found
+        .iter()
+        .filter_map(|d| d.get("_id"))
+        .map(canon_id)
+        .collect();
+    Ok(ids
+        .into_iter()
+        .filter(|id| !present.contains(&canon_id(id)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

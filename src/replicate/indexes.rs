@@ -178,18 +178,7 @@ async fn journal_ids(
         if chunk.len() >= CHUNK || (end && !chunk.is_empty()) {
             let mut ids = std::mem::take(&mut chunk);
             if let Some(other) = unless_in {
-                let found: Vec<Document> = ids_of(other)
-                    .find(doc! { "_id": { "$in": ids.clone() } })
-                    .projection(doc! { "_id": 1 })
-                    .await?
-                    .try_collect()
-                    .await?;
-                let present: std::collections::HashSet<_> = found
-                    .iter()
-                    .filter_map(|d| d.get("_id"))
-                    .map(super::canon_id)
-                    .collect();
-                ids.retain(|id| !present.contains(&super::canon_id(id)));
+                ids = super::missing_in(other, db, coll, ids).await?;
             }
             let keys = ids
                 .iter()

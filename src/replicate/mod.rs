@@ -25,7 +25,7 @@ mod backoff;
 pub mod indexes;
 mod queue;
 
-pub use apply::{apply, canon_id, id_of, raw_id, Canon, DocResult, Item, Side};
+pub use apply::{apply, canon_id, id_of, missing_in, raw_id, Canon, DocResult, Item, Side};
 pub use atlas::Atlas;
 pub use backoff::backoff;
 pub use queue::{Batch, Queue};
