@@ -58,7 +58,18 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
 /// collection follows (see `replicate::indexes::copy_drop`).
 pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let cmd = with_options(doc! { "drop": t.coll }, &p)?;
-    marked(t, &[], true, t.w.local.database(t.db).run_command(cmd)).await
+    let drop = async {
+        let out = t.w.local.database(t.db).run_command(cmd).await;
+        // Whatever the outcome (it may have happened): bytes an insert
+        // stored before are no longer its document's state, so no copy
+        // sends them; and the collection's collation is read again.
+        if let Some(j) = &t.w.journal {
+            j.clock().bump_all();
+        }
+        t.w.forget_collation(&t.ns);
+        out
+    };
+    marked(t, &[], true, drop).await
 }
 
 /// `dropIndexes` of one index (by name or by its keys), of several names,

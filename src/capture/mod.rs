@@ -504,6 +504,15 @@ impl Writer {
         }
     }
 
+    /// Forgets what was read of `ns`'s default collation (the collection
+    /// was dropped).
+    pub(crate) fn forget_collation(&self, ns: &str) {
+        self.collations
+            .lock()
+            .expect("collations poisoned")
+            .remove(ns);
+    }
+
     fn enter(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         InFlight(self)

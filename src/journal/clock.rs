@@ -177,6 +177,14 @@ impl WriteClock {
         self.bucket(self.slot(key)).fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Counts a write of every document: after a collection was dropped, no
+    /// bytes stamped before are trusted (the documents are gone locally).
+    pub fn bump_all(&self) {
+        for slot in 1..=BUCKETS {
+            self.bucket(Slot(slot)).fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
     /// Whether bytes stamped `stamp` are still the document's state.
     pub fn current(&self, key: &DocKey, stamp: Stamp) -> bool {
         stamp.generation == self.generation

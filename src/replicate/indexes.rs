@@ -45,6 +45,14 @@ pub struct Mark {
     /// The collection was dropped through the addon.
     #[serde(default)]
     pub dropped: bool,
+    /// The journal's last seq once the local drop was done: Atlas's
+    /// collection is dropped only after every entry up to it was copied.
+    #[serde(default)]
+    pub before: i64,
+    /// Atlas's collection was (being) dropped for this mark: a copy that
+    /// stopped after that journals every local document again.
+    #[serde(default)]
+    pub atlas_dropped: bool,
 }
 
 type Marks = BTreeMap<String, Mark>;
@@ -68,6 +76,11 @@ pub async fn mark(
     dropped: &[String],
     collection_dropped: bool,
 ) -> Result<(), SyncError> {
+    let before = if collection_dropped {
+        journal.max_seq().await?
+    } else {
+        0
+    };
     loop {
         let cur = journal.get_meta(MARK_KEY).await?;
         let mut marks = parse(cur.as_deref());
@@ -81,6 +94,7 @@ pub async fn mark(
             }
         }
         m.dropped |= collection_dropped;
+        m.before = m.before.max(before);
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
         if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
             MARKED.notify_one();
@@ -115,31 +129,64 @@ pub async fn unmark(journal: &Journal, ns: &str, n: u64) -> Result<(), SyncError
     }
 }
 
-/// A collection dropped through the addon, on Atlas: dropped there too if
-/// the local one is still gone; otherwise (created again since) the `_id`s
-/// Atlas has and local lacks are journaled, so the replicator deletes them.
-/// A local collection that appears while Atlas's is dropped has every
-/// document journaled again, so nothing written to it is lost on Atlas.
+/// A collection dropped through the addon, on Atlas. First every entry
+/// journaled before the drop is copied (a batch of the old documents must
+/// not land after Atlas's drop); returns `false` while some wait. Then, if
+/// the local collection is still gone, Atlas's is dropped too, and if a
+/// local one appeared meanwhile, all its documents are journaled again (one
+/// copied before Atlas's drop went with it). If the local collection was
+/// created again before this, the `_id`s only Atlas has are journaled, so
+/// the replicator deletes them.
 pub async fn copy_drop(
     journal: &Journal,
     local: &Client,
     atlas: &Client,
-    db: &str,
-    coll: &str,
-) -> Result<(), SyncError> {
-    let ns = format!("{db}.{coll}");
-    if !exists(local, db, coll).await? {
-        let cmd = doc! { "drop": coll };
-        match atlas.database(db).run_command(cmd).await {
-            Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
-            _ => {}
-        }
-        if exists(local, db, coll).await? {
-            journal_ids(journal, local, &ns, db, coll, None).await?;
-        }
-        return Ok(());
+    ns: &str,
+    mark: &Mark,
+) -> Result<bool, SyncError> {
+    let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+    if journal
+        .min_seq()
+        .await?
+        .is_some_and(|min| min <= mark.before)
+    {
+        return Ok(false);
     }
-    journal_ids(journal, atlas, &ns, db, coll, Some(local)).await
+    if exists(local, db, coll).await? && !mark.atlas_dropped {
+        journal_ids(journal, atlas, ns, db, coll, Some(local)).await?;
+        return Ok(true);
+    }
+    // Recorded before the drop is sent: if this stops after it, the next
+    // attempt journals the local documents again whatever it finds.
+    if !mark.atlas_dropped && !set_atlas_dropped(journal, ns, mark.n).await? {
+        return Ok(false);
+    }
+    let cmd = doc! { "drop": coll };
+    match atlas.database(db).run_command(cmd).await {
+        Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
+        _ => {}
+    }
+    if exists(local, db, coll).await? {
+        journal_ids(journal, local, ns, db, coll, None).await?;
+    }
+    Ok(true)
+}
+
+/// Sets `atlas_dropped` on the mark of `ns` if it is still number `n`;
+/// `false` if a newer call marked it meanwhile (the next pass starts over).
+async fn set_atlas_dropped(journal: &Journal, ns: &str, n: u64) -> Result<bool, SyncError> {
+    loop {
+        let cur = journal.get_meta(MARK_KEY).await?;
+        let mut marks = parse(cur.as_deref());
+        match marks.get_mut(ns) {
+            Some(m) if m.n == n => m.atlas_dropped = true,
+            _ => return Ok(false),
+        }
+        let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
+        if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
+            return Ok(true);
+        }
+    }
 }
 
 async fn exists(client: &Client, db: &str, coll: &str) -> mongodb::error::Result<bool> {
@@ -516,6 +563,8 @@ mod tests {
                 n: 3,
                 drop: vec!["a_1".into()],
                 dropped: true,
+                before: 12,
+                atlas_dropped: false,
             },
         );
         let s = serde_json::to_string(&m).unwrap();

@@ -409,22 +409,33 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
             let _ = indexes::unmark(&ctx.journal, &ns, mark.n).await;
             continue;
         };
-        let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
         let atlas = ctx.atlas.get();
-        let copied = tokio::time::timeout(limit, async {
-            if mark.dropped {
-                let dropped = indexes::copy_drop(&ctx.journal, &ctx.local, &atlas, db, coll);
-                if let Err(e) = dropped.await {
-                    return Err(match e {
-                        crate::error::SyncError::Mongo(m) => m,
-                        other => mongodb::error::Error::custom(other.to_string()),
-                    });
+        // A drop first, without the per-call limit (it scans the collection).
+        let mut drops = mark.drop.clone();
+        if mark.dropped {
+            match indexes::copy_drop(&ctx.journal, &ctx.local, &atlas, &ns, &mark).await {
+                // Entries from before the drop still wait: the next pass.
+                Ok(false) => continue,
+                // The old collection's indexes go too (a TTL or unique
+                // index left on Atlas would refuse or expire new documents).
+                Ok(true) => drops = vec![indexes::ALL.to_string()],
+                Err(e) => {
+                    ctx.record_error(
+                        &format!("copying the drop of {ns} to Atlas failed, will retry"),
+                        &e,
+                    );
+                    let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
+                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
+                    continue;
                 }
             }
-            indexes::copy(&ctx.local, &atlas, db, coll, &mark.drop).await
-        })
-        .await
-        .unwrap_or_else(|_| Err(timed_out(limit)));
+        }
+        let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+        let copied =
+            tokio::time::timeout(limit, indexes::copy(&ctx.local, &atlas, db, coll, &drops))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit)));
         let done = match copied {
             Ok(c) => {
                 if !c.created.is_empty() || !c.dropped.is_empty() {
