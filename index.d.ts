@@ -288,8 +288,36 @@ export declare class Sync {
 export declare class Db {
   readonly databaseName: string
   collection<T extends Document = Document>(name: string): Collection<T>
+  /**
+   * Creates a collection, or a view with `viewOn` and `pipeline`, on the
+   * local server, as the driver's `db.createCollection`. On a replicated
+   * collection Atlas's is created with the same `capped`/`size`/`max`,
+   * `collation`, `clusteredIndex`, `expireAfterSeconds` and
+   * `changeStreamPreAndPostImages`, or the same view definition; validators
+   * and storage-engine settings stay local.
+   */
+  createCollection<T extends Document = Document>(name: string, options?: CreateCollectionOptions): Promise<Collection<T>>
   /** `db.collection(name).drop(options)`. */
   dropCollection(name: string, options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
+}
+
+export interface CreateCollectionOptions {
+  capped?: boolean
+  size?: number
+  max?: number
+  collation?: Document
+  clusteredIndex?: { key: Document; unique: boolean; name?: string }
+  expireAfterSeconds?: number
+  changeStreamPreAndPostImages?: { enabled: boolean }
+  validator?: Document
+  validationLevel?: 'off' | 'strict' | 'moderate'
+  validationAction?: 'error' | 'warn' | 'errorAndLog'
+  viewOn?: string
+  pipeline?: Document[]
+  timeseries?: { timeField: string; metaField?: string; granularity?: string; bucketMaxSpanSeconds?: number; bucketRoundingSeconds?: number }
+  storageEngine?: Document
+  indexOptionDefaults?: Document
+  comment?: unknown
 }
 
 export interface InsertOneResult {

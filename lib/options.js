@@ -38,6 +38,11 @@ ALLOWED.createIndexes = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
 ALLOWED.dropIndex = [...W, 'maxTimeMS']
 ALLOWED.dropIndexes = ALLOWED.dropIndex
 ALLOWED.drop = [...W, 'maxTimeMS']
+// As the driver's CreateCollectionOptions, less what the engine does not
+// handle (encryptedFields, pkFactory) and the driver-side ones.
+ALLOWED.createCollection = [...W, 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',
+  'validationAction', 'indexOptionDefaults', 'viewOn', 'pipeline', 'collation', 'timeseries', 'expireAfterSeconds',
+  'clusteredIndex', 'changeStreamPreAndPostImages']
 ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']
 ALLOWED.indexes = [...ALLOWED.listIndexes, 'full']
 ALLOWED.indexInformation = ALLOWED.indexes

@@ -3,7 +3,7 @@
 const { Collection } = require('./collection')
 const { decode } = require('./bson')
 const { fromNative, SyncError, invalidArgument } = require('./errors')
-const { describe } = require('./options')
+const { describe, checkOptions } = require('./options')
 const { loadNative } = require('./native')
 
 class Db {
@@ -17,6 +17,21 @@ class Db {
 
   collection(name) {
     return new Collection(this._sync, this.databaseName, name)
+  }
+
+  /**
+   * Creates a collection (or a view, with `viewOn` and `pipeline`) on the
+   * local server and resolves with it, as the driver's. On a replicated
+   * collection Atlas's is created with the options that decide how it
+   * stores documents: `capped`, `size`, `max`, `collation`, `clusteredIndex`,
+   * `expireAfterSeconds`, `changeStreamPreAndPostImages`, or the view's
+   * definition. Validators are not copied (see the README).
+   */
+  async createCollection(name, options) {
+    const opts = checkOptions('createCollection', options)
+    const coll = this.collection(name)
+    await coll._write('create', { options: opts })
+    return coll
   }
 
   /** `db.collection(name).drop(options)`, as the driver's. */

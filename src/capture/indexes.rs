@@ -72,6 +72,18 @@ pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, Syn
     marked(t, &[], true, drop).await
 }
 
+/// `create` of the collection (or view) with the options JS passed on, as
+/// the driver sends them; answers the server's reply. Atlas's collection is
+/// created with the options that decide how it stores documents (see
+/// `replicate::options`).
+pub async fn create_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let mut cmd = doc! { "create": t.coll };
+    if let Some(opts) = p.opt_doc("options")? {
+        cmd.extend(opts);
+    }
+    marked(t, &[], false, t.w.local.database(t.db).run_command(cmd)).await
+}
+
 /// `dropIndexes` of one index (by name or by its keys), of several names,
 /// or of all (`"*"`); answers the server's reply.
 pub async fn drop_indexes(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {

@@ -27,7 +27,7 @@ use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
 use crate::observe::FullSyncView;
-use crate::replicate::{indexes, missing_in, raw_id};
+use crate::replicate::{indexes, missing_in, options, raw_id};
 
 const CHUNK: usize = 1000;
 const CHECKPOINT_KEY: &str = "full_sync";
@@ -421,6 +421,17 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
         let (db, coll) = cp.collections[cp.index].clone();
         // Its indexes too: the leader copies them (see `replicate::indexes`).
         indexes::mark(&ctx.journal, &format!("{db}.{coll}"), &[], false).await?;
+        // A collection whose Atlas copy needs options fixed at creation
+        // (capped, collation, clustered) gets them before its documents:
+        // else the first copies create a plain one, which the leader has to
+        // drop and fill again.
+        if cp.phase == Phase::Copy
+            && options::info(&ctx.local, &db, &coll)
+                .await?
+                .is_some_and(|i| options::has_fixed(&i))
+        {
+            indexes_copied(ctx, &[(db.clone(), coll.clone())]).await?;
+        }
         if cp.phase == Phase::Copy {
             scan(fs, ctx, &mut cp, &db, &coll, false).await?;
             cp.phase = Phase::Extras;

@@ -53,6 +53,10 @@ pub struct Mark {
     /// stopped after that journals every local document again.
     #[serde(default)]
     pub atlas_dropped: bool,
+    /// How often Atlas's collection was (being) re-created for other
+    /// options (see `options`).
+    #[serde(default)]
+    pub recreates: u32,
 }
 
 type Marks = BTreeMap<String, Mark>;
@@ -135,8 +139,10 @@ pub async fn unmark(journal: &Journal, ns: &str, n: u64) -> Result<(), SyncError
 /// the local collection is still gone, Atlas's is dropped too, and if a
 /// local one appeared meanwhile, all its documents are journaled again (one
 /// copied before Atlas's drop went with it). If the local collection was
-/// created again before this, the `_id`s only Atlas has are journaled, so
-/// the replicator deletes them.
+/// created again before this, with the same kind and fixed options as
+/// Atlas's, the `_id`s only Atlas has are journaled, so the replicator
+/// deletes them; with others, Atlas's is dropped as above (and created
+/// with the new options by `options::copy`).
 pub async fn copy_drop(
     journal: &Journal,
     local: &Client,
@@ -152,9 +158,23 @@ pub async fn copy_drop(
     {
         return Ok(false);
     }
-    if exists(local, db, coll).await? && !mark.atlas_dropped {
-        journal_ids(journal, atlas, ns, db, coll, Some(local)).await?;
-        return Ok(true);
+    if !mark.atlas_dropped {
+        if let Some(now) = super::options::info(local, db, coll).await? {
+            // Created again locally: Atlas keeps its collection and loses
+            // what local lacks, unless the two differ in options that
+            // cannot change (capped, collation, clustered), or in kind:
+            // then Atlas's goes, like the local one went.
+            let old = super::options::info(atlas, db, coll).await?;
+            let same_shape = old.is_none_or(|o| {
+                o.kind == now.kind
+                    && !super::options::fixed_differ(&now.options, &o.options)
+                    && !super::options::fixed_differ(&o.options, &now.options)
+            });
+            if same_shape {
+                journal_ids(journal, atlas, ns, db, coll, Some(local)).await?;
+                return Ok(true);
+            }
+        }
     }
     // Recorded before the drop is sent: if this stops after it, the next
     // attempt journals the local documents again whatever it finds.
@@ -175,11 +195,22 @@ pub async fn copy_drop(
 /// Sets `atlas_dropped` on the mark of `ns` if it is still number `n`;
 /// `false` if a newer call marked it meanwhile (the next pass starts over).
 async fn set_atlas_dropped(journal: &Journal, ns: &str, n: u64) -> Result<bool, SyncError> {
+    update_mark(journal, ns, n, |m| m.atlas_dropped = true).await
+}
+
+/// Changes the mark of `ns` with `f` if it is still number `n`; `false` if
+/// a newer call marked it meanwhile.
+pub(super) async fn update_mark(
+    journal: &Journal,
+    ns: &str,
+    n: u64,
+    f: impl Fn(&mut Mark),
+) -> Result<bool, SyncError> {
     loop {
         let cur = journal.get_meta(MARK_KEY).await?;
         let mut marks = parse(cur.as_deref());
         match marks.get_mut(ns) {
-            Some(m) if m.n == n => m.atlas_dropped = true,
+            Some(m) if m.n == n => f(m),
             _ => return Ok(false),
         }
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
@@ -200,7 +231,7 @@ async fn exists(client: &Client, db: &str, coll: &str) -> mongodb::error::Result
 
 /// Journals the `_id`s of `source`'s `db.coll`, only those missing from
 /// `unless_in` if given, a chunk at a time.
-async fn journal_ids(
+pub(super) async fn journal_ids(
     journal: &Journal,
     source: &Client,
     ns: &str,
@@ -442,7 +473,7 @@ pub fn same(a: &Document, b: &Document) -> bool {
 /// Index options that are flags.
 const FLAGS: &[&str] = &["unique", "sparse", "hidden", "background", "dropDups"];
 
-fn truthy(v: &Bson) -> bool {
+pub(super) fn truthy(v: &Bson) -> bool {
     match v {
         Bson::Boolean(b) => *b,
         Bson::Int32(i) => *i != 0,
@@ -464,7 +495,7 @@ pub fn same_keys(a: &Document, b: &Document) -> bool {
 
 /// Values equal as MongoDB compares them for index options: numbers by
 /// value whatever their type, documents field by field in any order.
-fn same_value(a: &Bson, b: &Bson) -> bool {
+pub(super) fn same_value(a: &Bson, b: &Bson) -> bool {
     fn num(v: &Bson) -> Option<f64> {
         match v {
             Bson::Int32(i) => Some(f64::from(*i)),
@@ -565,6 +596,7 @@ mod tests {
                 dropped: true,
                 before: 12,
                 atlas_dropped: false,
+                recreates: 1,
             },
         );
         let s = serde_json::to_string(&m).unwrap();

@@ -23,6 +23,7 @@ mod apply;
 mod atlas;
 mod backoff;
 pub mod indexes;
+pub mod options;
 mod queue;
 
 pub use apply::{apply, canon_id, id_of, missing_in, raw_id, Canon, DocResult, Item, Side};
@@ -432,6 +433,42 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
             }
         }
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+        // The collection itself first: its kind and options, which an
+        // index build would otherwise fix by creating a plain one.
+        let shaped = tokio::time::timeout(
+            limit,
+            options::copy(&ctx.journal, &ctx.local, &atlas, &ns, &mark),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(limit).into()));
+        match shaped {
+            Ok(options::Copied::Later) => continue,
+            Ok(c) => {
+                if c != options::Copied::Nothing {
+                    tracing::info!("collection {ns} copied to Atlas: {c:?}");
+                }
+            }
+            Err(e) => {
+                let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
+                let transient = match &e {
+                    crate::error::SyncError::Mongo(m) => disposition(m) == Disposition::Transient,
+                    crate::error::SyncError::Conflict(_) => false,
+                    _ => true,
+                };
+                let give_up = !transient && n >= ctx.config.max_retries;
+                let what = if give_up {
+                    format!("copying the collection {ns} to Atlas failed, given up (its indexes are copied still)")
+                } else {
+                    format!("copying the collection {ns} to Atlas failed, will retry")
+                };
+                ctx.record_error(&what, &e);
+                if !give_up {
+                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
+                    continue;
+                }
+            }
+        }
         let copied =
             tokio::time::timeout(limit, indexes::copy(&ctx.local, &atlas, db, coll, &drops))
                 .await
@@ -843,6 +880,8 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
             })
             .collect();
         let limit = Duration::from_millis(ctx.config.atlas_timeout_ms);
+        // Not while Atlas's collection is being created with its options.
+        let _copying = options::copying(&ns).await;
         let attempt_result =
             match tokio::time::timeout(limit, apply(&ctx.local, &ctx.atlas.get(), &ns, &items))
                 .await
@@ -853,6 +892,7 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                     Err((Side::Atlas, timed_out(limit)))
                 }
             };
+        drop(_copying);
         let results = match attempt_result {
             Ok(r) => r,
             Err((side, e)) => {

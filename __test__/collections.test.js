@@ -1,0 +1,181 @@
+'use strict'
+// Collections: db.createCollection() behaves as the official driver's on the
+// local server, and the engine gives Atlas's collection of a replicated
+// namespace the same kind and the options that decide how it stores
+// documents (capped, collation, clustered index, a view's definition),
+// re-creating it when documents reached Atlas first.
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { createSync, SyncError } = require('..')
+const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, syncOptions } = require('./helpers')
+
+after(closeDrivers)
+
+const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 200 }
+
+/** `listCollections` of a database as `{ name: { type, options } }`. */
+async function collections(client, db) {
+  const out = {}
+  for (const c of await client.db(db).listCollections().toArray()) {
+    if (c.name.startsWith('system.')) continue
+    out[c.name] = { type: c.type, options: c.options }
+  }
+  return out
+}
+
+async function docs(client, db, coll) {
+  return client.db(db).collection(coll).find().sort({ _id: 1 }).toArray()
+}
+
+test('createCollection answers as the driver does, and Atlas gets a capped collection, a collation, a clustered collection and a view', async () => {
+  const db = uniqueDb('coll')
+  const sync = await createSync(syncOptions(db, FAST))
+  const d = sync.db(db)
+  const capped = await d.createCollection('capped', { capped: true, size: 65536, max: 3 })
+  assert.equal(capped.collectionName, 'capped')
+  assert.equal(capped.dbName, db)
+  for (let i = 1; i <= 5; i++) await capped.insertOne({ _id: i, n: i })
+  const fr = await d.createCollection('fr', { collation: { locale: 'fr', strength: 2 } })
+  await fr.insertOne({ _id: 'a', name: 'Élodie' })
+  const clustered = await d.createCollection('events', {
+    clusteredIndex: { key: { _id: 1 }, unique: true },
+    expireAfterSeconds: 86400,
+  })
+  await clustered.insertOne({ _id: 1, at: new Date() })
+  await d.createCollection('recent', { viewOn: 'capped', pipeline: [{ $match: { n: { $gte: 4 } } }] })
+  // Validators stay local: Atlas stores what local accepted, including a
+  // document written with bypassDocumentValidation.
+  const validated = await d.createCollection('validated', { validator: { n: { $type: 'int' } } })
+  await validated.insertOne({ _id: 1, n: 'not an int' }, { bypassDocumentValidation: true })
+  await sync.flush({ timeoutMs: 30000 })
+
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  const want = await collections(local, db)
+  const got = await collections(atlas, db)
+  assert.deepEqual(Object.keys(got).sort(), ['capped', 'events', 'fr', 'recent', 'validated'])
+  assert.equal(want.capped.options.capped, true, 'the local one is the driver\'s')
+  for (const f of ['capped', 'size', 'max']) assert.equal(got.capped.options[f], want.capped.options[f], f)
+  assert.equal(got.fr.options.collation.locale, 'fr')
+  assert.equal(got.fr.options.collation.strength, 2)
+  assert.deepEqual(got.events.options.clusteredIndex.key, { _id: 1 })
+  assert.equal(got.events.options.expireAfterSeconds, 86400)
+  assert.equal(got.recent.type, 'view')
+  assert.equal(got.recent.options.viewOn, 'capped')
+  assert.deepEqual(got.recent.options.pipeline, [{ $match: { n: { $gte: 4 } } }])
+  assert.equal(got.validated.options.validator, undefined, 'no validator on Atlas')
+
+  // The capped collections hold the same last three documents, and the view
+  // reads them on Atlas as locally.
+  assert.deepEqual(await docs(local, db, 'capped'), [3, 4, 5].map((i) => ({ _id: i, n: i })))
+  assert.deepEqual(await docs(atlas, db, 'capped'), await docs(local, db, 'capped'))
+  assert.deepEqual(await docs(atlas, db, 'recent'), await docs(local, db, 'recent'))
+  assert.deepEqual(await docs(atlas, db, 'validated'), [{ _id: 1, n: 'not an int' }])
+  assert.deepEqual(await docs(atlas, db, 'events'), await docs(local, db, 'events'))
+  const m = await sync.metrics()
+  assert.equal(m.deadLettered, 0)
+  assert.equal(m.lastError, null, JSON.stringify(m.lastError))
+  await sync.close()
+})
+
+test('a collection Atlas already has without the local options is created again with them and keeps exactly the local documents', async () => {
+  const db = uniqueDb('collre')
+  const atlas = await driver(ATLAS)
+  // On Atlas first, plain: made by hand, or documents copied before the
+  // collection's options (the replicator is faster than the copier).
+  await atlas.db(db).collection('late').insertMany([{ _id: 'atlas only' }, { _id: 1, v: 'old' }])
+  const sync = await createSync(syncOptions(db, FAST))
+  const late = await sync.db(db).createCollection('late', { capped: true, size: 100000 })
+  await late.insertMany([{ _id: 1, v: 'new' }, { _id: 2, v: 'new' }])
+  await sync.flush({ timeoutMs: 30000 })
+  const got = (await collections(atlas, db)).late
+  assert.equal(got.options.capped, true, JSON.stringify(got))
+  assert.equal(got.options.size, 100000)
+  assert.deepEqual(await docs(atlas, db, 'late'), [{ _id: 1, v: 'new' }, { _id: 2, v: 'new' }])
+
+  // A plain local collection leaves a capped Atlas one alone (made by hand
+  // there, for reporting say): only the local options ask for a re-creation.
+  await atlas.db(db).createCollection('mine', { capped: true, size: 8192 })
+  await atlas.db(db).collection('mine').insertOne({ _id: 'kept' })
+  await sync.db(db).createCollection('mine')
+  await sync.db(db).collection('mine').insertOne({ _id: 1 })
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal((await collections(atlas, db)).mine.options.capped, true)
+  assert.deepEqual(await docs(atlas, db, 'mine'), [{ _id: 1 }, { _id: 'kept' }])
+
+  // Dropped and created again plain before the leader saw the drop (paused):
+  // Atlas's capped one goes too, and the new one holds the new documents.
+  const cycle = await sync.db(db).createCollection('cycle', { capped: true, size: 4096 })
+  await cycle.insertMany([{ _id: 1, v: 'old' }, { _id: 2, v: 'old' }])
+  await sync.flush({ timeoutMs: 30000 })
+  assert.equal((await collections(atlas, db)).cycle.options.capped, true)
+  await sync.pause()
+  await cycle.drop()
+  await sync.db(db).createCollection('cycle')
+  await cycle.insertOne({ _id: 2, v: 'new' })
+  await sync.resume()
+  await sync.flush({ timeoutMs: 30000 })
+  assert.notEqual((await collections(atlas, db)).cycle.options.capped, true, 'plain on Atlas too')
+  assert.deepEqual(await docs(atlas, db, 'cycle'), [{ _id: 2, v: 'new' }])
+  const m = await sync.metrics()
+  assert.equal(m.deadLettered, 0)
+  assert.equal(m.lastError, null, JSON.stringify(m.lastError))
+  await sync.close()
+})
+
+test('a full sync gives Atlas the options of collections made locally without the addon', async () => {
+  const db = uniqueDb('collfull')
+  const local = await driver(LOCAL)
+  await local.db(db).createCollection('made', { capped: true, size: 32768, max: 10 })
+  await local.db(db).collection('made').insertMany([{ _id: 1 }, { _id: 2 }])
+  const sync = await createSync(syncOptions(db, FAST))
+  const r = await sync.fullSync()
+  assert.equal(r.state, 'done', JSON.stringify(r))
+  await sync.flush({ timeoutMs: 30000 })
+  const atlas = await driver(ATLAS)
+  const got = (await collections(atlas, db)).made
+  assert.equal(got.options.capped, true, JSON.stringify(got))
+  assert.equal(got.options.max, 10)
+  assert.deepEqual(await docs(atlas, db, 'made'), [{ _id: 1 }, { _id: 2 }])
+  await sync.close()
+})
+
+test('createCollection rejects bad input as the driver does, leaves excluded collections local and works with sync disabled', async () => {
+  const db = uniqueDb('collbad')
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))
+  const d = sync.db(db)
+  // The server's errors, with their codes, as the driver rejects with them.
+  await assert.rejects(d.createCollection('c', { capped: true }), (e) => {
+    assert.equal(e.name, 'MongoServerError')
+    assert.equal(e.code, 72, e.message)
+    return true
+  })
+  await d.createCollection('c', { capped: true, size: 4096 })
+  await assert.rejects(d.createCollection('c', { collation: { locale: 'fr' } }), (e) => {
+    assert.equal(e.name, 'MongoServerError')
+    assert.equal(e.code, 48, e.message)
+    return true
+  })
+  // Options the engine does not handle are refused by name, before any call.
+  await assert.rejects(d.createCollection('c', { pkFactory: { createPk: () => 1 } }), (e) => {
+    assert.ok(e instanceof SyncError)
+    assert.equal(e.code, 'ERR_SYNC_INVALID_ARGUMENT')
+    assert.match(e.message, /createCollection: unknown option 'pkFactory'/)
+    return true
+  })
+  await assert.rejects(d.createCollection('c', 'capped'), /createCollection: options must be an object/)
+  await assert.rejects(d.createCollection(''), /collection name/)
+
+  await d.createCollection('private', { capped: true, size: 4096 })
+  await sync.flush({ timeoutMs: 30000 })
+  const atlas = await driver(ATLAS)
+  assert.deepEqual(Object.keys(await collections(atlas, db)), ['c'], 'the excluded collection stays local')
+  await sync.close()
+
+  const off = await createSync({ ...syncOptions(db), enabled: false })
+  const v = await off.db(db).createCollection('offline', { capped: true, size: 4096 })
+  await v.insertOne({ _id: 1 })
+  const local = await driver(LOCAL)
+  assert.equal((await collections(local, db)).offline.options.capped, true)
+  await off.close()
+})
