@@ -175,11 +175,19 @@ export interface VerifyCollectionReport {
   indexesDifferent: string[]
   /** Indexes of this collection copied again by `repair`. */
   indexesRepaired: number
+  /**
+   * Options the local collection was created with that Atlas's lacks or has
+   * otherwise (`capped`, `collation`, `clusteredIndex`), or `type` when
+   * Atlas has a view by that name or nothing.
+   */
+  optionsDifferent: string[]
+  /** Of those, how many `repair` fixed (by creating Atlas's collection again). */
+  optionsRepaired: number
 }
 
 /** What {@link Sync.verify} found. `_id`s keep their BSON types (ObjectId, string, ...). */
 export interface VerifyReport {
-  /** No differences found, in documents or indexes. */
+  /** No differences found, in documents, indexes or collection options. */
   ok: boolean
   /** Documents missing, extra or different, over all collections. */
   differences: number
@@ -189,6 +197,10 @@ export interface VerifyReport {
   indexDifferences: number
   /** Indexes copied again by `repair: true`. */
   indexesRepaired: number
+  /** Collection options that differ on Atlas, over all collections (`ok` needs none). */
+  optionDifferences: number
+  /** Collection options fixed by `repair: true`. */
+  optionsRepaired: number
   /**
    * Whether the queue had drained before the comparison (it waits up to
    * 30 s for that): when `false`, changes still on their way to Atlas may

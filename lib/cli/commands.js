@@ -60,10 +60,12 @@ function collectionLines(c) {
   const indexes = [
     ['indexes missing', c.indexesMissing || []],
     ['indexes different', c.indexesDifferent || []],
+    ['collection options different', c.optionsDifferent || []],
   ].filter(([, names]) => names.length > 0)
   if (diffs.length === 0 && indexes.length === 0) return [`  same      ${head}`]
   const repaired = c.repaired ? `, ${c.repaired} repaired` : ''
-  const idxRepaired = c.indexesRepaired ? `, ${c.indexesRepaired} index(es) repaired` : ''
+  const idxRepaired = (c.indexesRepaired ? `, ${c.indexesRepaired} index(es) repaired` : '') +
+    (c.optionsRepaired ? `, ${c.optionsRepaired} option(s) repaired` : '')
   return [
     `  DIFFERENT ${head}${repaired}${idxRepaired}`,
     ...diffs.map(([k, n, ids]) => `            ${k} on Atlas (${n}): ${idList(ids, n)}`),
@@ -75,13 +77,15 @@ function verifyLines(report) {
   const summary = report.ok
     ? `verify: local and Atlas are the same (${report.collections.length} collection(s))`
     : `verify: ${report.differences} difference(s), ${report.repaired} repaired` +
-      (report.indexDifferences ? `; ${report.indexDifferences} index difference(s), ${report.indexesRepaired} repaired` : '')
+      (report.indexDifferences ? `; ${report.indexDifferences} index difference(s), ${report.indexesRepaired} repaired` : '') +
+      (report.optionDifferences ? `; ${report.optionDifferences} collection option difference(s), ${report.optionsRepaired} repaired` : '')
   return [summary, ...report.collections.flatMap(collectionLines)]
 }
 
 /** Whether a verify run succeeded: no differences, or (with --repair) all repaired. */
 function verifyPassed(report, repair) {
-  const indexesFixed = (report.indexesRepaired ?? 0) === (report.indexDifferences ?? 0)
+  const indexesFixed = (report.indexesRepaired ?? 0) === (report.indexDifferences ?? 0) &&
+    (report.optionsRepaired ?? 0) === (report.optionDifferences ?? 0)
   return report.ok || (repair && report.repaired === report.differences && indexesFixed)
 }
 

@@ -24,7 +24,7 @@ use super::{drained, resolve_scope, Ctx};
 use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
-use crate::replicate::{canon_id, indexes, raw_id, Canon};
+use crate::replicate::{canon_id, indexes, options, raw_id, Canon};
 
 const BUCKETS: usize = 4096;
 /// Documents whose ids one pass-2 group may hold in memory.
@@ -207,6 +207,7 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
     let mut reports = Vec::new();
     let (mut differences, mut repaired) = (0u64, 0u64);
     let (mut index_differences, mut indexes_repaired) = (0u64, 0u64);
+    let (mut option_differences, mut options_repaired) = (0u64, 0u64);
     for (db, coll) in scope {
         let atlas = ctx.atlas.get();
         let (l, a) = tokio::try_join!(
@@ -234,7 +235,11 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         let idx_n = (idx_missing.len() + idx_different.len()) as u64;
         index_differences += idx_n;
         let mut idx_fixed = 0u64;
-        if opts.repair && idx_n > 0 {
+        let mut opt_diff = options::differences(&ctx.local, &atlas, &db, &coll).await?;
+        let opt_n = opt_diff.len() as u64;
+        option_differences += opt_n;
+        let mut opt_fixed = 0u64;
+        if opts.repair && (idx_n > 0 || opt_n > 0) {
             let ns = format!("{db}.{coll}");
             indexes::mark(&ctx.journal, &ns, &[], false).await?;
             let deadline = std::time::Instant::now() + REPAIR_WAIT;
@@ -250,6 +255,9 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             (idx_missing, idx_different) = index_diff(ctx, &ctx.atlas.get(), &db, &coll).await?;
             idx_fixed = before.saturating_sub((idx_missing.len() + idx_different.len()) as u64);
             indexes_repaired += idx_fixed;
+            opt_diff = options::differences(&ctx.local, &ctx.atlas.get(), &db, &coll).await?;
+            opt_fixed = opt_n.saturating_sub(opt_diff.len() as u64);
+            options_repaired += opt_fixed;
         }
         reports.push(doc! {
             "ns": format!("{db}.{coll}"),
@@ -268,14 +276,18 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             "indexesMissing": idx_missing,
             "indexesDifferent": idx_different,
             "indexesRepaired": idx_fixed as i64,
+            "optionsDifferent": opt_diff,
+            "optionsRepaired": opt_fixed as i64,
         });
     }
     Ok(doc! {
-        "ok": differences == 0 && index_differences == 0,
+        "ok": differences == 0 && index_differences == 0 && option_differences == 0,
         "differences": differences as i64,
         "repaired": repaired as i64,
         "indexDifferences": index_differences as i64,
         "indexesRepaired": indexes_repaired as i64,
+        "optionDifferences": option_differences as i64,
+        "optionsRepaired": options_repaired as i64,
         "settled": settled,
         "checkedAtMs": now_ms(),
         "collections": reports,

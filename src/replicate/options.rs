@@ -135,10 +135,16 @@ pub fn create_command(coll: &str, local: &Info) -> Document {
 }
 
 /// Whether Atlas's collection (`atlas`) lacks a fixed option the local one
-/// (`local`) has, or has it otherwise. Only what the local collection sets
+/// (`local`) has, or has it otherwise (see [`fixed_differences`]).
+pub fn fixed_differ(local: &Document, atlas: &Document) -> bool {
+    !fixed_differences(local, atlas).is_empty()
+}
+
+/// The fixed options the local collection (`local`) has and Atlas's
+/// (`atlas`) lacks or has otherwise. Only what the local collection sets
 /// counts, and a collation field only one side lists is no difference (one
 /// server lists every default, another only what was given).
-pub fn fixed_differ(local: &Document, atlas: &Document) -> bool {
+pub fn fixed_differences(local: &Document, atlas: &Document) -> Vec<&'static str> {
     let num = |d: &Document, f: &str| -> f64 {
         match d.get(f) {
             Some(Bson::Int32(i)) => f64::from(*i),
@@ -148,34 +154,63 @@ pub fn fixed_differ(local: &Document, atlas: &Document) -> bool {
         }
     };
     let flag = |d: &Document, f: &str| d.get(f).is_some_and(indexes::truthy);
+    let mut out = Vec::new();
     if flag(local, "capped")
         && (!flag(atlas, "capped")
             || num(local, "size") != num(atlas, "size")
             || num(local, "max") != num(atlas, "max"))
     {
-        return true;
+        out.push("capped");
     }
     if let Ok(want) = local.get_document("collation") {
-        let Ok(have) = atlas.get_document("collation") else {
-            return true;
+        let differs = match atlas.get_document("collation") {
+            Err(_) => true,
+            Ok(have) => {
+                want.get("locale") != have.get("locale")
+                    || want.iter().any(|(k, v)| {
+                        k != "version" && have.get(k).is_some_and(|h| !indexes::same_value(v, h))
+                    })
+            }
         };
-        let differs = want.iter().any(|(k, v)| {
-            k != "version" && have.get(k).is_some_and(|h| !indexes::same_value(v, h))
-        });
-        if differs || want.get("locale") != have.get("locale") {
-            return true;
+        if differs {
+            out.push("collation");
         }
     }
     if let Ok(want) = local.get_document("clusteredIndex") {
-        let Ok(have) = atlas.get_document("clusteredIndex") else {
-            return true;
-        };
         let key = |d: &Document| d.get_document("key").cloned().unwrap_or_default();
-        if !indexes::same_keys(&key(want), &key(have)) {
-            return true;
+        let same = atlas
+            .get_document("clusteredIndex")
+            .is_ok_and(|have| indexes::same_keys(&key(want), &key(have)));
+        if !same {
+            out.push("clusteredIndex");
         }
     }
-    false
+    out
+}
+
+/// What verify reports of a local collection with fixed options: the names
+/// of those Atlas's lacks or has otherwise, or `type` if Atlas has a view of
+/// that name, or nothing.
+pub async fn differences(
+    local: &Client,
+    atlas: &Client,
+    db: &str,
+    coll: &str,
+) -> mongodb::error::Result<Vec<String>> {
+    let (want, have) = tokio::try_join!(info(local, db, coll), info(atlas, db, coll))?;
+    let Some(want) = want else {
+        return Ok(Vec::new());
+    };
+    if !has_fixed(&want) {
+        return Ok(Vec::new());
+    }
+    Ok(match have {
+        Some(h) if h.kind == want.kind => fixed_differences(&want.options, &h.options)
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        _ => vec!["type".to_string()],
+    })
 }
 
 /// What [`copy`] did to Atlas's collection.
