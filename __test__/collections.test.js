@@ -201,7 +201,9 @@ test('verify reports a collection whose options Atlas lacks, and repair creates 
 
   const fixed = await sync.verify({ repair: true })
   assert.equal(fixed.optionsRepaired, 1, JSON.stringify(fixed))
-  await sync.flush({ timeoutMs: 30000 })
+  // The documents were compared after Atlas's collection was filled again:
+  // they are there when repair resolves.
+  assert.equal(fixed.differences, 0, JSON.stringify(fixed))
   assert.equal((await collections(atlas, db)).log.options.capped, true)
   assert.deepEqual(await docs(atlas, db, 'log'), [{ _id: 1 }, { _id: 2 }])
   const again = await sync.verify()

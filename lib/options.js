@@ -40,7 +40,7 @@ ALLOWED.dropIndexes = ALLOWED.dropIndex
 ALLOWED.drop = [...W, 'maxTimeMS']
 // As the driver's CreateCollectionOptions, less what the engine does not
 // handle (encryptedFields, pkFactory) and the driver-side ones.
-ALLOWED.createCollection = [...W, 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',
+ALLOWED.createCollection = [...W, 'maxTimeMS', 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',
   'validationAction', 'indexOptionDefaults', 'viewOn', 'pipeline', 'collation', 'timeseries', 'expireAfterSeconds',
   'clusteredIndex', 'changeStreamPreAndPostImages']
 ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']

@@ -209,6 +209,26 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
     let (mut index_differences, mut indexes_repaired) = (0u64, 0u64);
     let (mut option_differences, mut options_repaired) = (0u64, 0u64);
     for (db, coll) in scope {
+        let ns = format!("{db}.{coll}");
+        // Options first: fixing them re-creates Atlas's collection and
+        // copies its documents again, which the comparison below then sees.
+        let mut opt_diff = options::differences(&ctx.local, &ctx.atlas.get(), &db, &coll).await?;
+        let opt_n = opt_diff.len() as u64;
+        option_differences += opt_n;
+        let mut opt_fixed = 0u64;
+        if opts.repair && opt_n > 0 {
+            indexes::mark(&ctx.journal, &ns, &[], false).await?;
+            mark_cleared(ctx, &ns).await?;
+            drained(
+                &ctx.journal,
+                ctx.journal.max_seq().await?,
+                Some(REPAIR_WAIT),
+            )
+            .await?;
+            opt_diff = options::differences(&ctx.local, &ctx.atlas.get(), &db, &coll).await?;
+            opt_fixed = opt_n.saturating_sub(opt_diff.len() as u64);
+            options_repaired += opt_fixed;
+        }
         let atlas = ctx.atlas.get();
         let (l, a) = tokio::try_join!(
             summarize(&ctx.local, &db, &coll),
@@ -235,32 +255,16 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         let idx_n = (idx_missing.len() + idx_different.len()) as u64;
         index_differences += idx_n;
         let mut idx_fixed = 0u64;
-        let mut opt_diff = options::differences(&ctx.local, &atlas, &db, &coll).await?;
-        let opt_n = opt_diff.len() as u64;
-        option_differences += opt_n;
-        let mut opt_fixed = 0u64;
-        if opts.repair && (idx_n > 0 || opt_n > 0) {
-            let ns = format!("{db}.{coll}");
+        if opts.repair && idx_n > 0 {
             indexes::mark(&ctx.journal, &ns, &[], false).await?;
-            let deadline = std::time::Instant::now() + REPAIR_WAIT;
-            while std::time::Instant::now() < deadline
-                && indexes::marks(&ctx.journal)
-                    .await?
-                    .iter()
-                    .any(|(m, _)| *m == ns)
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            mark_cleared(ctx, &ns).await?;
             let before = idx_n;
             (idx_missing, idx_different) = index_diff(ctx, &ctx.atlas.get(), &db, &coll).await?;
             idx_fixed = before.saturating_sub((idx_missing.len() + idx_different.len()) as u64);
             indexes_repaired += idx_fixed;
-            opt_diff = options::differences(&ctx.local, &ctx.atlas.get(), &db, &coll).await?;
-            opt_fixed = opt_n.saturating_sub(opt_diff.len() as u64);
-            options_repaired += opt_fixed;
         }
         reports.push(doc! {
-            "ns": format!("{db}.{coll}"),
+            "ns": ns,
             "localCount": l.count.iter().sum::<u64>() as i64,
             "atlasCount": a.count.iter().sum::<u64>() as i64,
             "localHash": l.hash_hex(),
@@ -292,6 +296,21 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         "checkedAtMs": now_ms(),
         "collections": reports,
     })
+}
+
+/// Waits (up to `REPAIR_WAIT`) until the leader copied the collection and
+/// indexes of `ns` and cleared its mark.
+async fn mark_cleared(ctx: &Ctx, ns: &str) -> Result<(), SyncError> {
+    let deadline = std::time::Instant::now() + REPAIR_WAIT;
+    while std::time::Instant::now() < deadline
+        && indexes::marks(&ctx.journal)
+            .await?
+            .iter()
+            .any(|(m, _)| m == ns)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// The local indexes of `db.coll` Atlas lacks, and those it has otherwise

@@ -57,6 +57,10 @@ pub struct Mark {
     /// options (see `options`).
     #[serde(default)]
     pub recreates: u32,
+    /// Atlas's collection was (being) dropped for a re-creation: every local
+    /// `_id` is to be journaled again.
+    #[serde(default)]
+    pub rejournal: bool,
 }
 
 type Marks = BTreeMap<String, Mark>;
@@ -181,12 +185,21 @@ pub async fn copy_drop(
     if !mark.atlas_dropped && !set_atlas_dropped(journal, ns, mark.n).await? {
         return Ok(false);
     }
+    // No batch of it is copied between the drop and the creation of the
+    // local collection's likeness, which would create a plain one.
+    let held = super::options::hold(ns).await;
     let cmd = doc! { "drop": coll };
     match atlas.database(db).run_command(cmd).await {
         Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
         _ => {}
     }
-    if exists(local, db, coll).await? {
+    let now = super::options::info(local, db, coll).await?;
+    if let Some(now) = now.as_ref().filter(|n| n.kind != "timeseries") {
+        super::options::create(atlas, db, coll, now).await?;
+    }
+    drop(held);
+    // A view has no documents of its own (a `find` on it reads its source).
+    if now.is_some_and(|n| n.kind != "view") {
         journal_ids(journal, local, ns, db, coll, None).await?;
     }
     Ok(true)
@@ -218,15 +231,6 @@ pub(super) async fn update_mark(
             return Ok(true);
         }
     }
-}
-
-async fn exists(client: &Client, db: &str, coll: &str) -> mongodb::error::Result<bool> {
-    let names = client
-        .database(db)
-        .list_collection_names()
-        .filter(doc! { "name": coll })
-        .await?;
-    Ok(!names.is_empty())
 }
 
 /// Journals the `_id`s of `source`'s `db.coll`, only those missing from
@@ -597,6 +601,7 @@ mod tests {
                 before: 12,
                 atlas_dropped: false,
                 recreates: 1,
+                rejournal: true,
             },
         );
         let s = serde_json::to_string(&m).unwrap();

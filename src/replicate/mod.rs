@@ -441,8 +441,15 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
         )
         .await
         .unwrap_or_else(|_| Err(timed_out(limit).into()));
-        match shaped {
+        let shaped = match shaped {
             Ok(options::Copied::Later) => continue,
+            // Documents of a collection Atlas dropped to re-create it.
+            other => match options::rejournal(&ctx.journal, &ctx.local, &ns).await {
+                Ok(()) => other,
+                Err(e) => Err(e),
+            },
+        };
+        match shaped {
             Ok(c) => {
                 if c != options::Copied::Nothing {
                     tracing::info!("collection {ns} copied to Atlas: {c:?}");

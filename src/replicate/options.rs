@@ -22,7 +22,9 @@
 //!   (`capped`, `collation`, `clusteredIndex`) and Atlas's does not match
 //!   it: a plain local collection never costs Atlas its data. The mark
 //!   counts the re-creations, so a server that lists options differently
-//!   from how they were given cannot make it drop Atlas's data in a loop.
+//!   from how they were given cannot make it drop Atlas's data in a loop,
+//!   and flags the documents to journal again before the drop is sent, so a
+//!   pass that stops after it still leads to them being copied.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -54,7 +56,7 @@ pub async fn copying(ns: &str) -> OwnedRwLockReadGuard<()> {
 
 /// Held while Atlas's collection `ns` is created or re-created: no batch of
 /// it is copied meanwhile.
-async fn hold(ns: &str) -> OwnedRwLockWriteGuard<()> {
+pub(super) async fn hold(ns: &str) -> OwnedRwLockWriteGuard<()> {
     gate(ns).write_owned().await
 }
 
@@ -154,11 +156,21 @@ pub fn fixed_differences(local: &Document, atlas: &Document) -> Vec<&'static str
         }
     };
     let flag = |d: &Document, f: &str| d.get(f).is_some_and(indexes::truthy);
+    // Older servers list the size rounded up to a multiple of 256, newer
+    // ones as given; a cap of documents at or below 0, or at 2^31-1, is
+    // no cap (newer servers list 0 as 2^31-1).
+    let size = |d: &Document| (num(d, "size") / 256.0).ceil();
+    let max = |d: &Document| {
+        let m = num(d, "max");
+        if m <= 0.0 || m >= f64::from(i32::MAX) {
+            0.0
+        } else {
+            m
+        }
+    };
     let mut out = Vec::new();
     if flag(local, "capped")
-        && (!flag(atlas, "capped")
-            || num(local, "size") != num(atlas, "size")
-            || num(local, "max") != num(atlas, "max"))
+        && (!flag(atlas, "capped") || size(local) != size(atlas) || max(local) != max(atlas))
     {
         out.push("capped");
     }
@@ -240,11 +252,6 @@ pub async fn copy(
     let Some(want) = info(local, db, coll).await? else {
         return Ok(Copied::Nothing);
     };
-    if mark.recreates > 0 {
-        // An earlier pass dropped Atlas's collection and may have stopped
-        // before journaling the documents again.
-        super::indexes::journal_ids(journal, local, ns, db, coll, None).await?;
-    }
     if want.kind == "timeseries" {
         return Ok(Copied::Nothing);
     }
@@ -289,9 +296,14 @@ pub async fn copy(
             fixed_of(&have.options)
         )));
     }
-    // Counted before the drop: a pass that stops after it journals the
-    // local documents again (above), and the count bounds the drops.
-    if !count_recreate(journal, ns, mark.n).await? {
+    // Recorded before the drop: the count bounds the drops, and the local
+    // documents are journaled again ([`rejournal`]) even if this pass stops
+    // after the drop.
+    let counted = indexes::update_mark(journal, ns, mark.n, |m| {
+        m.recreates += 1;
+        m.rejournal = true;
+    });
+    if !counted.await? {
         return Ok(Copied::Later);
     }
     match atlas.database(db).run_command(doc! { "drop": coll }).await {
@@ -300,11 +312,38 @@ pub async fn copy(
     }
     create(atlas, db, coll, &want).await?;
     drop(held);
-    super::indexes::journal_ids(journal, local, ns, db, coll, None).await?;
     Ok(Copied::Recreated)
 }
 
-async fn create(atlas: &Client, db: &str, coll: &str, want: &Info) -> Result<(), SyncError> {
+/// If Atlas's collection `ns` was dropped for a re-creation (by this pass
+/// or one that stopped), journals every local `_id` again and clears the
+/// flag. Runs after [`copy`], outside its time limit: it scans the whole
+/// local collection.
+pub async fn rejournal(journal: &Journal, local: &Client, ns: &str) -> Result<(), SyncError> {
+    let Some((_, mark)) = indexes::marks(journal)
+        .await?
+        .into_iter()
+        .find(|(m, _)| m == ns)
+    else {
+        return Ok(());
+    };
+    if !mark.rejournal {
+        return Ok(());
+    }
+    let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+    indexes::journal_ids(journal, local, ns, db, coll, None).await?;
+    // Not cleared if a newer call marked it meanwhile: journaled again then.
+    indexes::update_mark(journal, ns, mark.n, |m| m.rejournal = false).await?;
+    Ok(())
+}
+
+/// Creates Atlas's `db.coll` like the local one (see [`create_command`]).
+pub(super) async fn create(
+    atlas: &Client,
+    db: &str,
+    coll: &str,
+    want: &Info,
+) -> Result<(), SyncError> {
     atlas
         .database(db)
         .run_command(create_command(coll, want))
@@ -319,11 +358,6 @@ fn fixed_of(options: &Document) -> Document {
         .chain(&["size", "max"])
         .filter_map(|f| options.get(*f).map(|v| (f.to_string(), v.clone())))
         .collect()
-}
-
-/// Adds one to the mark's re-creations if it is still number `n`.
-async fn count_recreate(journal: &Journal, ns: &str, n: u64) -> Result<bool, SyncError> {
-    indexes::update_mark(journal, ns, n, |m| m.recreates += 1).await
 }
 
 #[cfg(test)]
@@ -382,6 +416,17 @@ mod tests {
         assert!(fixed_differ(
             &capped,
             &doc! { "capped": true, "size": 8192 }
+        ));
+        // Rounded up to a multiple of 256 by older servers.
+        let odd = doc! { "capped": true, "size": 1000 };
+        assert!(!fixed_differ(&odd, &doc! { "capped": true, "size": 1024 }));
+        assert!(fixed_differ(&odd, &doc! { "capped": true, "size": 1280 }));
+        // No cap on the number of documents, however it is listed.
+        let no_max = doc! { "capped": true, "size": 4096, "max": i32::MAX };
+        assert!(!fixed_differ(&capped, &no_max));
+        assert!(!fixed_differ(
+            &no_max,
+            &doc! { "capped": true, "size": 4096, "max": 0 }
         ));
         assert!(fixed_differ(
             &doc! { "capped": true, "size": 4096, "max": 5 },
