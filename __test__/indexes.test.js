@@ -325,6 +325,9 @@ test('full sync and verify of a database leave views alone', async (t) => {
   const atlas = await driver(ATLAS)
   const names = (await atlas.db(db).listCollections().toArray()).map((c) => c.name)
   assert.deepEqual(names, ['base'], 'the view was not copied as a collection')
+  // Named, it is refused: its documents are its source's.
+  await assert.rejects(sync.startFullSync({ collections: ['big'] }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /is a view/ })
+  await assert.rejects(sync.verify({ collections: ['big'] }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /is a view/ })
   await sync.close()
 })
 

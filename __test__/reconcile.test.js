@@ -205,6 +205,40 @@ test('an unreadable full-sync checkpoint is replaced by the next full sync', asy
   }
 })
 
+test('a full sync carried on after a crash looks for Atlas-only documents even if Atlas was empty when it began', async () => {
+  const db = uniqueDb('fullresume')
+  const opts = syncOptions(db, FAST)
+  await (await createSync(opts)).close() // creates the journal
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  await local.db(db).collection('c').insertMany([{ _id: 0 }, { _id: 1 }])
+  // Copied before the crash, then deleted locally while sync was disabled:
+  // only Atlas has it now.
+  await atlas.db(db).collection('c').insertMany([{ _id: 0 }, { _id: -1, gone: true }])
+  // Left by a process killed in the copy phase after _id 0, when Atlas's
+  // collection had been empty (so its run would skip the extras scan).
+  const lastId = [...require('bson').BSON.serialize({ _id: 0 })]
+  const cp = {
+    id: 'full-crashed', collections: [[db, 'c']], index: 0, phase: 'copy', last_id: lastId,
+    documents_done: 1, documents_total: 2, started_at_ms: Date.now(), atlas_was_empty: true, owner: null,
+  }
+  const script =
+    'import sqlite3, sys\n' +
+    'c = sqlite3.connect(sys.argv[1])\n' +
+    "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', ?)\", (sys.argv[2],))\n" +
+    'c.commit()\n'
+  require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3'), JSON.stringify(cp)])
+  const sync = await createSync(opts)
+  try {
+    const status = await sync.fullSync({ collections: ['c'] })
+    assert.deepEqual([status.id, status.state], ['full-crashed', 'done'], JSON.stringify(status))
+    await sync.flush({ timeoutMs: 30000 })
+    await assertSame(local, atlas, db, ['c'])
+  } finally {
+    await sync.close()
+  }
+})
+
 test('a verify asked again while it runs: the same options share it, other options conflict', async () => {
   const db = uniqueDb('verifyone')
   const opts = syncOptions(db, FAST)

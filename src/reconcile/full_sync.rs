@@ -52,7 +52,10 @@ struct Checkpoint {
     documents_done: u64,
     documents_total: u64,
     started_at_ms: i64,
-    /// The current collection was empty on Atlas when its copy began.
+    /// The current collection was empty on Atlas when its copy began (so
+    /// no extras scan). Cleared when a run is carried on or resumed: local
+    /// deletions not journaled meanwhile (sync disabled) may have left
+    /// Atlas-only documents among those already copied.
     #[serde(default)]
     atlas_was_empty: bool,
     /// The journal owner of the process running it (absent in checkpoints
@@ -250,6 +253,7 @@ impl FullSync {
                     cp.phase
                 );
                 cp.owner = Some(journal.owner().to_string());
+                cp.atlas_was_empty = false;
                 return self.take(ctx, Some(raw), cp).await;
             }
             tracing::warn!(
@@ -309,8 +313,18 @@ impl FullSync {
     fn spawn(self: &Arc<Self>, ctx: Arc<Ctx>, cp: Checkpoint) {
         let me = self.clone();
         tokio::spawn(async move {
+            use futures_util::FutureExt;
             let id = cp.id.clone();
-            let r = run(&me, &ctx, cp).await;
+            // A panic (a bug) must not leave it "running" here for good,
+            // refusing every later start: it fails, and is carried on later.
+            let r = std::panic::AssertUnwindSafe(run(&me, &ctx, cp))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SyncError::Internal(
+                        "the full sync stopped on an unexpected panic".into(),
+                    ))
+                });
             if let Err(e) = &r {
                 tracing::error!("full sync {id} failed: {e}");
                 // Unfinished, run by nobody: the next start carries it on.
@@ -408,6 +422,7 @@ pub async fn resume_full_sync(fs: &Arc<FullSync>, ctx: Arc<Ctx>) -> Result<bool,
         cp.phase
     );
     cp.owner = Some(ctx.journal.owner().to_string());
+    cp.atlas_was_empty = false;
     // `None`: another process took it first, it runs there.
     Ok(fs.take(&ctx, Some(raw), cp).await?.is_some())
 }
@@ -505,22 +520,30 @@ fn resume_filter(last: Option<&[u8]>) -> Document {
 /// commits its intent before it is sent, so it holds if, when the scan
 /// starts, no intent of the collection waits for its write, and every seq
 /// handed out since then belongs to the scan itself or to another
-/// collection. Once that fails, the rest of the scan goes by `_id` only.
+/// collection, and the collection was not dropped meanwhile (a drop takes
+/// no seq: it marks the collection, and the leader drops Atlas's once the
+/// entries before the drop were copied, so bytes read before a drop and
+/// journaled after it would bring its documents back on Atlas). Once that
+/// fails, the rest of the scan goes by `_id` only.
 struct Witness {
     ns: String,
     last_seq: i64,
     intact: bool,
+    /// The number of the collection's drop mark at the start, if any.
+    drop_mark: Option<u64>,
 }
 
 impl Witness {
     /// Must run before the scan's first read.
     async fn start(journal: &Journal, ns: &str) -> Result<Witness, SyncError> {
+        let drop_mark = drop_mark(journal, ns).await?;
         let last_seq = journal.max_seq().await?;
         let intact = journal.unready_in(ns).await? == 0;
         Ok(Witness {
             ns: ns.to_string(),
             last_seq,
             intact,
+            drop_mark,
         })
     }
 
@@ -536,9 +559,23 @@ impl Witness {
             self.intact = others.len() as i64 == first - self.last_seq - 1
                 && others.iter().all(|ns| *ns != self.ns);
         }
+        // After the append: a drop marked before it is seen here; one marked
+        // after it waits for these entries before Atlas's drop.
+        if self.intact && drop_mark(journal, &self.ns).await? != self.drop_mark {
+            self.intact = false;
+        }
         self.last_seq = last;
         Ok(self.intact)
     }
+}
+
+/// The number of the mark of a drop of `ns` through the addon, if one waits.
+async fn drop_mark(journal: &Journal, ns: &str) -> Result<Option<u64>, SyncError> {
+    Ok(indexes::marks(journal)
+        .await?
+        .into_iter()
+        .find(|(m, mark)| m == ns && mark.dropped)
+        .map(|(_, mark)| mark.n))
 }
 
 /// Copy phase: every local document. Extras phase: every Atlas `_id`
@@ -640,6 +677,41 @@ mod tests {
 
     fn key(ns: &str, id: i32) -> crate::journal::DocKey {
         key_of(ns, &Bson::Int32(id))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scanned_documents_are_not_current_once_the_collection_was_dropped() {
+        let dir = std::env::temp_dir().join(format!("dms-witness-drop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        let mut w = Witness::start(&j, "d.c").await.unwrap();
+        // Another collection's drop does not matter.
+        indexes::mark(&j, "d.other", &[], true).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 1)], false)
+            .await
+            .unwrap();
+        assert!(w.check(&j, &s).await.unwrap());
+        // This one's does (it takes no seq: bytes read before it and copied
+        // after Atlas's drop would bring its documents back there).
+        indexes::mark(&j, "d.c", &[], true).await.unwrap();
+        let s = j
+            .append_committed(vec![key("d.c", 2)], false)
+            .await
+            .unwrap();
+        assert!(!w.check(&j, &s).await.unwrap());
+        // An index change of it is no drop.
+        let mut w = Witness::start(&j, "d.x").await.unwrap();
+        indexes::mark(&j, "d.x", &["a_1".to_string()], false)
+            .await
+            .unwrap();
+        let s = j
+            .append_committed(vec![key("d.x", 1)], false)
+            .await
+            .unwrap();
+        assert!(w.check(&j, &s).await.unwrap());
+        drop(j);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

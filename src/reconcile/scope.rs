@@ -43,6 +43,15 @@ pub async fn resolve_scope(
                         "collection {db}.{coll} is excluded from replication (SYNC_EXCLUDED_COLLECTIONS)"
                     )));
                 }
+                // A view's documents are its source collection's: copied
+                // under the view's name they would become a collection.
+                let local = crate::replicate::options::info(&ctx.local, &db, &coll).await?;
+                if local.is_some_and(|i| i.kind == "view") {
+                    return Err(SyncError::invalid(format!(
+                        "{db}.{coll} is a view: name the collection it reads instead \
+                         (Atlas's view is created from the local definition)"
+                    )));
+                }
                 out.insert((db, coll));
             }
         }
