@@ -239,6 +239,40 @@ test('a full sync carried on after a crash looks for Atlas-only documents even i
   }
 })
 
+test('the leader carries on, within 30 s, a full sync whose process died while it led', async () => {
+  const db = uniqueDb('fullorphan')
+  const opts = syncOptions(db, FAST)
+  const sync = await createSync(opts)
+  try {
+    await waitFor(async () => (await sync.metrics()).leader, { what: 'this engine to lead' })
+    // Past its check at becoming leader (it looks every 500 ms until then).
+    await new Promise((r) => setTimeout(r, 1500))
+    const local = await driver(LOCAL)
+    const atlas = await driver(ATLAS)
+    await local.db(db).collection('o').insertMany([{ _id: 1 }, { _id: 2 }])
+    await atlas.db(db).collection('o').insertOne({ _id: 'atlas only' })
+    // Started by another pm2 instance, which died in the copy phase: its
+    // owner is no live engine of the directory.
+    const cp = {
+      id: 'full-orphan', collections: [[db, 'o']], index: 0, phase: 'copy', last_id: null,
+      documents_done: 0, documents_total: 2, started_at_ms: Date.now(), atlas_was_empty: false, owner: 'gone-4242',
+    }
+    const script =
+      'import sqlite3, sys\n' +
+      'c = sqlite3.connect(sys.argv[1], timeout=30)\n' +
+      "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', ?)\", (sys.argv[2],))\n" +
+      'c.commit()\n'
+    require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3'), JSON.stringify(cp)])
+    // It used to wait for the next start of an engine.
+    await waitFor(async () => {
+      const ids = (await atlas.db(db).collection('o').find().sort({ _id: 1 }).toArray()).map((d) => d._id)
+      return JSON.stringify(ids) === '[1,2]'
+    }, { timeoutMs: 60000, everyMs: 500, what: 'the orphaned full sync to be carried on' })
+  } finally {
+    await sync.close()
+  }
+})
+
 test('a verify asked again while it runs: the same options share it, other options conflict', async () => {
   const db = uniqueDb('verifyone')
   const opts = syncOptions(db, FAST)

@@ -572,12 +572,33 @@ async fn flush_timeout(j: &Journal, timeout: Duration) -> SyncError {
 }
 
 /// Resumes an unfinished full sync once this process leads replication.
+/// While this engine leads, carries on a full sync that nobody runs: left
+/// by a process that stopped (this one's predecessor, or another pm2
+/// instance that started it and died while this one led), or ended by an
+/// error. First at once, then every `RESUME_EVERY`, doubling up to
+/// `RESUME_MAX` while resumed runs keep failing.
 async fn resume_when_leader(fs: Arc<FullSync>, ctx: Arc<reconcile::Ctx>, metrics: Arc<Metrics>) {
-    while !metrics.is_leader.load(Relaxed) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    if let Err(e) = reconcile::resume_full_sync(&fs, ctx).await {
-        tracing::warn!("could not resume the full sync: {e}");
+    const RESUME_EVERY: Duration = Duration::from_secs(30);
+    const RESUME_MAX: Duration = Duration::from_secs(3600);
+    let mut wait = RESUME_EVERY;
+    loop {
+        while !metrics.is_leader.load(Relaxed) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match reconcile::resume_full_sync(&fs, ctx.clone()).await {
+            Ok(true) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RESUME_MAX);
+                continue;
+            }
+            Ok(false) => {
+                if !reconcile::unfinished(&ctx.journal).await.unwrap_or(true) {
+                    wait = RESUME_EVERY;
+                }
+            }
+            Err(e) => tracing::warn!("could not resume the full sync: {e}"),
+        }
+        tokio::time::sleep(RESUME_EVERY).await;
     }
 }
 

@@ -405,6 +405,12 @@ async fn release(journal: &Journal) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// Whether a full sync is unfinished (running, or left by a process that
+/// stopped or by a run that failed).
+pub async fn unfinished(journal: &Journal) -> Result<bool, SyncError> {
+    Ok(journal.get_meta(CHECKPOINT_KEY).await?.is_some())
+}
+
 /// Resumes a full sync that a process which stopped left unfinished (not
 /// one that another live process runs).
 pub async fn resume_full_sync(fs: &Arc<FullSync>, ctx: Arc<Ctx>) -> Result<bool, SyncError> {

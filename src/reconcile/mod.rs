@@ -14,7 +14,7 @@ mod full_sync;
 mod scope;
 mod verify;
 
-pub use full_sync::{resume_full_sync, FullSync};
+pub use full_sync::{resume_full_sync, unfinished, FullSync};
 pub use scope::resolve_scope;
 pub use verify::{
     publish as publish_verify, shared_status as shared_verify_status, verify, VerifyJob,
