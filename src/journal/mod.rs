@@ -97,6 +97,10 @@ pub struct Journal {
     pub changed: Arc<Notify>,
     pub owners: OwnerRegistry,
     clock: clock::WriteClock,
+    /// One adoption of stopped engines' intent files at a time in this
+    /// process (the leader's loop and the non-leader task may overlap at a
+    /// change of leader, and would import a claimed file twice).
+    adopting: Mutex<()>,
 }
 
 /// Most intents waiting in the intent log to be moved; beyond it, appends
@@ -279,6 +283,7 @@ impl Journal {
             changed,
             owners,
             clock,
+            adopting: Mutex::new(()),
         };
         // Other engines' leftovers must not keep this one from starting: the
         // leader tries again every second.
@@ -292,6 +297,7 @@ impl Journal {
     /// journal (not ready, owned by the engine that logged them: copied
     /// after the takeover grace). Returns how many.
     pub fn adopt_orphans(&self) -> Result<u64, SyncError> {
+        let _one = self.adopting.lock().unwrap_or_else(|p| p.into_inner());
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let files =
             intents::claim_orphans(dir, &self.owner, |h| self.owners.dead_since(h).is_some());

@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::error::{disposition, write_error_disposition, Disposition};
+use crate::error::{disposition, write_error_disposition, Disposition, SyncError};
 use crate::journal::{clock, now_ms, DeadLetter, DocKey, Journal, LeaderLock};
 use crate::observe::Metrics;
 
@@ -319,18 +319,28 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
     // while batches go on), and past the time its Atlas writes of unknown
     // outcome expire (see `copy_batch`).
     let grace = ctx.config.takeover_grace_ms as i64;
-    let until = [
-        meta_ms(&ctx, HEARTBEAT_KEY)
-            .await
-            .map(|hb| (hb + grace).max(now_ms() + grace)),
-        meta_ms(&ctx, RECOPY_KEY).await,
-    ]
-    .into_iter()
-    .flatten()
-    .max();
     // (Bounded: a clock set back must not stall the new leader for long.)
     let longest = grace.max(ctx.config.atlas_timeout_ms as i64);
-    let wait = until.map_or(0, |t| t - now_ms()).min(longest);
+    let wait = match (
+        meta_ms(&ctx, HEARTBEAT_KEY).await,
+        meta_ms(&ctx, RECOPY_KEY).await,
+    ) {
+        (Ok(heartbeat), Ok(recopy)) => {
+            let until = [
+                heartbeat.map(|hb| (hb + grace).max(now_ms() + grace)),
+                recopy,
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            until.map_or(0, |t| t - now_ms()).min(longest)
+        }
+        // Unknown: as long as anything sent before can take to land.
+        (Err(e), _) | (_, Err(e)) => {
+            ctx.record_error("reading the previous replicator's times failed", &e);
+            longest
+        }
+    };
     if wait > 0 {
         tracing::info!("waiting {wait} ms for what the previous replicator sent to land");
         tokio::select! {
@@ -341,7 +351,22 @@ async fn lead(ctx: Arc<Ctx>, paused: watch::Receiver<LocalPause>, mut stop: watc
     tracing::info!("replicator started (this process leads)");
     // Ends with this function however it ends (a panic, an abort).
     let _index_copier = AbortOnDrop(runtime().spawn(copy_indexes(ctx.clone())));
-    let clean = run(&ctx, paused, stop).await;
+    // A panic dropped the batches in flight, whose Atlas writes may still
+    // land: that is recorded while the lock is held, so no next leader can
+    // start copying before it reads it (`supervise` then restarts this).
+    let clean = {
+        use futures_util::FutureExt;
+        match std::panic::AssertUnwindSafe(run(&ctx, paused, stop))
+            .catch_unwind()
+            .await
+        {
+            Ok(clean) => clean,
+            Err(panic) => {
+                recopy_not_before(&ctx).await;
+                std::panic::resume_unwind(panic);
+            }
+        }
+    };
     ctx.journal.keep_docs(false);
     if clean {
         let _ = ctx.journal.delete_meta(HEARTBEAT_KEY).await;
@@ -525,9 +550,11 @@ pub async fn leader_stats(journal: &Journal) -> Option<serde_json::Value> {
 }
 
 /// A time in ms kept in the journal's meta table.
-async fn meta_ms(ctx: &Ctx, key: &str) -> Option<i64> {
-    let v = ctx.journal.get_meta(key).await.ok().flatten()?;
-    v.parse().ok()
+/// A time stored in the journal's meta table; `Err` if it could not be
+/// read (the caller assumes the worst).
+async fn meta_ms(ctx: &Ctx, key: &str) -> Result<Option<i64>, SyncError> {
+    let v = ctx.journal.get_meta(key).await?;
+    Ok(v.and_then(|v| v.parse().ok()))
 }
 
 /// The leader's loop. Returns whether every batch finished (clean stop).
