@@ -167,7 +167,7 @@ export interface VerifyCollectionReport {
   differentCount: number
   /** `true` when a list was capped at 1000 entries. */
   truncated: boolean
-  /** Documents of this collection copied again by `repair`. */
+  /** Differences of this collection that `repair` fixed, counted by comparing again after the copies (a copy Atlas refuses, dead-lettered, is not counted). */
   repaired: number
   /** Names of local indexes Atlas lacks (an index Atlas has under another name with the same definition counts as there). */
   indexesMissing: string[]
@@ -191,7 +191,7 @@ export interface VerifyReport {
   ok: boolean
   /** Documents missing, extra or different, over all collections. */
   differences: number
-  /** Documents copied again by `repair: true`. */
+  /** Differences `repair: true` fixed, counted by comparing again after the copies. */
   repaired: number
   /** Indexes missing or different on Atlas, over all collections (`ok` needs none). */
   indexDifferences: number

@@ -135,6 +135,27 @@ test('verify counts every difference but lists the first 1000 of each kind, and 
   await assertSame(local, await driver(ATLAS), db, ['big'])
 })
 
+test('verify repair counts what it fixed: a copy Atlas refuses is no repair', async () => {
+  const db = uniqueDb('verifyrefused')
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  // Written past the addon; Atlas's collection was made by hand with a
+  // validator the first document breaks.
+  await local.db(db).collection('strict').insertMany([{ _id: 1, n: 'text' }, { _id: 2, n: 5 }])
+  await atlas.db(db).createCollection('strict', { validator: { n: { $type: 'int' } } })
+  const sync = await createSync(syncOptions(db, FAST))
+  try {
+    const report = await sync.verify({ collections: ['strict'], repair: true })
+    assert.equal(report.differences, 2)
+    assert.equal(report.repaired, 1, 'it used to say 2: the refused copy left the journal too')
+    assert.equal(report.collections[0].repaired, 1)
+    assert.equal((await sync.metrics()).deadLettered, 1)
+    assert.deepEqual(await atlas.db(db).collection('strict').find().toArray(), [{ _id: 2, n: 5 }])
+  } finally {
+    await sync.close()
+  }
+})
+
 test('one full sync per data directory: racing starts share it, another pm2 instance sees and joins it, other collections conflict', async () => {
   const db = uniqueDb('fullone')
   const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])

@@ -239,15 +239,21 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         differences += n;
         let mut fixed = 0u64;
         if opts.repair && n > 0 {
-            if drained(
+            drained(
                 &ctx.journal,
                 ctx.journal.max_seq().await?,
                 Some(REPAIR_WAIT),
             )
-            .await?
-            {
-                fixed = n;
-            }
+            .await?;
+            // Counted, not assumed: a copy Atlas refused (dead-lettered)
+            // or one still on its way is no repair.
+            let atlas_now = ctx.atlas.get();
+            let (l, a) = tokio::try_join!(
+                summarize(&ctx.local, &db, &coll),
+                summarize(&atlas_now, &db, &coll)
+            )?;
+            let left = diff_buckets(ctx, &db, &coll, &l, &a, false).await?.total();
+            fixed = n.saturating_sub(left);
             repaired += fixed;
         }
         let capped = n > (diff.missing.len() + diff.extra.len() + diff.different.len()) as u64;
