@@ -135,6 +135,33 @@ test('verify counts every difference but lists the first 1000 of each kind, and 
   await assertSame(local, await driver(ATLAS), db, ['big'])
 })
 
+test('an engine closed while its full sync runs leaves it to the next one, which finishes it', async () => {
+  const db = uniqueDb('fullclose')
+  const opts = syncOptions(db, FAST)
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  await local.db(db).collection('c').insertMany(Array.from({ length: 3000 }, (_, i) => ({ _id: i })))
+  await atlas.db(db).collection('c').insertOne({ _id: 'atlas only' })
+  const first = await createSync(opts)
+  first.pause() // the run cannot drain: it is still running when the engine closes
+  const { id } = await first.startFullSync({ collections: ['c'] })
+  await waitFor(async () => (await first.fullSyncStatus()).documentsDone > 0, { what: 'the copy to start' })
+  await first.close({ timeoutMs: 100 })
+  const next = await createSync(opts)
+  try {
+    next.resume()
+    const done = await waitFor(async () => {
+      const s = await next.fullSyncStatus()
+      return s.id === id && s.state !== 'running' ? s : null
+    }, { timeoutMs: 60000, what: 'the full sync to be carried on' })
+    assert.equal(done.state, 'done', JSON.stringify(done))
+    await next.flush({ timeoutMs: 60000 })
+    await assertSame(local, atlas, db, ['c'])
+  } finally {
+    await next.close()
+  }
+})
+
 test('verify repair counts what it fixed: a copy Atlas refuses is no repair', async () => {
   const db = uniqueDb('verifyrefused')
   const local = await driver(LOCAL)

@@ -48,6 +48,8 @@ pub struct Engine {
     inner: RwLock<Option<Arc<Inner>>>,
     full_sync: Arc<FullSync>,
     verify_job: Arc<VerifyJob>,
+    /// Verify runs of this engine, stopped when it closes.
+    verifies: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 fn init_logging(level: &str) {
@@ -253,6 +255,7 @@ impl Engine {
             inner: RwLock::new(Some(Arc::new(inner))),
             full_sync,
             verify_job: Arc::new(VerifyJob::default()),
+            verifies: Default::default(),
         })
     }
 
@@ -406,12 +409,15 @@ impl Engine {
             }
         };
         let job = self.verify_job.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             reconcile::publish_verify(&ctx.journal, &job).await;
             let r = reconcile::verify(&ctx, opts).await;
             job.end(&r);
             reconcile::publish_verify(&ctx.journal, &job).await;
         });
+        let mut verifies = self.verifies.lock().expect("engine lock poisoned");
+        verifies.retain(|t| !t.is_finished());
+        verifies.push(task.abort_handle());
         Ok(id)
     }
 
@@ -515,6 +521,17 @@ impl Engine {
             r.stop(Duration::from_secs(5)).await;
         }
         inner.background.iter().for_each(|t| t.abort());
+        // A full sync or verify still running here would go on polling the
+        // closed journal; a full sync's checkpoint stays for the next leader.
+        self.full_sync.abort();
+        for t in self
+            .verifies
+            .lock()
+            .expect("engine lock poisoned")
+            .drain(..)
+        {
+            t.abort();
+        }
         if let Some(j) = inner.journal.clone() {
             let _ = tokio::task::spawn_blocking(move || j.close()).await;
         }

@@ -85,6 +85,8 @@ pub struct FullSync {
     scope: Mutex<Vec<(String, String)>>,
     /// Held while a run is being started or resumed: one at a time.
     starting: tokio::sync::Mutex<()>,
+    /// The run this engine is running, to stop when it closes.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// The status of a run, from its checkpoint.
@@ -310,9 +312,17 @@ impl FullSync {
         Ok(Some(id))
     }
 
+    /// Stops the run this engine is running, if any (the engine closes: its
+    /// checkpoint stays, carried on by the next leader).
+    pub fn abort(&self) {
+        if let Some(t) = self.task.lock().expect("full sync poisoned").take() {
+            t.abort();
+        }
+    }
+
     fn spawn(self: &Arc<Self>, ctx: Arc<Ctx>, cp: Checkpoint) {
         let me = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             use futures_util::FutureExt;
             let id = cp.id.clone();
             // A panic (a bug) must not leave it "running" here for good,
@@ -336,6 +346,7 @@ impl FullSync {
             }
             me.finish(r);
         });
+        *self.task.lock().expect("full sync poisoned") = Some(task.abort_handle());
     }
 
     /// Waits until full sync `id` ends, here or in another process of the
