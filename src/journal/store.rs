@@ -78,12 +78,18 @@ pub fn now_ms() -> i64 {
 /// How long a commit waits for another process's transaction.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What the WAL file is cut back to once a checkpoint emptied it: a
+/// backlog (an Atlas outage) grows it to the size of what it held, and
+/// without a limit it keeps that size on disk for good.
+pub const WAL_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Opens a connection to the journal; `check` runs SQLite's `quick_check`
 /// first (once per process is enough: it reads the whole file).
 pub fn open(path: &Path, fsync: bool, check: bool) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
     conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
     // A damaged file must stop the engine, never be silently replaced.
     let verdict: String = if check {
@@ -114,6 +120,7 @@ pub fn open_checkpointer(path: &Path, fsync: bool) -> rusqlite::Result<Connectio
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_millis(100))?;
     conn.pragma_update(None, "synchronous", if fsync { "FULL" } else { "NORMAL" })?;
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
     Ok(conn)
 }
 
@@ -618,6 +625,34 @@ mod tests {
         let seqs = append(&tx, "me", &keys, true, false, 1).unwrap();
         tx.commit().unwrap();
         (path, c, keys, seqs)
+    }
+
+    #[test]
+    fn the_wal_a_backlog_grew_is_cut_back_once_checkpointed() {
+        let dir = crate::journal::tests::temp_dir("store-wal-limit");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("journal.sqlite3");
+        let wal = dir.join("journal.sqlite3-wal");
+        let c = open(&path, false, true).unwrap();
+        c.execute_batch("CREATE TABLE grow (b BLOB)").unwrap();
+        // A backlog of document bytes larger than the limit, then drained.
+        let mb = vec![7u8; 1024 * 1024];
+        for _ in 0..(WAL_LIMIT / (1024 * 1024) + 16) {
+            c.execute("INSERT INTO grow (b) VALUES (?1)", params![mb])
+                .unwrap();
+        }
+        c.execute("DELETE FROM grow", []).unwrap();
+        let grown = std::fs::metadata(&wal).unwrap().len() as i64;
+        assert!(grown > WAL_LIMIT, "the WAL grew to {grown} bytes");
+        // The checkpoint thread's pass, then the next commit starts the WAL
+        // over and cuts the file back.
+        checkpoint(&open_checkpointer(&path, false).unwrap()).unwrap();
+        c.execute("INSERT INTO grow (b) VALUES (x'00')", [])
+            .unwrap();
+        let after = std::fs::metadata(&wal).unwrap().len() as i64;
+        assert!(after <= WAL_LIMIT, "{after} bytes after the checkpoint");
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn seqs_after(c: &Connection, after: i64, limit: usize) -> Vec<i64> {
