@@ -128,9 +128,12 @@ impl Diff {
     }
 }
 
-/// Pass 2 over the buckets whose summaries differ, a group at a time. With
-/// `repair`, each group's differing documents are journaled before the next
-/// group is read, so no more than a group's ids are held at once.
+/// Pass 2 over the buckets whose summaries differ. A bucket only one side
+/// has documents in needs no pairing: one stream of that side lists them
+/// (a collection missing on Atlas entirely is one scan, not one per group).
+/// The others are paired a group at a time. With `repair`, differing
+/// documents are journaled as they are found, so no more than a group's ids
+/// (or a chunk's) are held at once.
 async fn diff_buckets(
     ctx: &Ctx,
     db: &str,
@@ -139,10 +142,26 @@ async fn diff_buckets(
     a: &Summary,
     repair: bool,
 ) -> Result<Diff, SyncError> {
+    let ns = format!("{db}.{coll}");
+    let mut diff = Diff::default();
+    let only_local: Vec<bool> = (0..BUCKETS)
+        .map(|b| l.count[b] > 0 && a.count[b] == 0)
+        .collect();
+    let only_atlas: Vec<bool> = (0..BUCKETS)
+        .map(|b| a.count[b] > 0 && l.count[b] == 0)
+        .collect();
+    for (kind, client, wanted) in [
+        (0, ctx.local.clone(), &only_local),
+        (1, ctx.atlas.get(), &only_atlas),
+    ] {
+        if wanted.iter().any(|w| *w) {
+            one_sided(ctx, &client, &ns, wanted, repair, |ids| diff.add(kind, ids)).await?;
+        }
+    }
     let differing: Vec<usize> = (0..BUCKETS)
+        .filter(|&b| !only_local[b] && !only_atlas[b])
         .filter(|&b| l.count[b] != a.count[b] || l.sum[b] != a.sum[b])
         .collect();
-    let mut diff = Diff::default();
     let mut groups: Vec<Vec<usize>> = vec![Vec::new()];
     let mut load = 0;
     for b in differing {
@@ -177,7 +196,6 @@ async fn diff_buckets(
         .await?;
         let missing: Vec<Bson> = local.into_values().map(|(id, _)| id).collect();
         if repair {
-            let ns = format!("{db}.{coll}");
             let keys: Vec<_> = missing
                 .iter()
                 .chain(&extra)
@@ -193,6 +211,46 @@ async fn diff_buckets(
         diff.add(2, &different);
     }
     Ok(diff)
+}
+
+/// Every `_id` of `client`'s collection `ns` in a `wanted` bucket, a chunk
+/// at a time to `found` (and to the journal, with `repair`).
+async fn one_sided(
+    ctx: &Ctx,
+    client: &Client,
+    ns: &str,
+    wanted: &[bool],
+    repair: bool,
+    mut found: impl FnMut(&[Bson]),
+) -> Result<(), SyncError> {
+    let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+    let mut cursor = client
+        .database(db)
+        .collection::<RawDocumentBuf>(coll)
+        .find(doc! {})
+        .projection(doc! { "_id": 1 })
+        .await?;
+    let mut chunk = Vec::with_capacity(1000);
+    loop {
+        let next = cursor.try_next().await?;
+        let end = next.is_none();
+        if let Some(id) = next.as_ref().and_then(raw_id) {
+            if wanted[bucket_of(&canon_id(&id))] {
+                chunk.push(id);
+            }
+        }
+        if chunk.len() >= 1000 || (end && !chunk.is_empty()) {
+            if repair {
+                let keys = chunk.iter().map(|id| key_of(ns, id)).collect();
+                ctx.journal.append_ready(keys).await?;
+            }
+            found(&chunk);
+            chunk.clear();
+        }
+        if end {
+            return Ok(());
+        }
+    }
 }
 
 fn listed(ids: &[Bson]) -> Bson {
