@@ -191,6 +191,23 @@ test('verify finds exactly the differences planted on Atlas (exit 1); --repair f
   assert.match(clean.stdout, /^verify: local and Atlas are the same/)
 })
 
+test('verify prints a collection whose options Atlas lacks (exit 1); --repair creates it again with them (exit 0)', async () => {
+  await local.db(db).createCollection('capcli', { capped: true, size: 8192 })
+  await local.db(db).collection('capcli').insertMany([{ _id: 1 }, { _id: 2 }])
+  await atlas.db(db).collection('capcli').insertMany([{ _id: 1 }, { _id: 2 }])
+  const human = await cli(['verify', '--collections', 'capcli'])
+  assert.equal(human.code, 1, show(human))
+  assert.match(human.stdout, /^verify: 0 difference\(s\), 0 repaired; 1 collection option difference\(s\), 0 repaired$/m)
+  assert.match(human.stdout, new RegExp(`^ {2}DIFFERENT ${db}\\.capcli: local 2, atlas 2$`, 'm'))
+  assert.match(human.stdout, /collection options different on Atlas \(1\): capped/)
+  const repaired = await cli(['verify', '--repair', '--collections', 'capcli', '--json'])
+  assert.equal(repaired.code, 0, show(repaired))
+  assert.equal(repaired.json.optionsRepaired, 1)
+  const [info] = await atlas.db(db).listCollections({ name: 'capcli' }).toArray()
+  assert.equal(info.options.capped, true)
+  await assertSame(local, atlas, db, ['capcli'])
+})
+
 test('full copies local to Atlas and deletes Atlas-only documents', async () => {
   const docs = Array.from({ length: 30 }, (_, i) => ({ _id: i, n: i }))
   await local.db(db).collection('full').insertMany(docs)
