@@ -122,6 +122,7 @@ pub struct Handle {
     paused: watch::Sender<LocalPause>,
     stop: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    ctx: Arc<Ctx>,
 }
 
 impl Handle {
@@ -189,6 +190,12 @@ impl Handle {
                 .await
                 .is_err()
             {
+                // Batches may still be on their way to Atlas: recorded
+                // before the abort releases the leader lock, so the next
+                // leader waits until they cannot land.
+                if self.ctx.metrics.is_leader.load(Relaxed) {
+                    recopy_not_before(&self.ctx).await;
+                }
                 t.abort();
             }
         }
@@ -250,16 +257,17 @@ pub fn spawn(ctx: Arc<Ctx>) -> Handle {
     let (paused, paused_rx) = watch::channel(LocalPause::default());
     let (stop, stop_rx) = watch::channel(false);
     let stopped = stop_rx.clone();
-    let c = ctx.clone();
+    let (c, p) = (ctx.clone(), ctx.clone());
     let task = runtime().spawn(supervise(
         move || lead(c.clone(), paused_rx.clone(), stop_rx.clone()),
-        move |msg| after_panic(ctx.clone(), msg),
+        move |msg| after_panic(p.clone(), msg),
         stopped,
     ));
     Handle {
         paused,
         stop,
         task: tokio::sync::Mutex::new(Some(task)),
+        ctx,
     }
 }
 
