@@ -556,20 +556,14 @@ async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> 
     if marked.is_empty() {
         return Ok(());
     }
-    loop {
-        let marks = indexes::marks(j).await?;
-        let left = marks.iter().filter(|(ns, _)| marked.contains(ns)).count();
-        if left == 0 {
-            break;
-        }
-        if left_time().is_zero() {
-            return Err(SyncError::Timeout(format!(
-                "flush timed out after {} ms with the index changes of {left} collection(s) \
-                 still waiting for Atlas; check sync.health() for the Atlas connection",
-                timeout.as_millis()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let left =
+        indexes::wait_unmarked(j, &marked, Duration::from_millis(10), Some(deadline)).await?;
+    if left > 0 {
+        return Err(SyncError::Timeout(format!(
+            "flush timed out after {} ms with the index changes of {left} collection(s) \
+             still waiting for Atlas; check sync.health() for the Atlas connection",
+            timeout.as_millis()
+        )));
     }
     // A drop's copy journals the documents Atlas must lose: those too.
     let target = j.max_seq().await?;

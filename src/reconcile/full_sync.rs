@@ -490,19 +490,21 @@ async fn run(fs: &FullSync, ctx: &Ctx, mut cp: Checkpoint) -> Result<(), SyncErr
     ctx.journal.delete_meta(CHECKPOINT_KEY).await
 }
 
-/// Waits until the leader copied (or gave up on) the indexes of
-/// `collections`.
+/// Waits until the leader copied (or gave up on) the collection options and
+/// indexes of `collections`.
 async fn indexes_copied(ctx: &Ctx, collections: &[(String, String)]) -> Result<(), SyncError> {
-    loop {
-        let marks = indexes::marks(&ctx.journal).await?;
-        let pending = marks
-            .iter()
-            .any(|(ns, _)| collections.iter().any(|(d, c)| *ns == format!("{d}.{c}")));
-        if !pending {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    let namespaces: Vec<String> = collections
+        .iter()
+        .map(|(d, c)| format!("{d}.{c}"))
+        .collect();
+    indexes::wait_unmarked(
+        &ctx.journal,
+        &namespaces,
+        std::time::Duration::from_millis(10),
+        None,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Where a scan that stopped after `last` goes on: `_id`s after it of the

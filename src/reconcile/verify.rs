@@ -366,14 +366,14 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
 /// indexes of `ns` and cleared its mark.
 async fn mark_cleared(ctx: &Ctx, ns: &str) -> Result<(), SyncError> {
     let deadline = std::time::Instant::now() + REPAIR_WAIT;
-    while std::time::Instant::now() < deadline
-        && indexes::marks(&ctx.journal)
-            .await?
-            .iter()
-            .any(|(m, _)| m == ns)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let namespaces = [ns.to_string()];
+    indexes::wait_unmarked(
+        &ctx.journal,
+        &namespaces,
+        Duration::from_millis(100),
+        Some(deadline),
+    )
+    .await?;
     Ok(())
 }
 

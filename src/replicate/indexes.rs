@@ -117,6 +117,28 @@ pub async fn marks(journal: &Journal) -> Result<Vec<(String, Mark)>, SyncError> 
     Ok(parse(cur.as_deref()).into_iter().collect())
 }
 
+/// Waits until none of `namespaces` is marked any more (the leader copied
+/// them, or gave up), reading the marks every `every`, until `deadline` if
+/// one is given; returns how many are still marked then (0: none).
+pub async fn wait_unmarked(
+    journal: &Journal,
+    namespaces: &[String],
+    every: std::time::Duration,
+    deadline: Option<std::time::Instant>,
+) -> Result<usize, SyncError> {
+    loop {
+        let left = marks(journal)
+            .await?
+            .iter()
+            .filter(|(ns, _)| namespaces.contains(ns))
+            .count();
+        if left == 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(left);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Removes the mark of `ns` if it is still the one copied (`n`).
 pub async fn unmark(journal: &Journal, ns: &str, n: u64) -> Result<(), SyncError> {
     loop {
@@ -188,15 +210,7 @@ pub async fn copy_drop(
     // No batch of it is copied between the drop and the creation of the
     // local collection's likeness, which would create a plain one.
     let held = super::options::hold(ns).await;
-    let cmd = doc! { "drop": coll };
-    match atlas.database(db).run_command(cmd).await {
-        Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
-        _ => {}
-    }
-    let now = super::options::info(local, db, coll).await?;
-    if let Some(now) = now.as_ref().filter(|n| n.kind != "timeseries") {
-        super::options::create(atlas, db, coll, now).await?;
-    }
+    let now = super::options::replace_on_atlas(local, atlas, db, coll).await?;
     drop(held);
     // A view has no documents of its own (a `find` on it reads its source).
     if now.is_some_and(|n| n.kind != "view") {

@@ -458,9 +458,7 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
                         &format!("copying the drop of {ns} to Atlas failed, will retry"),
                         &e,
                     );
-                    let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
-                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
-                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
+                    retry_or_give_up(ctx, attempts, &ns, false);
                     continue;
                 }
             }
@@ -489,13 +487,12 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
                 }
             }
             Err(e) => {
-                let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
-                let transient = match &e {
-                    crate::error::SyncError::Mongo(m) => disposition(m) == Disposition::Transient,
-                    crate::error::SyncError::Conflict(_) => false,
-                    _ => true,
+                let permanent = match &e {
+                    SyncError::Mongo(m) => disposition(m) != Disposition::Transient,
+                    SyncError::Conflict(_) => true,
+                    _ => false,
                 };
-                let give_up = !transient && n >= ctx.config.max_retries;
+                let give_up = retry_or_give_up(ctx, attempts, &ns, permanent);
                 let what = if give_up {
                     format!("copying the collection {ns} to Atlas failed, given up (its indexes are copied still)")
                 } else {
@@ -503,8 +500,6 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
                 };
                 ctx.record_error(&what, &e);
                 if !give_up {
-                    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
-                    attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
                     continue;
                 }
             }
@@ -525,17 +520,14 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
                 true
             }
             Err(e) => {
-                let n = attempts.get(&ns).map_or(0, |(n, _)| *n);
-                let give_up =
-                    disposition(&e) != Disposition::Transient && n >= ctx.config.max_retries;
+                let permanent = disposition(&e) != Disposition::Transient;
+                let give_up = retry_or_give_up(ctx, attempts, &ns, permanent);
                 let what = if give_up {
                     format!("copying the indexes of {ns} to Atlas failed, given up")
                 } else {
                     format!("copying the indexes of {ns} to Atlas failed, will retry")
                 };
                 ctx.record_error(&what, &crate::error::describe(&e));
-                let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
-                attempts.insert(ns.clone(), (n + 1, Instant::now() + delay));
                 give_up
             }
         };
@@ -546,6 +538,19 @@ async fn copy_marked_indexes(ctx: &Ctx, attempts: &mut Attempts) {
             }
         }
     }
+}
+
+/// After a failed step of copying `ns`: whether it is given up (a
+/// `permanent` failure, tried `SYNC_MAX_RETRIES` times already); if not,
+/// the next attempt is scheduled with backoff.
+fn retry_or_give_up(ctx: &Ctx, attempts: &mut Attempts, ns: &str, permanent: bool) -> bool {
+    let n = attempts.get(ns).map_or(0, |(n, _)| *n);
+    if permanent && n >= ctx.config.max_retries {
+        return true;
+    }
+    let delay = backoff(n, ctx.config.retry_base_ms, ctx.config.retry_max_ms);
+    attempts.insert(ns.to_string(), (n + 1, Instant::now() + delay));
+    false
 }
 
 /// The replication figures the live leader of the directory published, if

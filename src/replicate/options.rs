@@ -306,11 +306,7 @@ pub async fn copy(
     if !counted.await? {
         return Ok(Copied::Later);
     }
-    match atlas.database(db).run_command(doc! { "drop": coll }).await {
-        Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
-        _ => {}
-    }
-    create(atlas, db, coll, &want).await?;
+    replace_on_atlas(local, atlas, db, coll).await?;
     drop(held);
     Ok(Copied::Recreated)
 }
@@ -337,13 +333,29 @@ pub async fn rejournal(journal: &Journal, local: &Client, ns: &str) -> Result<()
     Ok(())
 }
 
-/// Creates Atlas's `db.coll` like the local one (see [`create_command`]).
-pub(super) async fn create(
+/// Drops Atlas's `db.coll` (gone already is fine), then, if the local one
+/// exists, creates it like that one (a time series collection is left for
+/// the copies to create); returns the local one as it was then. The caller
+/// holds the gate ([`hold`]).
+pub(super) async fn replace_on_atlas(
+    local: &Client,
     atlas: &Client,
     db: &str,
     coll: &str,
-    want: &Info,
-) -> Result<(), SyncError> {
+) -> Result<Option<Info>, SyncError> {
+    match atlas.database(db).run_command(doc! { "drop": coll }).await {
+        Err(e) if code_of(&e) != Some(26) => return Err(e.into()),
+        _ => {}
+    }
+    let now = info(local, db, coll).await?;
+    if let Some(l) = now.as_ref().filter(|l| l.kind != "timeseries") {
+        create(atlas, db, coll, l).await?;
+    }
+    Ok(now)
+}
+
+/// Creates Atlas's `db.coll` like the local one (see [`create_command`]).
+async fn create(atlas: &Client, db: &str, coll: &str, want: &Info) -> Result<(), SyncError> {
     atlas
         .database(db)
         .run_command(create_command(coll, want))
