@@ -14,6 +14,20 @@ after(closeDrivers)
 
 const FAST = { takeoverGraceMs: 200, retryBaseMs: 20, retryMaxMs: 500 }
 
+/**
+ * Stores `value` as the data directory's full-sync checkpoint, straight in
+ * the journal's SQLite file (with Python's sqlite3), as a crashed or older
+ * engine may have left it; waits for a live engine's transaction.
+ */
+function writeCheckpoint(dataDir, value) {
+  const script =
+    'import sqlite3, sys\n' +
+    'c = sqlite3.connect(sys.argv[1], timeout=30)\n' +
+    "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', ?)\", (sys.argv[2],))\n" +
+    'c.commit()\n'
+  require('node:child_process').execFileSync('python3', ['-c', script, path.join(dataDir, 'journal.sqlite3'), value])
+}
+
 /** Documents written straight to local (as if they predate the sync). */
 async function seedLocal(local, db, coll, n, from = 0) {
   const docs = Array.from({ length: n }, (_, i) => ({ _id: from + i, k: (from + i) % 10, n: 0, body: 'x'.repeat(100) }))
@@ -237,12 +251,7 @@ test('an unreadable full-sync checkpoint is replaced by the next full sync', asy
   const opts = syncOptions(db, FAST)
   await (await createSync(opts)).close() // creates the journal
   // Written as an older or a broken version might have left it.
-  const script =
-    'import sqlite3, sys\n' +
-    "c = sqlite3.connect(sys.argv[1])\n" +
-    "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', '{not json')\")\n" +
-    'c.commit()\n'
-  require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3')])
+  writeCheckpoint(opts.dataDir, '{not json')
   const sync = await createSync(opts)
   try {
     await sync.collection('c').insertOne({ _id: 1 })
@@ -270,12 +279,7 @@ test('a full sync carried on after a crash looks for Atlas-only documents even i
     id: 'full-crashed', collections: [[db, 'c']], index: 0, phase: 'copy', last_id: lastId,
     documents_done: 1, documents_total: 2, started_at_ms: Date.now(), atlas_was_empty: true, owner: null,
   }
-  const script =
-    'import sqlite3, sys\n' +
-    'c = sqlite3.connect(sys.argv[1])\n' +
-    "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', ?)\", (sys.argv[2],))\n" +
-    'c.commit()\n'
-  require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3'), JSON.stringify(cp)])
+  writeCheckpoint(opts.dataDir, JSON.stringify(cp))
   const sync = await createSync(opts)
   try {
     const status = await sync.fullSync({ collections: ['c'] })
@@ -305,12 +309,7 @@ test('the leader carries on, within 30 s, a full sync whose process died while i
       id: 'full-orphan', collections: [[db, 'o']], index: 0, phase: 'copy', last_id: null,
       documents_done: 0, documents_total: 2, started_at_ms: Date.now(), atlas_was_empty: false, owner: 'gone-4242',
     }
-    const script =
-      'import sqlite3, sys\n' +
-      'c = sqlite3.connect(sys.argv[1], timeout=30)\n' +
-      "c.execute(\"INSERT OR REPLACE INTO meta (key, value) VALUES ('full_sync', ?)\", (sys.argv[2],))\n" +
-      'c.commit()\n'
-    require('node:child_process').execFileSync('python3', ['-c', script, path.join(opts.dataDir, 'journal.sqlite3'), JSON.stringify(cp)])
+    writeCheckpoint(opts.dataDir, JSON.stringify(cp))
     // It used to wait for the next start of an engine.
     await waitFor(async () => {
       const ids = (await atlas.db(db).collection('o').find().sort({ _id: 1 }).toArray()).map((d) => d._id)
