@@ -625,6 +625,8 @@ export declare class MongoBulkWriteError extends MongoServerError {
   insertedIds?: { [index: number]: any }
 }
 export declare class MongoNetworkError extends MongoError {}
+/** A call the local server did not answer within `socketTimeoutMS`; a write it carried may still be applied. */
+export declare class MongoNetworkTimeoutError extends MongoNetworkError {}
 export declare class MongoServerSelectionError extends MongoError {}
 export declare class MongoInvalidArgumentError extends MongoError {}
 /** A use of the API the driver does not allow (a cursor `map` that returns `null`). */

@@ -14,6 +14,7 @@ export const {
   MongoServerError,
   MongoBulkWriteError,
   MongoNetworkError,
+  MongoNetworkTimeoutError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoAPIError,

@@ -67,6 +67,42 @@ test('credentials never appear in configuration errors', () => {
   assert.doesNotMatch(t.message, /short secret/)
 })
 
+test('a connection string written for the Node driver works unchanged', async () => {
+  // Options the official driver takes and the Rust driver refuses: old
+  // spellings (j, fsync, wtimeout), socketTimeoutMS, Node's socket and JS
+  // knobs, compressors it needs optional packages for, maxStalenessSeconds
+  // without a secondary read preference. The official driver takes each
+  // string as it is (checked here), so createSync must too.
+  const nodeOptions = 'j=true&wtimeout=5000&socketTimeoutMS=45000&timeoutMS=0&family=4&autoSelectFamily=true&noDelay=true&minHeartbeatFrequencyMS=500&monitorCommands=false&enableUtf8Validation=true&maxStalenessSeconds=120&compressors=snappy,zlib&zlibCompressionLevel=6&tlsAllowInvalidHostnames=false'
+  const env = {
+    ...base(),
+    SYNC_LOG_LEVEL: 'info',
+    MONGODB_URI: `${LOCAL}&${nodeOptions}`,
+    MONGODB_ATLAS_URI: `${ATLAS}&fsync=true&socketTimeoutMS=30000&compressors=zstd`,
+  }
+  // (The official driver speaks snappy and zstd only with optional packages
+  // installed; without them it fails, so it is checked with zlib alone.)
+  for (const uri of [env.MONGODB_URI, env.MONGODB_ATLAS_URI]) {
+    const official = await driver(uri.replace('snappy,zlib', 'zlib').replace('&compressors=zstd', ''))
+    await official.db('admin').command({ ping: 1 })
+  }
+  const r = createInChild(env)
+  assert.equal(r.ok, true, `refused: ${r.message}`)
+  // What has no effect here is named once, not silently dropped.
+  assert.match(r.stderr, /MONGODB_URI: options of the Node driver with no effect here: timeoutMS=0, family=4, autoSelectFamily=true, noDelay=true, minHeartbeatFrequencyMS=500, monitorCommands=false, enableUtf8Validation=true, maxStalenessSeconds=120, compressors snappy/)
+  assert.match(r.stderr, /MONGODB_ATLAS_URI: options of the Node driver with no effect here: compressors zstd/)
+  assert.match(r.stderr, /MONGODB_ATLAS_URI: socketTimeoutMS is not applied; each Atlas batch is bounded by SYNC_ATLAS_TIMEOUT_MS/)
+
+  // What cannot be honoured is refused by name, password hidden.
+  const bad = createInChild({ ...base(), MONGODB_ATLAS_URI: 'mongodb://u:Hidden7@127.0.0.1:1/?tls=true&tlsAllowInvalidHostnames=true' })
+  assert.equal(bad.code, 'ERR_SYNC_CONFIG')
+  assert.match(bad.message, /MONGODB_ATLAS_URI.*tlsAllowInvalidHostnames=true.*tlsInsecure=true/)
+  assert.doesNotMatch(bad.message + bad.stderr, /Hidden7/)
+  const nan = createInChild({ ...base(), MONGODB_URI: `${LOCAL}&socketTimeoutMS=soon` })
+  assert.equal(nan.code, 'ERR_SYNC_CONFIG')
+  assert.match(nan.message, /MONGODB_URI.*socketTimeoutMS to be a whole number of milliseconds/)
+})
+
 test('sync enabled without MONGODB_ATLAS_URI says what to set', () => {
   const r = createInChild({ MONGODB_URI: LOCAL, SYNC_DATA_DIR: tempDir() })
   assert.equal(r.code, 'ERR_SYNC_CONFIG')

@@ -146,6 +146,60 @@ async function stallACopy(sync, c, proxy, onAtlas) {
   await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
 }
 
+test('socketTimeoutMS from a Node driver connection string: a slow local call fails as the driver\'s does, and its write still reaches Atlas', async () => {
+  // The Rust driver refuses socketTimeoutMS (and j, wtimeout, family, ...);
+  // the engine reads the string as the Node driver does (src/uri.rs) and
+  // bounds each local call itself. A call past the bound rejects with
+  // MongoNetworkTimeoutError while its write goes on: when the server
+  // applies it, the replicator copies it.
+  const { MongoNetworkError, MongoNetworkTimeoutError } = require('..')
+  const db = uniqueDb('socket_timeout')
+  const proxy = await startProxy(Number(new URL(LOCAL).port))
+  const localUri = `${withDb(proxy.uri, db)}&socketTimeoutMS=300&j=true&wtimeout=2500&family=4&noDelay=true&timeoutMS=0`
+  const sync = await createSync({ ...syncOptions(db, FAST), localUri }).catch(async (e) => {
+    await proxy.close()
+    throw e
+  })
+  const c = sync.db(db).collection('t')
+  try {
+    proxy.state.tap = []
+    await c.insertOne({ _id: 1, v: 0 })
+    const sent = Buffer.concat(proxy.state.tap)
+    proxy.state.tap = null
+    // j and wtimeout reached the server as the write concern of the insert.
+    assert.ok(sent.includes(Buffer.from('\x08j\x00\x01', 'latin1')), 'j: true was sent')
+    const wt = sent.indexOf('wtimeout\0')
+    assert.ok(wt > 0, 'wtimeout was sent')
+    const v = wt + 'wtimeout'.length + 1
+    assert.equal(sent[wt - 1] === 0x10 ? sent.readInt32LE(v) : Number(sent.readBigInt64LE(v)), 2500)
+    await sync.flush({ timeoutMs: 30000 })
+
+    proxy.set('latency', { ms: 1500 }) // the reply comes 3 s after the call
+    totals.faults += 1
+    const at = Date.now()
+    const failed = await c.updateOne({ _id: 1 }, { $inc: { v: 1 } }).then(() => null, (e) => e)
+    const waited = Date.now() - at
+    assert.ok(failed, 'the call rejected')
+    assert.equal(failed.name, 'MongoNetworkTimeoutError', `${failed.name}: ${failed.message}`)
+    assert.ok(failed instanceof MongoNetworkTimeoutError && failed instanceof MongoNetworkError)
+    assert.match(failed.message, /socketTimeoutMS \(300 ms\)/)
+    assert.ok(waited < 1500, `rejected after ${waited} ms, before any reply could come`)
+    proxy.set('pass') // the delayed command still reaches the server
+    await sync.flush({ timeoutMs: 30000 })
+    const local = await driver(LOCAL)
+    assert.deepEqual(await local.db(db).collection('t').findOne({ _id: 1 }), { _id: 1, v: 1 }, 'the update was applied after all')
+    await compareAll(db, ['t'])
+    // Calls within the bound are unaffected, reads too.
+    await c.updateOne({ _id: 1 }, { $inc: { v: 1 } })
+    assert.equal((await c.findOne({ _id: 1 })).v, 2)
+    await sync.flush({ timeoutMs: 30000 })
+    await compareAll(db, ['t'])
+  } finally {
+    await sync.close()
+    await proxy.close()
+  }
+})
+
 test('an Atlas write that stalls and lands after the retry is overwritten: the documents are copied again', async () => {
   // The batch carrying v: 1 times out (SYNC_ATLAS_TIMEOUT_MS) while its bytes
   // sit in the network; the retry copies v: 2; then the stalled write runs

@@ -67,6 +67,14 @@ class MongoNetworkError extends MongoError {
   }
 }
 
+/** A call the server did not answer in time (socketTimeoutMS), as the driver's. */
+class MongoNetworkTimeoutError extends MongoNetworkError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoNetworkTimeoutError'
+  }
+}
+
 class MongoServerSelectionError extends MongoError {
   constructor(message, fields) {
     super(message, fields)
@@ -95,6 +103,7 @@ const CLASSES = {
   MongoWriteConcernError: MongoServerError,
   MongoBulkWriteError,
   MongoNetworkError,
+  MongoNetworkTimeoutError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoError,
@@ -138,6 +147,7 @@ module.exports = {
   MongoServerError,
   MongoBulkWriteError,
   MongoNetworkError,
+  MongoNetworkTimeoutError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoAPIError,

@@ -394,7 +394,7 @@ pub fn redact_uri(uri: &str) -> String {
 /// before any `/` is still in the authority: a password with an unescaped
 /// `?` ends at the next `@` (an `@` in a query value after a host with no
 /// path is then hidden too, which costs nothing).
-fn userinfo(rest: &str) -> (Option<&str>, &str) {
+pub(crate) fn userinfo(rest: &str) -> (Option<&str>, &str) {
     let query = rest.find('?').unwrap_or(rest.len());
     let at = match rest[..query].rfind('@') {
         Some(at) => Some(at),

@@ -50,6 +50,9 @@ pub struct Engine {
     verify_job: Arc<VerifyJob>,
     /// Verify runs of this engine, stopped when it closes.
     verifies: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+    /// `socketTimeoutMS` of `MONGODB_URI`: how long one call waits for the
+    /// local server.
+    socket_timeout: Option<Duration>,
 }
 
 fn init_logging(level: &str) {
@@ -69,12 +72,21 @@ fn init_logging(level: &str) {
 /// and is retried with backoff (unless the URI sets serverSelectionTimeoutMS).
 const ATLAS_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Client options for `uri`, read as the Node driver reads it (see
+/// [`crate::uri`]), and its `socketTimeoutMS`.
 async fn options_for(
     var: &'static str,
     uri: &str,
     secrets: &[&str],
-) -> Result<ClientOptions, SyncError> {
-    let mut opts = ClientOptions::parse(uri).await.map_err(|e| {
+) -> Result<(ClientOptions, Option<Duration>), SyncError> {
+    let rust = crate::uri::for_rust(var, uri)?;
+    if !rust.not_applied.is_empty() {
+        tracing::info!(
+            "{var}: options of the Node driver with no effect here: {}",
+            scrub(&rust.not_applied.join(", "), secrets)
+        );
+    }
+    let mut opts = ClientOptions::parse(&rust.uri).await.map_err(|e| {
         SyncError::config(
             var,
             &redact_uri(uri),
@@ -92,7 +104,40 @@ async fn options_for(
     } else {
         read_primary(&mut opts);
     }
-    Ok(opts)
+    Ok((opts, rust.socket_timeout))
+}
+
+/// The error of a call that waited `limit` (`socketTimeoutMS`) for the local
+/// server: a network timeout, as the Node driver reports one. The write it
+/// carried may still be applied; its journal entries are settled when it
+/// ends (see [`Engine::write`]).
+fn socket_timed_out(limit: Duration) -> SyncError {
+    let io = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "the local server did not answer within socketTimeoutMS ({} ms)",
+            limit.as_millis()
+        ),
+    );
+    SyncError::Mongo(mongodb::error::Error::from(io))
+}
+
+/// Runs `call` as a task of its own and answers after `limit` at the latest
+/// (`socketTimeoutMS`). A call that has not answered by then keeps running
+/// and ends as it would have: it is not dropped halfway, so a write whose
+/// documents were journaled still settles its entries (ready once the
+/// server answers), and the replicator copies whatever the server did.
+async fn limited<T: Send + 'static>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, SyncError>> + Send + 'static,
+) -> Result<T, SyncError> {
+    match tokio::time::timeout(limit, tokio::spawn(call)).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => Err(SyncError::Internal(format!(
+            "a call ended unexpectedly: {e}"
+        ))),
+        Err(_) => Err(socket_timed_out(limit)),
+    }
 }
 
 /// The local server is read at its primary whatever the URI's
@@ -169,7 +214,8 @@ impl Engine {
             .flatten()
             .collect();
         let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let local_opts = options_for("MONGODB_URI", &config.local_uri, &s).await?;
+        let (local_opts, socket_timeout) =
+            options_for("MONGODB_URI", &config.local_uri, &s).await?;
         let db = local_opts.default_database.clone();
         let local =
             Client::with_options(local_opts.clone()).map_err(connect_error("MONGODB_URI", &s))?;
@@ -183,7 +229,14 @@ impl Engine {
         metrics.local_up.store(true, Relaxed);
         let (atlas, journal, replicator) = if config.enabled {
             let uri = config.atlas_uri.clone().unwrap_or_default();
-            let atlas_opts = options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+            let (atlas_opts, atlas_socket_timeout) =
+                options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+            if atlas_socket_timeout.is_some() {
+                tracing::info!(
+                    "MONGODB_ATLAS_URI: socketTimeoutMS is not applied; each Atlas batch is bounded by SYNC_ATLAS_TIMEOUT_MS ({} ms)",
+                    config.atlas_timeout_ms
+                );
+            }
             let atlas = Arc::new(
                 replicate::Atlas::new(atlas_opts)
                     .map_err(connect_error("MONGODB_ATLAS_URI", &s))?,
@@ -256,6 +309,7 @@ impl Engine {
             full_sync,
             verify_job: Arc::new(VerifyJob::default()),
             verifies: Default::default(),
+            socket_timeout,
         })
     }
 
@@ -278,6 +332,7 @@ impl Engine {
         &self.default_db
     }
 
+    /// Runs a write method with BSON `args`; its result as BSON.
     pub async fn write(
         &self,
         db: &str,
@@ -287,10 +342,20 @@ impl Engine {
     ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
-        let out: Document = inner.writer.write(db, coll, op, p).await?;
+        let out: Document = match self.socket_timeout {
+            None => inner.writer.write(db, coll, op, p).await?,
+            Some(limit) => {
+                let [db, coll, op] = [db, coll, op].map(str::to_owned);
+                limited(limit, async move {
+                    inner.writer.write(&db, &coll, &op, p).await
+                })
+                .await?
+            }
+        };
         mongodb::bson::to_vec(&out).map_err(|e| SyncError::Internal(e.to_string()))
     }
 
+    /// Runs a read method with BSON `args`; its result as BSON.
     pub async fn read(
         &self,
         db: &str,
@@ -300,7 +365,17 @@ impl Engine {
     ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
-        inner.writer.read(db, coll, op, p).await
+        match self.socket_timeout {
+            None => inner.writer.read(db, coll, op, p).await,
+            Some(limit) => {
+                let [db, coll, op] = [db, coll, op].map(str::to_owned);
+                limited(
+                    limit,
+                    async move { inner.writer.read(&db, &coll, &op, p).await },
+                )
+                .await
+            }
+        }
     }
 
     /// Pauses replication for every process of the data directory (pm2
@@ -670,24 +745,37 @@ mod tests {
     #[tokio::test]
     async fn the_local_server_is_read_at_its_primary() {
         let uri = "mongodb://h:1/?replicaSet=rs&readPreference=secondaryPreferred";
-        let local = options_for("MONGODB_URI", uri, &[]).await.unwrap();
+        let (local, _) = options_for("MONGODB_URI", uri, &[]).await.unwrap();
         assert!(matches!(
             local.selection_criteria,
             Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
         ));
-        let plain = options_for("MONGODB_URI", "mongodb://h:1", &[])
+        let (plain, _) = options_for("MONGODB_URI", "mongodb://h:1", &[])
             .await
             .unwrap();
         assert!(matches!(
             plain.selection_criteria,
             Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
         ));
-        let atlas = options_for("MONGODB_ATLAS_URI", uri, &[]).await.unwrap();
+        let (atlas, _) = options_for("MONGODB_ATLAS_URI", uri, &[]).await.unwrap();
         assert!(matches!(
             atlas.selection_criteria,
             Some(SelectionCriteria::ReadPreference(
                 ReadPreference::SecondaryPreferred { .. }
             ))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_node_driver_string_is_read_as_the_node_driver_reads_it() {
+        let uri = "mongodb://h:1/db?j=true&wtimeout=250&socketTimeoutMS=4500\
+                   &family=4&compressors=snappy,zlib&zlibCompressionLevel=6";
+        let (o, socket) = options_for("MONGODB_URI", uri, &[]).await.unwrap();
+        assert_eq!(socket, Some(Duration::from_millis(4500)));
+        let wc = o.write_concern.expect("a write concern");
+        assert_eq!(wc.journal, Some(true));
+        assert_eq!(wc.w_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(o.compressors.map(|c| c.len()), Some(1));
+        assert_eq!(o.default_database.as_deref(), Some("db"));
     }
 }

@@ -289,6 +289,11 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
             "message": message,
             "errorLabels": labels,
         }),
+        MongoKind::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => json!({
+            "name": "MongoNetworkTimeoutError",
+            "message": describe(e),
+            "errorLabels": labels,
+        }),
         MongoKind::Io(_) | MongoKind::ConnectionPoolCleared { .. } => json!({
             "name": "MongoNetworkError",
             "message": describe(e),

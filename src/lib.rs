@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - [`config`]: settings from env vars and JS options, defaults, validation.
+//! - [`uri`]: connection strings written for the Node driver, read by the Rust one.
 //! - [`error`]: the one error type, stable codes, the one retry decision.
 //! - [`capture`]: the write path: Collection methods on the local server,
 //!   pinning and journaling the documents each write may change.
@@ -27,6 +28,7 @@ pub mod journal;
 pub mod observe;
 pub mod reconcile;
 pub mod replicate;
+pub mod uri;
 
 #[cfg(all(feature = "napi", not(test)))]
 mod binding;

@@ -1,0 +1,242 @@
+//! Connection strings written for the official Node.js driver, read by the
+//! Rust driver.
+//!
+//! An application's `MONGODB_URI` was written for `MongoClient`, and the Rust
+//! driver refuses several options the Node driver takes (`socketTimeoutMS`,
+//! `j`, `wtimeout`, Node's socket settings, ...), so `createSync` would fail
+//! on a string the app has used for years. [`for_rust`] rewrites the query
+//! the way the Node driver reads it:
+//!
+//! - spellings the Node driver keeps for old code become the Rust names:
+//!   `j` and `fsync=true` become `journal`, `wtimeout` becomes `wtimeoutMS`;
+//! - `socketTimeoutMS` is taken out and applied by the engine itself: a call
+//!   to the local server that waits longer fails with a network timeout, as
+//!   the Node driver's does (see `Engine::write`);
+//! - options that only shape the Node driver's own socket or JS behaviour,
+//!   which the Rust driver either always does or has no such knob for, are
+//!   taken out and named once in the log: `timeoutMS` (which driver 7
+//!   deprecated and ignores), `noDelay`, `family`, `autoSelectFamily`,
+//!   `autoSelectFamilyAttemptTimeout`, `minHeartbeatFrequencyMS`,
+//!   `monitorCommands`, `enableUtf8Validation`;
+//! - `maxStalenessSeconds` without a non-primary `readPreference` selects
+//!   nothing, and is taken out;
+//! - `compressors` keeps the ones this build speaks (`zlib`); `snappy` and
+//!   `zstd`, which the Node driver only uses with optional packages, are
+//!   named in the log;
+//! - `tlsAllowInvalidHostnames=true` is refused with an error that names it:
+//!   the Rust driver's TLS always checks host names, and accepting it would
+//!   silently check more than asked or, mapped to `tlsInsecure`, less.
+//!
+//! Everything else goes to the Rust driver as written, which refuses what it
+//! does not know (as the Node driver does).
+
+use std::time::Duration;
+
+use crate::config::{redact_uri, userinfo};
+use crate::error::SyncError;
+
+/// A connection string the Rust driver reads, and what the engine applies
+/// itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RustUri {
+    pub uri: String,
+    /// `socketTimeoutMS` (absent or 0: no limit).
+    pub socket_timeout: Option<Duration>,
+    /// Options taken out without effect, as written, for the log.
+    pub not_applied: Vec<String>,
+}
+
+/// Options of the Node driver with no effect here (lower case).
+const NODE_ONLY: &[&str] = &[
+    "timeoutms",
+    "nodelay",
+    "family",
+    "autoselectfamily",
+    "autoselectfamilyattempttimeout",
+    "minheartbeatfrequencyms",
+    "monitorcommands",
+    "enableutf8validation",
+];
+
+/// Compressors this build's driver speaks.
+const COMPRESSORS: &[&str] = &["zlib"];
+
+/// Rewrites `uri` (the value of `var`) for the Rust driver; see the module
+/// documentation.
+pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
+    let bad = |why: &str| SyncError::config(var, &redact_uri(uri), why);
+    let (scheme, rest) = match uri.find("://") {
+        Some(i) => uri.split_at(i + 3),
+        None => ("", uri),
+    };
+    let (info, after) = userinfo(rest);
+    let Some((path, query)) = after.split_once('?') else {
+        return Ok(RustUri {
+            uri: uri.to_string(),
+            socket_timeout: None,
+            not_applied: Vec::new(),
+        });
+    };
+    let pairs: Vec<(String, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_ascii_lowercase(), v)
+        })
+        .collect();
+    let has = |key: &str| pairs.iter().any(|(k, _)| k == key);
+    let secondary_reads = pairs
+        .iter()
+        .any(|(k, v)| k == "readpreference" && !v.eq_ignore_ascii_case("primary"));
+    let mut out: Vec<String> = Vec::new();
+    let mut socket_timeout = None;
+    let mut not_applied = Vec::new();
+    for ((key, value), raw) in pairs.iter().zip(query.split('&').filter(|p| !p.is_empty())) {
+        let value = *value;
+        match key.as_str() {
+            "j" => out.push(format!("journal={value}")),
+            "fsync" if value.eq_ignore_ascii_case("true") && !has("journal") && !has("j") => {
+                out.push("journal=true".into())
+            }
+            "fsync" => {}
+            "wtimeout" if !has("wtimeoutms") => out.push(format!("wtimeoutMS={value}")),
+            "wtimeout" => {}
+            "sockettimeoutms" => {
+                let ms: u64 = value.parse().map_err(|_| {
+                    bad("socketTimeoutMS to be a whole number of milliseconds (0: no limit)")
+                })?;
+                socket_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+            "maxstalenessseconds" if !secondary_reads => not_applied.push(raw.to_string()),
+            "tlsallowinvalidhostnames" if value.eq_ignore_ascii_case("false") => {}
+            "tlsallowinvalidhostnames" => {
+                return Err(bad(
+                    "no tlsAllowInvalidHostnames=true: the Rust driver always checks the server's \
+                     host name; fix the certificate, or set tlsInsecure=true to skip both checks",
+                ))
+            }
+            "compressors" => {
+                let (keep, drop): (Vec<&str>, Vec<&str>) = value
+                    .split(',')
+                    .filter(|c| !c.is_empty())
+                    .partition(|c| COMPRESSORS.iter().any(|k| c.eq_ignore_ascii_case(k)));
+                if !drop.is_empty() {
+                    not_applied.push(format!("compressors {}", drop.join(",")));
+                }
+                if !keep.is_empty() {
+                    out.push(format!("compressors={}", keep.join(",")));
+                }
+            }
+            k if NODE_ONLY.contains(&k) => not_applied.push(raw.to_string()),
+            _ => out.push(raw.to_string()),
+        }
+    }
+    let info = info.map(|i| format!("{i}@")).unwrap_or_default();
+    let query = if out.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", out.join("&"))
+    };
+    Ok(RustUri {
+        uri: format!("{scheme}{info}{path}{query}"),
+        socket_timeout,
+        not_applied,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rust(uri: &str) -> RustUri {
+        for_rust("MONGODB_URI", uri).unwrap()
+    }
+
+    #[test]
+    fn node_spellings_become_rust_ones() {
+        let r = rust("mongodb://u:p@h:1/db?j=true&wtimeout=500&appName=bomba");
+        assert_eq!(
+            r.uri,
+            "mongodb://u:p@h:1/db?journal=true&wtimeoutMS=500&appName=bomba"
+        );
+        assert_eq!(
+            rust("mongodb://h/?fsync=true").uri,
+            "mongodb://h/?journal=true"
+        );
+        assert_eq!(rust("mongodb://h/?fsync=false&w=1").uri, "mongodb://h/?w=1");
+        // The current spelling wins over the old one, as in the Node driver.
+        assert_eq!(
+            rust("mongodb://h/?wtimeout=1&wtimeoutMS=2").uri,
+            "mongodb://h/?wtimeoutMS=2"
+        );
+    }
+
+    #[test]
+    fn socket_timeout_is_taken_out_and_kept() {
+        let r = rust("mongodb://h:1/?socketTimeoutMS=45000&retryWrites=true");
+        assert_eq!(r.uri, "mongodb://h:1/?retryWrites=true");
+        assert_eq!(r.socket_timeout, Some(Duration::from_millis(45000)));
+        assert_eq!(rust("mongodb://h/?SOCKETTIMEOUTMS=0").socket_timeout, None);
+        let e = for_rust("MONGODB_URI", "mongodb://u:secret@h/?socketTimeoutMS=soon").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("socketTimeoutMS to be a whole number"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn node_only_options_are_named_not_sent() {
+        let r = rust("mongodb://h/?timeoutMS=5&family=4&noDelay=true&w=majority");
+        assert_eq!(r.uri, "mongodb://h/?w=majority");
+        assert_eq!(
+            r.not_applied,
+            vec!["timeoutMS=5", "family=4", "noDelay=true"]
+        );
+        let r = rust("mongodb://h/?compressors=snappy,zlib,zstd");
+        assert_eq!(r.uri, "mongodb://h/?compressors=zlib");
+        assert_eq!(r.not_applied, vec!["compressors snappy,zstd"]);
+        assert_eq!(rust("mongodb://h/?compressors=snappy").uri, "mongodb://h/");
+    }
+
+    #[test]
+    fn max_staleness_stays_only_with_secondary_reads() {
+        assert_eq!(
+            rust("mongodb://h/?maxStalenessSeconds=120").uri,
+            "mongodb://h/"
+        );
+        let kept = "mongodb://h/?readPreference=secondary&maxStalenessSeconds=120";
+        assert_eq!(rust(kept).uri, kept);
+    }
+
+    #[test]
+    fn invalid_hostnames_are_refused_by_name() {
+        assert_eq!(
+            rust("mongodb+srv://c.example.net/?tlsAllowInvalidHostnames=false").uri,
+            "mongodb+srv://c.example.net/"
+        );
+        let e = for_rust(
+            "MONGODB_ATLAS_URI",
+            "mongodb+srv://c.example.net/?tlsAllowInvalidHostnames=true",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("MONGODB_ATLAS_URI") && e.contains("tlsAllowInvalidHostnames"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn strings_without_a_query_pass_unchanged() {
+        for u in [
+            "mongodb://h:1",
+            "mongodb://u:p%3Fq@h:1/db",
+            "mongodb+srv://c.example.net/db",
+        ] {
+            assert_eq!(rust(u).uri, u);
+        }
+    }
+}
