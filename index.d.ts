@@ -476,6 +476,8 @@ export declare class FindCursor<T = Document> implements AsyncIterable<T> {
   forEach(fn: (doc: T) => boolean | void | Promise<boolean | void>): Promise<void>
   rewind(): void
   close(): Promise<void>
+  /** @deprecated as in the driver (use `countDocuments`): how many documents the query matches within its skip and limit. */
+  count(options?: CountDocumentsOptions): Promise<number>
   /** A new, unread cursor of the same query and options (without `map`). */
   clone(): FindCursor<Document>
   [Symbol.asyncIterator](): AsyncIterator<T>

@@ -208,6 +208,35 @@ test('results have the driver shapes for every write method', async () => {
   assert.deepEqual(await dump(atlas, db, 'shapes_addon'), await dump(local, db, 'shapes_addon'))
 })
 
+test('cursor.count() (deprecated in the driver, still in legacy code) counts as the driver\'s does', async () => {
+  const ours = sync.db(db).collection('legacy_count')
+  const theirs = local.db(db).collection('legacy_count')
+  await ours.insertMany(Array.from({ length: 12 }, (_, n) => ({ n, even: n % 2 === 0 })))
+  const cases = [
+    (c) => c.find().count(),
+    (c) => c.find({ even: true }).count(),
+    (c) => c.find({ n: { $gte: 3 } }).skip(2).limit(4).count(),
+    (c) => c.find({}, { skip: 10 }).count(),
+    (c) => c.find().limit(0).count(),
+    (c) => c.find().limit(-3).count(),
+    (c) => c.find({ even: false }).sort({ n: -1 }).project({ n: 1 }).count({ limit: 2 }),
+    (c) => c.find({ n: { $lt: 5 } }).hint({ _id: 1 }).maxTimeMS(5000).count(),
+  ]
+  const got = []
+  const want = []
+  for (const run of cases) {
+    got.push(await run(ours))
+    want.push(await run(theirs))
+  }
+  assert.deepEqual(got, want)
+  assert.deepEqual(want, [12, 6, 4, 2, 12, 3, 2, 5], 'the premise: the cases differ')
+  await assert.rejects(ours.find().count(true), { name: 'MongoInvalidArgumentError' })
+  // Counting does not read the cursor.
+  const cursor = ours.find({ even: true }).sort({ n: 1 })
+  assert.equal(await cursor.count(), 6)
+  assert.equal((await cursor.next()).n, 0)
+})
+
 test('findOneAnd* with includeResultMetadata report lastErrorObject as the server does', async () => {
   const calls = async (c) => {
     const m = { includeResultMetadata: true }

@@ -2,7 +2,9 @@
 // Cursors with the driver's chainable API. Results are read from the local
 // MongoDB when first needed (toArray, iteration, next), a batch at a time:
 // the engine keeps the server's cursor open between batches.
-const { invalidArgument, MongoAPIError } = require('./errors')
+const { invalidArgument, MongoAPIError, MongoInvalidArgumentError } = require('./errors')
+
+let countWarned = false
 
 function normalizeSort(sort) {
   if (sort === undefined || sort === null) return undefined
@@ -252,6 +254,32 @@ class FindCursor extends BaseCursor {
   filter(f) {
     this._filter = f
     return this
+  }
+
+  /**
+   * How many documents the query matches, within the cursor's skip and
+   * limit: the driver's deprecated `cursor.count()`, kept for code written
+   * against it (driver 7 still has it and warns once, as this does). Counted
+   * like `countDocuments`, which the driver's warning points to. The cursor
+   * itself is not read.
+   */
+  async count(options) {
+    if (typeof options === 'boolean') throw new MongoInvalidArgumentError('Invalid first parameter to count')
+    if (!countWarned) {
+      countWarned = true
+      process.emitWarning(
+        'cursor.count is deprecated and will be removed in the next major version, please use `collection.estimatedDocumentCount` or `collection.countDocuments` instead',
+        'DeprecationWarning',
+      )
+    }
+    const o = { ...this._options, ...options }
+    const opts = {}
+    for (const k of ['skip', 'hint', 'collation', 'maxTimeMS', 'comment']) if (o[k] !== undefined) opts[k] = o[k]
+    // A find's limit 0 is no limit, and a negative one (one batch of at most
+    // n) still counts at most n: the count command reads both that way.
+    if (typeof o.limit === 'number' && o.limit !== 0) opts.limit = Math.abs(o.limit)
+    else if (o.limit !== undefined && typeof o.limit !== 'number') opts.limit = o.limit // refused by countDocuments
+    return this._state.coll.countDocuments(this._filter ?? {}, opts)
   }
 
   /** A new, unread cursor of the same query and options (not its map), as the driver's. */
