@@ -208,7 +208,7 @@ test('results have the driver shapes for every write method', async () => {
   assert.deepEqual(await dump(atlas, db, 'shapes_addon'), await dump(local, db, 'shapes_addon'))
 })
 
-test('cursor.count() (deprecated in the driver, still in legacy code) counts as the driver\'s does', async () => {
+test('cursor.count() and collection.count() (deprecated in the driver, still in legacy code) count as the driver\'s do', async () => {
   const ours = sync.db(db).collection('legacy_count')
   const theirs = local.db(db).collection('legacy_count')
   await ours.insertMany(Array.from({ length: 12 }, (_, n) => ({ n, even: n % 2 === 0 })))
@@ -221,6 +221,9 @@ test('cursor.count() (deprecated in the driver, still in legacy code) counts as 
     (c) => c.find().limit(-3).count(),
     (c) => c.find({ even: false }).sort({ n: -1 }).project({ n: 1 }).count({ limit: 2 }),
     (c) => c.find({ n: { $lt: 5 } }).hint({ _id: 1 }).maxTimeMS(5000).count(),
+    (c) => c.count(),
+    (c) => c.count({ even: true }, { skip: 1, limit: 0 }),
+    (c) => c.count({ n: { $gt: 2 } }, { limit: -4, maxTimeMS: 5000 }),
   ]
   const got = []
   const want = []
@@ -229,7 +232,8 @@ test('cursor.count() (deprecated in the driver, still in legacy code) counts as 
     want.push(await run(theirs))
   }
   assert.deepEqual(got, want)
-  assert.deepEqual(want, [12, 6, 4, 2, 12, 3, 2, 5], 'the premise: the cases differ')
+  assert.deepEqual(want, [12, 6, 4, 2, 12, 3, 2, 5, 12, 5, 4], 'the premise: the cases differ')
+  await assert.rejects(ours.count({}, { limti: 1 }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'limti'/ })
   await assert.rejects(ours.find().count(true), { name: 'MongoInvalidArgumentError' })
   // Counting does not read the cursor.
   const cursor = ours.find({ even: true }).sort({ n: 1 })

@@ -6,7 +6,7 @@ const { ObjectId } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
-const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort } = require('./cursor')
+const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, countOptions } = require('./cursor')
 
 function isDocument(v) {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
@@ -223,6 +223,14 @@ class Collection {
       options: checkOptions('countDocuments', options),
     })
     return decode(buf).n
+  }
+
+  /**
+   * The driver's deprecated `count(filter, options)`, kept for code written
+   * against it; counted like `countDocuments`.
+   */
+  async count(filter = {}, options = {}) {
+    return this.countDocuments(filter, countOptions(options))
   }
 
   /** The number of documents from the collection's metadata, as the driver's. */

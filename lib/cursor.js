@@ -29,6 +29,24 @@ function normalizeSort(sort) {
 }
 
 /**
+ * The options of the driver's deprecated `count` as `countDocuments`
+ * options: a limit of 0 is no limit and a negative one (a find's single
+ * batch of at most n) counts at most n, as the count command reads them.
+ * `cursor` takes only the options a count reads from a find cursor's;
+ * otherwise every option goes on, to be refused by name if unknown, as are
+ * values of the wrong type.
+ */
+function countOptions(o, cursor = false) {
+  const opts = {}
+  const keys = cursor ? ['skip', 'hint', 'collation', 'maxTimeMS', 'comment'] : Object.keys(o).filter((k) => k !== 'limit')
+  for (const k of keys) if (o[k] !== undefined) opts[k] = o[k]
+  if (typeof o.limit === 'number') {
+    if (o.limit !== 0) opts.limit = Math.abs(o.limit)
+  } else if (o.limit !== undefined) opts.limit = o.limit
+  return opts
+}
+
+/**
  * Cursors still open in the engine when their JS object is collected
  * unread: the engine is told to drop them (it also drops any left unread
  * for 10 minutes, as the server does).
@@ -272,14 +290,7 @@ class FindCursor extends BaseCursor {
         'DeprecationWarning',
       )
     }
-    const o = { ...this._options, ...options }
-    const opts = {}
-    for (const k of ['skip', 'hint', 'collation', 'maxTimeMS', 'comment']) if (o[k] !== undefined) opts[k] = o[k]
-    // A find's limit 0 is no limit, and a negative one (one batch of at most
-    // n) still counts at most n: the count command reads both that way.
-    if (typeof o.limit === 'number' && o.limit !== 0) opts.limit = Math.abs(o.limit)
-    else if (o.limit !== undefined && typeof o.limit !== 'number') opts.limit = o.limit // refused by countDocuments
-    return this._state.coll.countDocuments(this._filter ?? {}, opts)
+    return this._state.coll.countDocuments(this._filter ?? {}, countOptions({ ...this._options, ...options }, true))
   }
 
   /** A new, unread cursor of the same query and options (not its map), as the driver's. */
@@ -309,4 +320,4 @@ class AggregationCursor extends BaseCursor {
 /** `collection.listIndexes()`: the index list, read in one batch (a collection has at most 64). */
 class ListIndexesCursor extends BaseCursor {}
 
-module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort }
+module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort, countOptions }
