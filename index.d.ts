@@ -385,6 +385,27 @@ interface CommonWriteOptions {
 export interface InsertOneOptions extends CommonWriteOptions {
   bypassDocumentValidation?: boolean
 }
+/** `collection.initializeOrderedBulkOp()` / `initializeUnorderedBulkOp()`, as the driver's. */
+export declare class BulkOperation {
+  readonly length: number
+  insert(document: Document): this
+  find(selector: Filter): FindOperators
+  raw(op: AnyBulkWriteOperation): this
+  execute(options?: BulkWriteOptions): Promise<BulkWriteResult>
+}
+export declare class FindOperators {
+  upsert(): this
+  collation(collation: Document): this
+  arrayFilters(arrayFilters: Document[]): this
+  hint(hint: string | Document): this
+  update(update: Document | Document[]): BulkOperation
+  updateOne(update: Document | Document[]): BulkOperation
+  replaceOne(replacement: Document): BulkOperation
+  deleteOne(): BulkOperation
+  delete(): BulkOperation
+}
+/** `execute()` called a second time on one bulk builder. */
+export declare class MongoBatchReExecutionError extends MongoError {}
 export interface BulkWriteOptions extends InsertOneOptions {
   /** Stop at the first error (default `true`). */
   ordered?: boolean
@@ -531,6 +552,10 @@ export declare class Collection<T extends Document = Document> {
   findOneAndDelete(filter: Filter, options?: FindOneAndDeleteOptions): Promise<T | null>
   /** Runs the operations in order (`ordered: false`: all, errors collected); rejects with `MongoBulkWriteError` on write errors. */
   bulkWrite(operations: AnyBulkWriteOperation[], options?: BulkWriteOptions): Promise<BulkWriteResult>
+  /** The driver's legacy bulk builder; `execute()` runs the operations as one ordered `bulkWrite`. */
+  initializeOrderedBulkOp(options?: BulkWriteOptions): BulkOperation
+  /** The driver's legacy bulk builder; `execute()` runs the operations as one unordered `bulkWrite`. */
+  initializeUnorderedBulkOp(options?: BulkWriteOptions): BulkOperation
   find(filter?: Filter, options?: FindOptions): FindCursor<T>
   findOne(filter?: Filter, options?: FindOptions): Promise<T | null>
   countDocuments(filter?: Filter, options?: CountDocumentsOptions): Promise<number>

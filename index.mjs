@@ -18,6 +18,7 @@ export const {
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoAPIError,
+  MongoBatchReExecutionError,
   BSON,
   ObjectId,
   Decimal128,

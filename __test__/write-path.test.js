@@ -241,6 +241,60 @@ test('cursor.count() and collection.count() (deprecated in the driver, still in 
   assert.equal((await cursor.next()).n, 0)
 })
 
+test('the legacy bulk builder (initializeOrderedBulkOp / initializeUnorderedBulkOp) gives the driver\'s results, and replicates', async () => {
+  const { MongoBatchReExecutionError } = require('..')
+  const run = async (c, ordered) => {
+    await c.insertMany([{ _id: 1, n: 1 }, { _id: 2, n: 2 }, { _id: 3, n: 3, tags: [1, 5] }])
+    const bulk = ordered ? c.initializeOrderedBulkOp() : c.initializeUnorderedBulkOp()
+    bulk.insert({ _id: 4, n: 4 })
+    bulk.find({ _id: 1 }).updateOne({ $inc: { n: 10 } })
+    bulk.find({ n: { $gte: 2 } }).update({ $set: { big: true } })
+    bulk.find({ _id: 9 }).upsert().updateOne({ $set: { n: 9 } })
+    bulk.find({ _id: 3 }).arrayFilters([{ t: { $gt: 2 } }]).updateOne({ $set: { 'tags.$[t]': 0 } })
+    bulk.find({ _id: 2 }).replaceOne({ n: 20 })
+    bulk.find({ _id: 10 }).upsert().replaceOne({ n: 100 })
+    bulk.raw({ updateOne: { filter: { _id: 4 }, update: { $set: { raw: 1 } } } })
+    bulk.find({ _id: 4 }).deleteOne()
+    bulk.find({ big: true }).delete()
+    const length = bulk.length
+    const r = await bulk.execute()
+    const again = await bulk.execute().then(() => null, (e) => e.name)
+    const { insertedCount, matchedCount, modifiedCount, deletedCount, upsertedCount, insertedIds, upsertedIds } = r
+    const docs = await local.db(db).collection(c.collectionName).find({}).sort({ _id: 1 }).toArray()
+    return { length, insertedCount, matchedCount, modifiedCount, deletedCount, upsertedCount, insertedIds, upsertedIds, ok: r.isOk(), again, docs }
+  }
+  for (const ordered of [true, false]) {
+    const name = `legacy_bulk_${ordered ? 'ordered' : 'unordered'}`
+    const ours = await run(sync.db(db).collection(name), ordered)
+    const theirs = await run(local.db(db).collection(`${name}_driver`), ordered)
+    assert.deepEqual(ours, theirs, `${name}: as the driver`)
+    assert.equal(ours.again, 'MongoBatchReExecutionError')
+    assert.equal(ours.deletedCount, 3, 'the premise: the operations did something')
+  }
+  // An error stops an ordered bulk and not an unordered one, with bulkWrite's error.
+  for (const ordered of [true, false]) {
+    const c = sync.db(db).collection(`legacy_bulk_err_${ordered}`)
+    const bulk = ordered ? c.initializeOrderedBulkOp() : c.initializeUnorderedBulkOp()
+    bulk.insert({ _id: 1 }).insert({ _id: 1 }).insert({ _id: 2 })
+    const e = await bulk.execute().then(() => null, (err) => err)
+    assert.equal(e && e.name, 'MongoBulkWriteError')
+    assert.equal(e.writeErrors[0].code, 11000)
+    assert.equal(await c.countDocuments(), ordered ? 1 : 2)
+  }
+  // Refused as the driver refuses them, when added.
+  const b = sync.db(db).collection('legacy_bulk_bad').initializeOrderedBulkOp()
+  assert.throws(() => b.find(), { name: 'MongoInvalidArgumentError', message: /must specify a selector/ })
+  assert.throws(() => b.find({}).updateOne({ n: 1 }), { name: 'MongoInvalidArgumentError', message: /atomic operators/ })
+  assert.throws(() => b.find({}).replaceOne({ $set: { n: 1 } }), { name: 'MongoInvalidArgumentError', message: /atomic operators/ })
+  assert.throws(() => b.raw({ updateOne: { q: {}, u: { $set: { n: 1 } } } }), { name: 'MongoInvalidArgumentError', message: /Raw operations/ })
+  await assert.rejects(b.execute(), { name: 'MongoInvalidArgumentError', message: /Batch cannot be empty/ })
+  assert.ok(new MongoBatchReExecutionError() instanceof Error)
+  await sync.flush({ timeoutMs: 30000 })
+  for (const c of ['legacy_bulk_ordered', 'legacy_bulk_unordered', 'legacy_bulk_err_true', 'legacy_bulk_err_false']) {
+    assert.deepEqual(await dump(atlas, db, c), await dump(local, db, c), `${c} on Atlas`)
+  }
+})
+
 test('findOneAnd* with includeResultMetadata report lastErrorObject as the server does', async () => {
   const calls = async (c) => {
     const m = { includeResultMetadata: true }

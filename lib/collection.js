@@ -7,6 +7,7 @@ const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
 const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, countOptions } = require('./cursor')
+const { BulkOperation } = require('./bulk')
 
 function isDocument(v) {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
@@ -51,6 +52,9 @@ function needReplacement(method, replacement) {
   }
   return replacement
 }
+
+/** The checks the legacy bulk builder makes as each operation is added, as the driver's. */
+const BULK_CHECKS = { needDocument, withId, needUpdate, needReplacement }
 
 function updateResult(r) {
   return {
@@ -190,6 +194,16 @@ class Collection {
       throw new MongoBulkWriteError(first.errmsg, { code: first.code, writeErrors: r.writeErrors }, result)
     }
     return result
+  }
+
+  /** The driver's legacy bulk builder, run in order, stopping at the first error (see lib/bulk.js). */
+  initializeOrderedBulkOp(options) {
+    return new BulkOperation(this, true, options, BULK_CHECKS)
+  }
+
+  /** The driver's legacy bulk builder, running every operation whatever fails (see lib/bulk.js). */
+  initializeUnorderedBulkOp(options) {
+    return new BulkOperation(this, false, options, BULK_CHECKS)
   }
 
   find(filter, options) {

@@ -5,6 +5,7 @@ const { createSync, Sync, Db } = require('./sync')
 const { Collection } = require('./collection')
 const { FindCursor, AggregationCursor } = require('./cursor')
 const { syncRouter } = require('./router')
+const { MongoBatchReExecutionError } = require('./bulk')
 
 module.exports = {
   createSync,
@@ -15,6 +16,7 @@ module.exports = {
   AggregationCursor,
   syncRouter,
   ...errors,
+  MongoBatchReExecutionError,
   BSON,
   ObjectId: BSON.ObjectId,
   Decimal128: BSON.Decimal128,
