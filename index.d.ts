@@ -559,7 +559,7 @@ export declare class Collection<T extends Document = Document> {
   find(filter?: Filter, options?: FindOptions): FindCursor<T>
   findOne(filter?: Filter, options?: FindOptions): Promise<T | null>
   countDocuments(filter?: Filter, options?: CountDocumentsOptions): Promise<number>
-  /** @deprecated as in the driver (use `countDocuments`): counted like `countDocuments`. */
+  /** @deprecated as in the driver (use `countDocuments`): its `count` command (an empty filter: the collection's metadata). */
   count(filter?: Filter, options?: CountDocumentsOptions): Promise<number>
   /** The number of documents from the collection's metadata (fast; may be off after an unclean shutdown), as the driver's. */
   estimatedDocumentCount(options?: { maxTimeMS?: number; comment?: unknown }): Promise<number>

@@ -146,17 +146,19 @@ async function stallACopy(sync, c, proxy, onAtlas) {
   await waitFor(async () => (await onAtlas()) === 2, { what: 'the retry to copy v: 2' })
 }
 
-test('socketTimeoutMS from a Node driver connection string: a slow local call fails as the driver\'s does, and its write still reaches Atlas', async () => {
+test('socketTimeoutMS from a Node driver connection string: a call past it fails as the driver\'s does, and a write that lands late still reaches Atlas', async () => {
   // The Rust driver refuses socketTimeoutMS (and j, wtimeout, family, ...);
   // the engine reads the string as the Node driver does (src/uri.rs) and
-  // bounds each local call itself. A call past the bound rejects with
-  // MongoNetworkTimeoutError while its write goes on: when the server
-  // applies it, the replicator copies it.
+  // bounds each local call itself: past the bound the call is dropped and
+  // rejects with MongoNetworkTimeoutError. A write already on its way may
+  // still land, so its journal entry waits SYNC_TAKEOVER_GRACE_MS before
+  // the replicator copies the document, as after any network error.
   const { MongoNetworkError, MongoNetworkTimeoutError } = require('..')
   const db = uniqueDb('socket_timeout')
   const proxy = await startProxy(Number(new URL(LOCAL).port))
+  const grace = 3000
   const localUri = `${withDb(proxy.uri, db)}&socketTimeoutMS=300&j=true&wtimeout=2500&family=4&noDelay=true&timeoutMS=0`
-  const sync = await createSync({ ...syncOptions(db, FAST), localUri }).catch(async (e) => {
+  const sync = await createSync({ ...syncOptions(db, { ...FAST, takeoverGraceMs: grace }), localUri }).catch(async (e) => {
     await proxy.close()
     throw e
   })
@@ -174,7 +176,7 @@ test('socketTimeoutMS from a Node driver connection string: a slow local call fa
     assert.equal(sent[wt - 1] === 0x10 ? sent.readInt32LE(v) : Number(sent.readBigInt64LE(v)), 2500)
     await sync.flush({ timeoutMs: 30000 })
 
-    proxy.set('latency', { ms: 1500 }) // the reply comes 3 s after the call
+    proxy.set('hold') // what is sent now is kept back: no reply comes
     totals.faults += 1
     const at = Date.now()
     const failed = await c.updateOne({ _id: 1 }, { $inc: { v: 1 } }).then(() => null, (e) => e)
@@ -183,13 +185,17 @@ test('socketTimeoutMS from a Node driver connection string: a slow local call fa
     assert.equal(failed.name, 'MongoNetworkTimeoutError', `${failed.name}: ${failed.message}`)
     assert.ok(failed instanceof MongoNetworkTimeoutError && failed instanceof MongoNetworkError)
     assert.match(failed.message, /socketTimeoutMS \(300 ms\)/)
-    assert.ok(waited < 1500, `rejected after ${waited} ms, before any reply could come`)
-    proxy.set('pass') // the delayed command still reaches the server
-    await sync.flush({ timeoutMs: 30000 })
+    assert.ok(waited < grace, `rejected after ${waited} ms`)
+    await assert.rejects(c.findOne({ _id: 1 }), { name: 'MongoNetworkTimeoutError' }, 'reads are bounded too')
+    // The held update reaches the server late, within the grace.
+    proxy.set('pass')
+    proxy.release()
     const local = await driver(LOCAL)
-    assert.deepEqual(await local.db(db).collection('t').findOne({ _id: 1 }), { _id: 1, v: 1 }, 'the update was applied after all')
+    await waitFor(async () => (await local.db(db).collection('t').findOne({ _id: 1 })).v === 1, { what: 'the late update' })
+    await sync.flush({ timeoutMs: 30000 })
+    assert.ok(Date.now() - at >= grace - 100, `copied after ${Date.now() - at} ms, before the grace`)
     await compareAll(db, ['t'])
-    // Calls within the bound are unaffected, reads too.
+    // Calls within the bound are unaffected.
     await c.updateOne({ _id: 1 }, { $inc: { v: 1 } })
     assert.equal((await c.findOne({ _id: 1 })).v, 2)
     await sync.flush({ timeoutMs: 30000 })

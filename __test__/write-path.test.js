@@ -261,7 +261,10 @@ test('the legacy bulk builder (initializeOrderedBulkOp / initializeUnorderedBulk
     const again = await bulk.execute().then(() => null, (e) => e.name)
     const { insertedCount, matchedCount, modifiedCount, deletedCount, upsertedCount, insertedIds, upsertedIds } = r
     const docs = await local.db(db).collection(c.collectionName).find({}).sort({ _id: 1 }).toArray()
-    return { length, insertedCount, matchedCount, modifiedCount, deletedCount, upsertedCount, insertedIds, upsertedIds, ok: r.isOk(), again, docs }
+    // What code written for the builder reads of the driver's BulkWriteResult.
+    const { nInserted, nUpserted, nMatched, nModified, nRemoved, upserted } = r.result
+    const legacy = { nInserted, nUpserted, nMatched, nModified, nRemoved, upserted, at1: r.getUpsertedIdAt(1), errors: r.getWriteErrorCount() }
+    return { length, insertedCount, matchedCount, modifiedCount, deletedCount, upsertedCount, insertedIds, upsertedIds, ok: r.isOk(), again, docs, legacy }
   }
   for (const ordered of [true, false]) {
     const name = `legacy_bulk_${ordered ? 'ordered' : 'unordered'}`
@@ -288,9 +291,15 @@ test('the legacy bulk builder (initializeOrderedBulkOp / initializeUnorderedBulk
   assert.throws(() => b.find({}).replaceOne({ $set: { n: 1 } }), { name: 'MongoInvalidArgumentError', message: /atomic operators/ })
   assert.throws(() => b.raw({ updateOne: { q: {}, u: { $set: { n: 1 } } } }), { name: 'MongoInvalidArgumentError', message: /Raw operations/ })
   await assert.rejects(b.execute(), { name: 'MongoInvalidArgumentError', message: /Batch cannot be empty/ })
+  // A per-call write concern is refused with the reason, before the bulk is spent.
+  const wc = sync.db(db).collection('legacy_bulk_wc')
+  assert.throws(() => wc.initializeOrderedBulkOp({ w: 1 }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'w' \(the local write concern comes from MONGODB_URI/ })
+  const spared = wc.initializeUnorderedBulkOp().raw({ insertOne: { _id: 'q', q: 1 } })
+  await assert.rejects(spared.execute({ j: true }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'j'/ })
+  assert.equal((await spared.execute()).insertedCount, 1, 'still runs; a document with a field q is no raw statement')
   assert.ok(new MongoBatchReExecutionError() instanceof Error)
   await sync.flush({ timeoutMs: 30000 })
-  for (const c of ['legacy_bulk_ordered', 'legacy_bulk_unordered', 'legacy_bulk_err_true', 'legacy_bulk_err_false']) {
+  for (const c of ['legacy_bulk_ordered', 'legacy_bulk_unordered', 'legacy_bulk_err_true', 'legacy_bulk_err_false', 'legacy_bulk_wc']) {
     assert.deepEqual(await dump(atlas, db, c), await dump(local, db, c), `${c} on Atlas`)
   }
 })

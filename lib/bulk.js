@@ -6,6 +6,7 @@
 // `execute` runs them as one `bulkWrite`, so they are pinned, journaled and
 // replicated as every write is, and the result and errors are bulkWrite's.
 const { MongoError, MongoInvalidArgumentError } = require('./errors')
+const { checkOptions } = require('./options')
 
 /** Executing a bulk twice, as the driver's MongoBatchReExecutionError. */
 class MongoBatchReExecutionError extends MongoError {
@@ -19,7 +20,8 @@ class BulkOperation {
   constructor(collection, ordered, options, checks) {
     this._coll = collection
     this._ordered = ordered
-    this._options = { ...options }
+    // Checked now, not at execute: a refused option would spend the bulk.
+    this._options = checkOptions('bulkWrite', options)
     this._checks = checks
     this._ops = []
     this._executed = false
@@ -48,8 +50,9 @@ class BulkOperation {
     if (op == null || typeof op !== 'object') {
       throw new MongoInvalidArgumentError('Operation must be an object with an operation key')
     }
-    const body = Object.values(op)[0]
-    if (body && typeof body === 'object' && 'q' in body) throw new MongoInvalidArgumentError('Raw operations are not allowed')
+    for (const k of ['updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany']) {
+      if (op[k] && typeof op[k] === 'object' && 'q' in op[k]) throw new MongoInvalidArgumentError('Raw operations are not allowed')
+    }
     if (op.insertOne) this._checks.withId(op.insertOne.document ?? op.insertOne)
     return this._add(op.insertOne && op.insertOne.document == null ? { insertOne: { document: op.insertOne } } : op)
   }
@@ -58,8 +61,9 @@ class BulkOperation {
   async execute(options) {
     if (this._executed) throw new MongoBatchReExecutionError()
     if (this._ops.length === 0) throw new MongoInvalidArgumentError('Invalid BulkOperation, Batch cannot be empty')
+    const opts = { ...this._options, ...checkOptions('bulkWrite', options), ordered: this._ordered }
     this._executed = true
-    return this._coll.bulkWrite(this._ops, { ...this._options, ...options, ordered: this._ordered })
+    return this._coll.bulkWrite(this._ops, opts)
   }
 
   _add(op) {

@@ -2,11 +2,11 @@
 // A drop-in for the official driver's Collection: same method names,
 // arguments and result shapes. Writes resolve after the local write; the
 // engine replicates them to Atlas in the background.
-const { ObjectId } = require('bson')
+const { ObjectId, EJSON } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
-const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, countOptions } = require('./cursor')
+const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, legacyCount } = require('./cursor')
 const { BulkOperation } = require('./bulk')
 
 function isDocument(v) {
@@ -51,6 +51,37 @@ function needReplacement(method, replacement) {
     throw new MongoInvalidArgumentError('Replacement document must not contain atomic operators')
   }
   return replacement
+}
+
+/**
+ * The rest of the driver's `BulkWriteResult`, which code written for the
+ * legacy bulk builder reads: the raw `result` (`nInserted`, `upserted`, ...)
+ * and its accessors. Not enumerable, as the driver's `result` is not.
+ */
+function addLegacyResult(result, r) {
+  const pairs = (ids) => Object.entries(ids).map(([index, _id]) => ({ index: Number(index), _id }))
+  const raw = {
+    ok: 1,
+    writeErrors: r.writeErrors,
+    writeConcernErrors: [],
+    insertedIds: pairs(r.insertedIds),
+    nInserted: r.insertedCount,
+    nUpserted: r.upsertedCount,
+    nMatched: r.matchedCount,
+    nModified: r.modifiedCount,
+    nRemoved: r.deletedCount,
+    upserted: pairs(r.upsertedIds),
+  }
+  const hidden = (value) => ({ value, enumerable: false })
+  Object.defineProperties(result, {
+    result: hidden(raw),
+    getRawResponse: hidden(() => raw),
+    getUpsertedIdAt: hidden((i) => raw.upserted[i]),
+    getWriteErrorCount: hidden(() => r.writeErrors.length),
+    getWriteErrorAt: hidden((i) => (i < r.writeErrors.length ? r.writeErrors[i] : undefined)),
+    getWriteConcernError: hidden(() => undefined),
+    toString: hidden(() => `BulkWriteResult(${EJSON.stringify(raw)})`),
+  })
 }
 
 /** The checks the legacy bulk builder makes as each operation is added, as the driver's. */
@@ -189,6 +220,7 @@ class Collection {
       hasWriteErrors: () => r.writeErrors.length > 0,
       getWriteErrors: () => r.writeErrors,
     }
+    addLegacyResult(result, r)
     if (r.writeErrors.length > 0) {
       const first = r.writeErrors[0]
       throw new MongoBulkWriteError(first.errmsg, { code: first.code, writeErrors: r.writeErrors }, result)
@@ -241,10 +273,10 @@ class Collection {
 
   /**
    * The driver's deprecated `count(filter, options)`, kept for code written
-   * against it; counted like `countDocuments`.
+   * against it (see `legacyCount` in lib/cursor.js).
    */
   async count(filter = {}, options = {}) {
-    return this.countDocuments(filter, countOptions(options))
+    return legacyCount(this, filter, options)
   }
 
   /** The number of documents from the collection's metadata, as the driver's. */

@@ -37,6 +37,7 @@ function normalizeSort(sort) {
  * values of the wrong type.
  */
 function countOptions(o, cursor = false) {
+  o = o ?? {}
   const opts = {}
   const keys = cursor ? ['skip', 'hint', 'collation', 'maxTimeMS', 'comment'] : Object.keys(o).filter((k) => k !== 'limit')
   for (const k of keys) if (o[k] !== undefined) opts[k] = o[k]
@@ -44,6 +45,22 @@ function countOptions(o, cursor = false) {
     if (o.limit !== 0) opts.limit = Math.abs(o.limit)
   } else if (o.limit !== undefined) opts.limit = o.limit
   return opts
+}
+
+/**
+ * The driver's deprecated `count`: the `count` command, which answers an
+ * empty query from the collection's metadata (as `estimatedDocumentCount`
+ * does, in constant time on a large collection) and any other like
+ * `countDocuments`.
+ */
+function legacyCount(coll, filter, options, cursor = false) {
+  const opts = countOptions(options, cursor)
+  const whole = filter !== null && typeof filter === 'object' && !Array.isArray(filter) && Object.keys(filter).length === 0
+  if (whole && ['skip', 'limit', 'hint', 'collation'].every((k) => opts[k] === undefined)) {
+    const { maxTimeMS, comment, ...rest } = opts
+    if (Object.keys(rest).length === 0) return coll.estimatedDocumentCount({ maxTimeMS, comment })
+  }
+  return coll.countDocuments(filter, opts)
 }
 
 /**
@@ -107,7 +124,12 @@ class BaseCursor {
       try {
         batch = await state.coll._getMore(state.id, this._batchSize())
       } catch (e) {
-        if (era === this._era) this._setId(0) // the engine dropped the cursor with the error
+        if (era === this._era) {
+          // The engine drops a cursor whose read failed, but not one whose
+          // call was cut short (socketTimeoutMS): told to, in either case.
+          kill(state.coll, state.id)
+          this._setId(0)
+        }
         throw e
       }
       if (stale(batch)) return
@@ -277,9 +299,8 @@ class FindCursor extends BaseCursor {
   /**
    * How many documents the query matches, within the cursor's skip and
    * limit: the driver's deprecated `cursor.count()`, kept for code written
-   * against it (driver 7 still has it and warns once, as this does). Counted
-   * like `countDocuments`, which the driver's warning points to. The cursor
-   * itself is not read.
+   * against it (driver 7 still has it and warns once, as this does); see
+   * `legacyCount`. The cursor itself is not read.
    */
   async count(options) {
     if (typeof options === 'boolean') throw new MongoInvalidArgumentError('Invalid first parameter to count')
@@ -290,7 +311,7 @@ class FindCursor extends BaseCursor {
         'DeprecationWarning',
       )
     }
-    return this._state.coll.countDocuments(this._filter ?? {}, countOptions({ ...this._options, ...options }, true))
+    return legacyCount(this._state.coll, this._filter ?? {}, { ...this._options, ...options }, true)
   }
 
   /** A new, unread cursor of the same query and options (not its map), as the driver's. */
@@ -320,4 +341,4 @@ class AggregationCursor extends BaseCursor {
 /** `collection.listIndexes()`: the index list, read in one batch (a collection has at most 64). */
 class ListIndexesCursor extends BaseCursor {}
 
-module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort, countOptions }
+module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort, legacyCount }

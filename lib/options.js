@@ -51,6 +51,12 @@ ALLOWED.indexExists = ALLOWED.indexes
 const WHY_NOT = {
   session: 'sessions and transactions are not replicated by dual-mongo-sync; write without a session',
   writeConcern: 'the local write concern comes from MONGODB_URI (e.g. ?w=majority)',
+  w: 'the local write concern comes from MONGODB_URI (e.g. ?w=majority)',
+  j: 'the local write concern comes from MONGODB_URI (e.g. ?journal=true)',
+  journal: 'the local write concern comes from MONGODB_URI (e.g. ?journal=true)',
+  fsync: 'the local write concern comes from MONGODB_URI (e.g. ?journal=true)',
+  wtimeout: 'the local write concern comes from MONGODB_URI (e.g. ?wtimeoutMS=5000)',
+  wtimeoutMS: 'the local write concern comes from MONGODB_URI (e.g. ?wtimeoutMS=5000)',
   readPreference: 'reads always go to the local MongoDB',
   timeoutMS: 'use maxTimeMS where the method supports it',
 }

@@ -109,8 +109,7 @@ async fn options_for(
 
 /// The error of a call that waited `limit` (`socketTimeoutMS`) for the local
 /// server: a network timeout, as the Node driver reports one. The write it
-/// carried may still be applied; its journal entries are settled when it
-/// ends (see [`Engine::write`]).
+/// carried may still be applied (see [`limited`]).
 fn socket_timed_out(limit: Duration) -> SyncError {
     let io = std::io::Error::new(
         std::io::ErrorKind::TimedOut,
@@ -122,22 +121,21 @@ fn socket_timed_out(limit: Duration) -> SyncError {
     SyncError::Mongo(mongodb::error::Error::from(io))
 }
 
-/// Runs `call` as a task of its own and answers after `limit` at the latest
-/// (`socketTimeoutMS`). A call that has not answered by then keeps running
-/// and ends as it would have: it is not dropped halfway, so a write whose
-/// documents were journaled still settles its entries (ready once the
-/// server answers), and the replicator copies whatever the server did.
-async fn limited<T: Send + 'static>(
+/// Runs `call` for at most `limit` (`socketTimeoutMS`), then drops it, as
+/// the Node driver closes the socket of a call that timed out: a command
+/// not sent yet (waiting for a server or a connection) is never sent, one
+/// already sent may still be applied. Dropping is safe for the journal: an
+/// append whose caller is gone is marked ready by the journal's writer, and
+/// a write dropped while it runs settles its entries as after a write of
+/// unknown outcome (`capture::Unsettled`). A cursor the call had opened is
+/// dropped with it (the driver kills it on the server).
+async fn limited<T>(
     limit: Duration,
-    call: impl std::future::Future<Output = Result<T, SyncError>> + Send + 'static,
+    call: impl std::future::Future<Output = Result<T, SyncError>>,
 ) -> Result<T, SyncError> {
-    match tokio::time::timeout(limit, tokio::spawn(call)).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => Err(SyncError::Internal(format!(
-            "a call ended unexpectedly: {e}"
-        ))),
-        Err(_) => Err(socket_timed_out(limit)),
-    }
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(socket_timed_out(limit)))
 }
 
 /// The local server is read at its primary whatever the URI's
@@ -342,15 +340,10 @@ impl Engine {
     ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
+        let call = inner.writer.write(db, coll, op, p);
         let out: Document = match self.socket_timeout {
-            None => inner.writer.write(db, coll, op, p).await?,
-            Some(limit) => {
-                let [db, coll, op] = [db, coll, op].map(str::to_owned);
-                limited(limit, async move {
-                    inner.writer.write(&db, &coll, &op, p).await
-                })
-                .await?
-            }
+            None => call.await?,
+            Some(limit) => limited(limit, call).await?,
         };
         mongodb::bson::to_vec(&out).map_err(|e| SyncError::Internal(e.to_string()))
     }
@@ -365,16 +358,10 @@ impl Engine {
     ) -> Result<Vec<u8>, SyncError> {
         let inner = self.inner()?;
         let p = Payload::from_bytes(args, op)?;
+        let call = inner.writer.read(db, coll, op, p);
         match self.socket_timeout {
-            None => inner.writer.read(db, coll, op, p).await,
-            Some(limit) => {
-                let [db, coll, op] = [db, coll, op].map(str::to_owned);
-                limited(
-                    limit,
-                    async move { inner.writer.read(&db, &coll, &op, p).await },
-                )
-                .await
-            }
+            None => call.await,
+            Some(limit) => limited(limit, call).await,
         }
     }
 

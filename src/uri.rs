@@ -8,7 +8,9 @@
 //! the way the Node driver reads it:
 //!
 //! - spellings the Node driver keeps for old code become the Rust names:
-//!   `j` and `fsync=true` become `journal`, `wtimeout` becomes `wtimeoutMS`;
+//!   `j` and `fsync` become `journal`, `wtimeout` becomes `wtimeoutMS`,
+//!   each given once, with the value the Node driver takes (the first of
+//!   `fsync`, `j`, `journal`; `wtimeout` before `wtimeoutMS`);
 //! - `socketTimeoutMS` is taken out and applied by the engine itself: a call
 //!   to the local server that waits longer fails with a network timeout, as
 //!   the Node driver's does (see `Engine::write`);
@@ -85,25 +87,38 @@ pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
             (k.to_ascii_lowercase(), v)
         })
         .collect();
-    let has = |key: &str| pairs.iter().any(|(k, _)| k == key);
     let secondary_reads = pairs
         .iter()
         .any(|(k, v)| k == "readpreference" && !v.eq_ignore_ascii_case("primary"));
+    // The Node driver reads one journal value, from the first of fsync, j,
+    // journal that is given, and one wtimeout, wtimeout before wtimeoutMS;
+    // each goes to the Rust driver once, where the first of them stood.
+    let first_of = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| *v))
+    };
+    let mut journal = first_of(&["fsync", "j", "journal"]);
+    let mut wtimeout = first_of(&["wtimeout", "wtimeoutms"]);
     let mut out: Vec<String> = Vec::new();
     let mut socket_timeout = None;
     let mut not_applied = Vec::new();
     for ((key, value), raw) in pairs.iter().zip(query.split('&').filter(|p| !p.is_empty())) {
         let value = *value;
         match key.as_str() {
-            "j" => out.push(format!("journal={value}")),
-            "fsync" if value.eq_ignore_ascii_case("true") && !has("journal") && !has("j") => {
-                out.push("journal=true".into())
+            "fsync" | "j" | "journal" => {
+                if let Some(v) = journal.take() {
+                    out.push(format!("journal={v}"));
+                }
             }
-            "fsync" => {}
-            "wtimeout" if !has("wtimeoutms") => out.push(format!("wtimeoutMS={value}")),
-            "wtimeout" => {}
+            "wtimeout" | "wtimeoutms" => {
+                if let Some(v) = wtimeout.take() {
+                    out.push(format!("wtimeoutMS={v}"));
+                }
+            }
             "sockettimeoutms" => {
-                let ms: u64 = value.parse().map_err(|_| {
+                // As the Node driver's parseInt: the leading digits.
+                let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+                let ms: u64 = digits.parse().map_err(|_| {
                     bad("socketTimeoutMS to be a whole number of milliseconds (0: no limit)")
                 })?;
                 socket_timeout = (ms > 0).then(|| Duration::from_millis(ms));
@@ -164,11 +179,22 @@ mod tests {
             rust("mongodb://h/?fsync=true").uri,
             "mongodb://h/?journal=true"
         );
-        assert_eq!(rust("mongodb://h/?fsync=false&w=1").uri, "mongodb://h/?w=1");
-        // The current spelling wins over the old one, as in the Node driver.
+        assert_eq!(
+            rust("mongodb://h/?fsync=false&w=1").uri,
+            "mongodb://h/?journal=false&w=1"
+        );
+        // One value each, the one the Node driver's parseOptions keeps.
         assert_eq!(
             rust("mongodb://h/?wtimeout=1&wtimeoutMS=2").uri,
-            "mongodb://h/?wtimeoutMS=2"
+            "mongodb://h/?wtimeoutMS=1"
+        );
+        assert_eq!(
+            rust("mongodb://h/?journal=false&j=true&fsync=true").uri,
+            "mongodb://h/?journal=true"
+        );
+        assert_eq!(
+            rust("mongodb://h/?j=true&journal=true").uri,
+            "mongodb://h/?journal=true"
         );
     }
 
@@ -178,6 +204,10 @@ mod tests {
         assert_eq!(r.uri, "mongodb://h:1/?retryWrites=true");
         assert_eq!(r.socket_timeout, Some(Duration::from_millis(45000)));
         assert_eq!(rust("mongodb://h/?SOCKETTIMEOUTMS=0").socket_timeout, None);
+        assert_eq!(
+            rust("mongodb://h/?socketTimeoutMS=4500.7").socket_timeout,
+            Some(Duration::from_millis(4500))
+        );
         let e = for_rust("MONGODB_URI", "mongodb://u:secret@h/?socketTimeoutMS=soon").unwrap_err();
         let text = e.to_string();
         assert!(

@@ -57,6 +57,46 @@ pub struct Writer {
 /// this time could change it under the cache.
 const COLLATION_TTL: Duration = Duration::from_secs(10);
 
+/// The intents of a write while it runs. A call dropped before its write
+/// ended (its `socketTimeoutMS` ran out, see `Engine::write`) drops this
+/// with it, which settles them as after a write of unknown outcome: the
+/// write is counted in the write clock, and its intents are marked ready
+/// after `SYNC_TAKEOVER_GRACE_MS`, in case it was sent and still lands. A
+/// write that ends takes them back with [`Unsettled::settle`].
+struct Unsettled {
+    parts: Option<(Arc<Journal>, Vec<i64>, Vec<clock::Slot>)>,
+    grace: Duration,
+}
+
+impl Unsettled {
+    fn settle(mut self) -> (Vec<i64>, Vec<clock::Slot>) {
+        self.parts
+            .take()
+            .map(|(_, seqs, slots)| (seqs, slots))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let Some((j, seqs, slots)) = self.parts.take() else {
+            return;
+        };
+        for s in slots {
+            j.clock().finished(s, None);
+        }
+        // Without a runtime the process is ending: the entries are then a
+        // dead owner's, released after the same grace by the next engine.
+        if let (false, Ok(rt)) = (seqs.is_empty(), tokio::runtime::Handle::try_current()) {
+            let wait = self.grace;
+            rt.spawn(async move {
+                tokio::time::sleep(wait).await;
+                j.mark_ready(seqs);
+            });
+        }
+    }
+}
+
 /// One collection as the write path sees it.
 pub(crate) struct Target<'a> {
     pub w: &'a Writer,
@@ -164,7 +204,9 @@ impl<'a> Target<'a> {
         op: impl std::future::Future<Output = Result<T, SyncError>>,
     ) -> Result<T, SyncError> {
         let (seqs, slots) = self.intents(ids, false).await?;
+        let unsettled = self.unsettled(seqs, slots);
         let out = op.await;
+        let (seqs, slots) = unsettled.settle();
         if let Some(j) = &self.w.journal {
             // Counted before the marks: see `journal::clock`.
             for s in slots {
@@ -173,6 +215,14 @@ impl<'a> Target<'a> {
             self.mark_ready(j, seqs, &out);
         }
         out
+    }
+
+    /// Holds the intents of a write while it runs; see [`Unsettled`].
+    fn unsettled(&self, seqs: Vec<i64>, slots: Vec<clock::Slot>) -> Unsettled {
+        Unsettled {
+            parts: self.w.journal.clone().map(|j| (j, seqs, slots)),
+            grace: Duration::from_millis(self.w.config.takeover_grace_ms),
+        }
     }
 
     /// Marks the intents of a finished write ready. After an error that
@@ -214,7 +264,9 @@ impl<'a> Target<'a> {
             return op.await;
         };
         let before: Vec<u32> = slots.iter().map(|s| j.clock().before(*s)).collect();
+        let unsettled = self.unsettled(seqs, slots);
         let out = op.await;
+        let (seqs, slots) = unsettled.settle();
         if matches!(&out, Err(e) if e.outcome_unknown()) {
             for s in slots {
                 j.clock().finished(s, None);

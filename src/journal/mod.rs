@@ -1077,17 +1077,23 @@ fn writer_loop(shared: Arc<Shared>, rx: mpsc::Receiver<Cmd>) {
         match result {
             Ok((outcomes, _)) => {
                 shared.commits.fetch_add(1, Ordering::Relaxed);
+                let mut orphans = Vec::new();
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
                     notify |= matches!(cmd, Cmd::DeadLetter(..))
                         || matches!(cmd, Cmd::Append(_, true, _, _) | Cmd::RequeueDeadLetters(_));
-                    outcome.answer(cmd);
+                    orphans.extend(outcome.answer(cmd));
+                }
+                if !orphans.is_empty() {
+                    shared.defer_marks(orphans.into_iter().map(|s| (s, None)).collect());
+                    immediate = true;
                 }
             }
             Err(e) => {
                 tracing::warn!("journal commit failed: {e}");
                 notify = false;
                 for cmd in batch {
-                    store::Outcome::Failed(e.clone()).answer(cmd);
+                    // A failed commit hands out no seqs: nothing to mark.
+                    let _ = store::Outcome::Failed(e.clone()).answer(cmd);
                 }
             }
         }

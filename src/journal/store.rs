@@ -151,17 +151,25 @@ pub(super) enum Outcome {
 }
 
 impl Outcome {
-    pub(super) fn answer(self, cmd: Cmd) {
+    /// Answers `cmd`. Returns the seqs of an append of not-ready entries
+    /// whose caller is gone (its call was cancelled, see `Engine::write`):
+    /// nobody will mark them, so the writer marks them ready itself (the
+    /// write they announce was never sent, or its outcome is unknown either
+    /// way; the replicator copies what local holds).
+    pub(super) fn answer(self, cmd: Cmd) -> Vec<i64> {
         let err = |o: &Outcome| match o {
             Outcome::Failed(e) => e.clone(),
             _ => "unexpected journal answer".to_string(),
         };
         match cmd {
-            Cmd::Append(_, _, _, r) => {
-                let _ = r.send(match self {
+            Cmd::Append(_, ready, _, r) => {
+                let sent = r.send(match self {
                     Outcome::Seqs(s) => Ok(s),
                     o => Err(err(&o)),
                 });
+                if let (Err(Ok(seqs)), false) = (sent, ready) {
+                    return seqs;
+                }
             }
             Cmd::Settle(r)
             | Cmd::DeadLetter(_, r)
@@ -186,6 +194,7 @@ impl Outcome {
             }
             Cmd::Flush => {}
         }
+        Vec::new()
     }
 }
 
@@ -597,6 +606,29 @@ pub fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn an_append_whose_caller_is_gone_hands_its_seqs_back_to_be_marked() {
+        let append = |ready: bool| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Cmd::Append(Vec::new(), ready, false, tx), rx)
+        };
+        // The caller waits: it gets the seqs and marks them itself.
+        let (cmd, mut rx) = append(false);
+        assert!(Outcome::Seqs(vec![5, 6]).answer(cmd).is_empty());
+        assert_eq!(rx.try_recv().unwrap(), Ok(vec![5, 6]));
+        // The caller's call was dropped: nobody would mark them.
+        let (cmd, rx) = append(false);
+        drop(rx);
+        assert_eq!(Outcome::Seqs(vec![7, 8]).answer(cmd), vec![7, 8]);
+        // Entries appended ready need no mark; a failed commit has no seqs.
+        let (cmd, rx) = append(true);
+        drop(rx);
+        assert!(Outcome::Seqs(vec![9]).answer(cmd).is_empty());
+        let (cmd, rx) = append(false);
+        drop(rx);
+        assert!(Outcome::Failed("disk full".into()).answer(cmd).is_empty());
+    }
 
     #[test]
     fn removals_go_in_runs_of_consecutive_seqs() {
