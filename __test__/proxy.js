@@ -13,12 +13,15 @@
 //   if the client has gone (a command that stalled on the way and lands
 //   late).
 // With `state.tap` set to an array, every chunk from client to server is
-// also pushed there (to check what a command carried).
+// also pushed there (to check what a command carried). With `state.holdIf`
+// set to a Buffer, a connection whose client sends a chunk holding those
+// bytes is held from that chunk on, as in 'hold' (one command stalls,
+// the others pass).
 const net = require('node:net')
 
 async function startProxy(targetPort, targetHost = '127.0.0.1') {
   const conns = new Set()
-  const state = { mode: 'pass', ms: 0, afterBytes: 0, resets: 0, accepted: 0, tap: null }
+  const state = { mode: 'pass', ms: 0, afterBytes: 0, resets: 0, accepted: 0, tap: null, holdIf: null }
   const server = net.createServer((client) => {
     state.accepted += 1
     if (state.mode === 'cut') return client.destroy()
@@ -41,6 +44,7 @@ async function startProxy(targetPort, targetHost = '127.0.0.1') {
       from.on('data', (chunk) => {
         if (state.mode === 'blackhole') return // swallowed: the peer waits forever
         if (counts && state.tap) state.tap.push(chunk)
+        if (counts && state.holdIf && !conn.kept && chunk.includes(state.holdIf)) conn.kept = []
         if (counts && conn.kept) return void conn.kept.push(chunk)
         if (counts && state.mode === 'reset') {
           conn.sent += chunk.length

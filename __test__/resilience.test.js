@@ -200,6 +200,19 @@ test('socketTimeoutMS from a Node driver connection string: a call past it fails
     assert.equal((await c.findOne({ _id: 1 })).v, 2)
     await sync.flush({ timeoutMs: 30000 })
     await compareAll(db, ['t'])
+
+    // An index command that lands late, after the leader already copied
+    // the indexes its first mark asked for, is copied by the second mark
+    // the dropped call leaves after the grace. Only that command stalls.
+    proxy.state.holdIf = Buffer.from('createIndexes\0')
+    await assert.rejects(c.createIndex({ v: 1 }), { name: 'MongoNetworkTimeoutError' })
+    await new Promise((r) => setTimeout(r, 1500)) // the copier took the first mark
+    proxy.state.holdIf = null
+    proxy.release()
+    const atlas = await driver(ATLAS)
+    const names = async (client) => (await client.db(db).collection('t').indexes()).map((i) => i.name).sort()
+    await waitFor(async () => (await names(local)).includes('v_1'), { what: 'the late createIndex on local' })
+    await waitFor(async () => (await names(atlas)).includes('v_1'), { what: 'the late index on Atlas', timeoutMs: 30000 })
   } finally {
     await sync.close()
     await proxy.close()

@@ -58,15 +58,20 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
 /// collection follows (see `replicate::indexes::copy_drop`).
 pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let cmd = with_options(doc! { "drop": t.coll }, &p)?;
-    let drop = async {
-        let out = t.w.local.database(t.db).run_command(cmd).await;
-        // Whatever the outcome (it may have happened): bytes an insert
-        // stored before are no longer its document's state, so no copy
-        // sends them; and the collection's collation is read again.
+    // Whatever the outcome (it may have happened): bytes an insert stored
+    // before are no longer its document's state, so no copy sends them; and
+    // the collection's collation is read again. Before the command too, for
+    // a call dropped while it runs (`socketTimeoutMS`) whose drop lands late.
+    let forget = || {
         if let Some(j) = &t.w.journal {
             j.clock().bump_all();
         }
         t.w.forget_collation(&t.ns);
+    };
+    forget();
+    let drop = async {
+        let out = t.w.local.database(t.db).run_command(cmd).await;
+        forget();
         out
     };
     marked(t, &[], true, drop).await
@@ -131,9 +136,57 @@ async fn marked(
     command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
 ) -> Result<Document, SyncError> {
     mark(t, dropped, collection).await?;
+    let mut late =
+        t.w.journal
+            .clone()
+            .filter(|_| t.replicated)
+            .map(|journal| LateMark {
+                armed: true,
+                journal,
+                ns: t.ns.clone(),
+                dropped: dropped.to_vec(),
+                collection,
+                grace: std::time::Duration::from_millis(t.w.config.takeover_grace_ms),
+            });
     let out = command.await;
+    if let Some(l) = late.as_mut() {
+        l.armed = false; // ran to its end: the mark below is the second
+    }
     mark(t, dropped, collection).await?;
     Ok(out?)
+}
+
+/// The second mark of a command whose call is dropped while it runs (its
+/// `socketTimeoutMS` ran out, see `Engine::write`): the command may still
+/// run after the leader copied the first mark, so the collection is marked
+/// again once `SYNC_TAKEOVER_GRACE_MS` passed, as the call would have.
+struct LateMark {
+    armed: bool,
+    journal: std::sync::Arc<crate::journal::Journal>,
+    ns: String,
+    dropped: Vec<String>,
+    collection: bool,
+    grace: std::time::Duration,
+}
+
+impl Drop for LateMark {
+    fn drop(&mut self) {
+        let (true, Ok(rt)) = (self.armed, tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let (j, ns, dropped) = (
+            self.journal.clone(),
+            std::mem::take(&mut self.ns),
+            std::mem::take(&mut self.dropped),
+        );
+        let (collection, grace) = (self.collection, self.grace);
+        rt.spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Err(e) = indexes::mark(&j, &ns, &dropped, collection).await {
+                tracing::warn!("marking {ns} for its indexes failed: {e}");
+            }
+        });
+    }
 }
 
 /// The collection's indexes, as concatenated BSON documents (the server's
