@@ -369,6 +369,25 @@ export interface BulkWriteResult {
   isOk(): boolean
   hasWriteErrors(): boolean
   getWriteErrors(): Array<{ index: number; code: number; errmsg: string }>
+  /** The driver's raw result, read by code written for the legacy bulk builder (not enumerable). */
+  readonly result: {
+    ok: 1
+    nInserted: number
+    nUpserted: number
+    nMatched: number
+    nModified: number
+    nRemoved: number
+    insertedIds: Array<{ index: number; _id: any }>
+    upserted: Array<{ index: number; _id: any }>
+    writeErrors: Array<{ index: number; code: number; errmsg: string }>
+    writeConcernErrors: never[]
+  }
+  getRawResponse(): BulkWriteResult['result']
+  getUpsertedIdAt(index: number): { index: number; _id: any } | undefined
+  getWriteErrorCount(): number
+  getWriteErrorAt(index: number): { index: number; code: number; errmsg: string } | undefined
+  /** Always undefined: a write concern error rejects the call. */
+  getWriteConcernError(): undefined
 }
 
 export type AnyBulkWriteOperation =
