@@ -49,8 +49,13 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
     if defs.is_empty() {
         return Err(SyncError::invalid("createIndexes: no index given"));
     }
+    let built: Vec<String> = defs
+        .iter()
+        .filter_map(|d| d.get_str("name").ok().map(String::from))
+        .collect();
     let cmd = with_options(doc! { "createIndexes": t.coll, "indexes": defs }, &p)?;
-    marked(t, &[], false, t.w.local.database(t.db).run_command(cmd)).await
+    let db = t.w.local.database(t.db);
+    marked_build(t, &[], false, &built, db.run_command(cmd)).await
 }
 
 /// `drop` of the collection; answers the server's reply (a missing
@@ -135,6 +140,17 @@ async fn marked(
     collection: bool,
     command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
 ) -> Result<Document, SyncError> {
+    marked_build(t, dropped, collection, &[], command).await
+}
+
+/// [`marked`] for a command that builds the indexes named `built`.
+async fn marked_build(
+    t: &Target<'_>,
+    dropped: &[String],
+    collection: bool,
+    built: &[String],
+    command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
+) -> Result<Document, SyncError> {
     mark(t, dropped, collection).await?;
     let mut late =
         t.w.journal
@@ -147,19 +163,27 @@ async fn marked(
                 dropped: dropped.to_vec(),
                 collection,
                 grace: std::time::Duration::from_millis(t.w.config.takeover_grace_ms),
+                build: (!built.is_empty()).then(|| (t.w.local.clone(), built.to_vec())),
             });
     let out = command.await;
-    if let Some(l) = late.as_mut() {
-        l.armed = false; // ran to its end: the mark below is the second
-    }
     mark(t, dropped, collection).await?;
+    if let Some(l) = late.as_mut() {
+        l.armed = false; // ran to its end and marked twice
+    }
     Ok(out?)
 }
+
+/// How long a late mark waits for an index build the server goes on with
+/// after its client left (it does not stop a build for that).
+const LATE_BUILD_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The second mark of a command whose call is dropped while it runs (its
 /// `socketTimeoutMS` ran out, see `Engine::write`): the command may still
 /// run after the leader copied the first mark, so the collection is marked
-/// again once `SYNC_TAKEOVER_GRACE_MS` passed, as the call would have.
+/// again once `SYNC_TAKEOVER_GRACE_MS` passed, as the call would have. For
+/// an index build, once the indexes are listed locally (a build in
+/// progress is not, and goes on without its client), or after
+/// `LATE_BUILD_WAIT`.
 struct LateMark {
     armed: bool,
     journal: std::sync::Arc<crate::journal::Journal>,
@@ -167,6 +191,8 @@ struct LateMark {
     dropped: Vec<String>,
     collection: bool,
     grace: std::time::Duration,
+    /// The local client and the names of the indexes the command builds.
+    build: Option<(mongodb::Client, Vec<String>)>,
 }
 
 impl Drop for LateMark {
@@ -179,9 +205,23 @@ impl Drop for LateMark {
             std::mem::take(&mut self.ns),
             std::mem::take(&mut self.dropped),
         );
-        let (collection, grace) = (self.collection, self.grace);
+        let (collection, grace, build) = (self.collection, self.grace, self.build.take());
         rt.spawn(async move {
             tokio::time::sleep(grace).await;
+            if let Some((local, names)) = build {
+                let (db, coll) = ns.split_once('.').unwrap_or((&ns, ""));
+                let until = std::time::Instant::now() + LATE_BUILD_WAIT;
+                while std::time::Instant::now() < until {
+                    match indexes::list(&local, db, coll).await {
+                        Ok(Some(have))
+                            if names.iter().any(|n| !have.iter().any(|h| name_of(h) == n)) => {}
+                        // Built, or the collection is gone.
+                        Ok(_) => break,
+                        Err(e) => tracing::debug!("listing the indexes of {ns} failed: {e}"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
             if let Err(e) = indexes::mark(&j, &ns, &dropped, collection).await {
                 tracing::warn!("marking {ns} for its indexes failed: {e}");
             }

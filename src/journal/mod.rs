@@ -60,6 +60,30 @@ pub struct DocKey {
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
+/// The wait for the writer's answer to an append. Dropped before the answer
+/// was taken (the call was dropped, see `Engine::write`), it closes the
+/// channel and marks ready the seqs of an answer that came meanwhile:
+/// nobody else would. An answer sent after the close fails, and the writer
+/// marks those itself (`store::Outcome::answer`); each append is marked by
+/// one of the two.
+struct AppendReply<'a> {
+    rx: Option<oneshot::Receiver<Result<Vec<i64>, String>>>,
+    journal: &'a Journal,
+    ready: bool,
+}
+
+impl Drop for AppendReply<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        if let (Ok(Ok(seqs)), false) = (rx.try_recv(), self.ready) {
+            self.journal.mark_ready(seqs);
+        }
+    }
+}
+
 /// Meta key naming the engine that paused replication.
 const PAUSED_BY_KEY: &str = "paused_by";
 
@@ -427,7 +451,20 @@ impl Journal {
         if let Some(done) = self.append_now(&keys, ready, inserts) {
             return done;
         }
-        self.call(|r| Cmd::Append(keys, ready, inserts, r)).await
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Append(keys, ready, inserts, reply))?;
+        let mut waiting = AppendReply {
+            rx: Some(rx),
+            journal: self,
+            ready,
+        };
+        let answer = waiting.rx.as_mut().expect("set above").await;
+        waiting.rx = None;
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(SyncError::journal(&self.path, e)),
+            Err(_) => Err(SyncError::Closed),
+        }
     }
 
     /// Commits an append on the calling thread if it is the only append
@@ -1127,6 +1164,57 @@ mod tests {
         // After a quiet spell: the short wait, never less.
         assert_eq!(coalesce_wait(COMMIT_EVERY_UNDER_LOAD), MARK_READY_COALESCE);
         assert_eq!(coalesce_wait(ms(500)), MARK_READY_COALESCE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_append_answered_as_its_call_is_dropped_is_still_marked_ready() {
+        let dir = temp_dir("orphan");
+        let j = Journal::open(&dir, true, "me".into()).unwrap();
+        async fn ready(j: &Journal, seqs: Vec<i64>) -> bool {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let found = j.ready_of(seqs.clone()).await.unwrap();
+                if found.iter().all(|(_, r, _)| *r) {
+                    return true;
+                }
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        // Committed, not ready: the write it announces has not run.
+        let seqs = j
+            .append_committed(vec![key(1), key(2)], false)
+            .await
+            .unwrap();
+        let found = j.ready_of(seqs.clone()).await.unwrap();
+        assert!(found.iter().all(|(_, r, _)| !*r), "the premise: not ready");
+        // The writer answered, then the call was dropped unread.
+        let (tx, rx) = oneshot::channel();
+        tx.send(Ok(seqs.clone())).unwrap();
+        drop(AppendReply {
+            rx: Some(rx),
+            journal: &j,
+            ready: false,
+        });
+        assert!(
+            ready(&j, seqs).await,
+            "an answer nobody read left its entries not ready"
+        );
+        // Read: the caller marks them; dropping the wait does nothing.
+        let more = j.append_committed(vec![key(3)], false).await.unwrap();
+        let (tx, mut rx) = oneshot::channel::<Result<Vec<i64>, String>>();
+        tx.send(Ok(more.clone())).unwrap();
+        assert_eq!((&mut rx).await.unwrap(), Ok(more.clone()));
+        drop(AppendReply {
+            rx: None,
+            journal: &j,
+            ready: false,
+        });
+        let found = j.ready_of(more).await.unwrap();
+        assert!(found.iter().all(|(_, r, _)| !*r));
+        j.close();
     }
 
     pub(super) fn temp_dir(name: &str) -> PathBuf {

@@ -660,7 +660,15 @@ async fn scan(
                 // Seqs, not tickets: the witness compares them.
                 let seqs = ctx.journal.append_committed(keys, atlas_empty).await?;
                 let current = match witness.as_mut() {
-                    Some(w) => w.check(&ctx.journal, &seqs).await?,
+                    Some(w) => match w.check(&ctx.journal, &seqs).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Not left waiting under this live owner: the
+                            // documents are read back from local instead.
+                            ctx.journal.mark_ready(seqs);
+                            return Err(e);
+                        }
+                    },
                     None => false,
                 };
                 ctx.journal.mark_inserted(
