@@ -78,6 +78,28 @@ test('createCollection answers as the driver does, and Atlas gets a capped colle
   await sync.close()
 })
 
+test('a capped collection keeps the same documents on Atlas when its inserts are copied in many batches', async () => {
+  // A capped collection keeps the documents inserted last: Atlas's keeps
+  // the same ones only if the copies land in the local order. Small
+  // batches and several workers would let two batches land swapped
+  // (before the fix, Atlas ended with an older window in 4 rounds of 4).
+  const db = uniqueDb('capped_order')
+  const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 5, workers: 4 }))
+  try {
+    const c = await sync.db(db).createCollection('log', { capped: true, size: 65536, max: 20 })
+    for (let i = 0; i < 300; i++) await c.insertOne({ _id: i, i })
+    await sync.flush({ timeoutMs: 30000 })
+    const local = await driver(LOCAL)
+    const atlas = await driver(ATLAS)
+    const want = await docs(local, db, 'log')
+    assert.deepEqual(want.map((d) => d._id), Array.from({ length: 20 }, (_, k) => 280 + k), 'the premise: local kept the last 20')
+    assert.deepEqual(await docs(atlas, db, 'log'), want)
+    assert.ok((await sync.metrics()).batches >= 10, 'the premise: many batches')
+  } finally {
+    await sync.close()
+  }
+})
+
 test('a collection Atlas already has without the local options is created again with them and keeps exactly the local documents', async () => {
   const db = uniqueDb('collre')
   const atlas = await driver(ATLAS)

@@ -586,6 +586,7 @@ async fn run(
     let mut seen: Option<Seen> = None;
     // Documents copied since memory was last given back (see TRIM_AFTER).
     let mut since_trim = 0usize;
+    let mut capped = Capped::default();
     loop {
         if *stop.borrow() {
             break;
@@ -674,6 +675,9 @@ async fn run(
             let Some(batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
             };
+            if capped.is(&ctx.local, &batch.ns).await {
+                q.one_at_a_time.insert(batch.ns.clone());
+            }
             let (c, s) = (ctx.clone(), stop.clone());
             tasks.spawn(copy_batch_guarded(c, batch, s));
         }
@@ -736,6 +740,9 @@ async fn recopy_not_before(ctx: &Ctx) {
 fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usize {
     match done {
         Ok(done) => {
+            if let Some(k) = done.keys.first() {
+                q.one_at_a_time.remove(&k.ns);
+            }
             let n = done.keys.len();
             q.finish(done.keys);
             q.readmit(done.unrecorded);
@@ -743,6 +750,35 @@ fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usi
             n
         }
         Err(_) => 0,
+    }
+}
+
+/// Which namespaces are capped collections on the local server, read once
+/// per `CAPPED_TTL`. A capped collection keeps the documents inserted last,
+/// so Atlas's keeps the same ones only if the copies arrive in the order of
+/// the local inserts: its batches go one at a time (`Queue::one_at_a_time`),
+/// each in the order its documents were journaled. Batches of two workers
+/// could land in either order, and Atlas would keep an older window.
+#[derive(Default)]
+struct Capped(std::collections::HashMap<String, (bool, Instant)>);
+
+const CAPPED_TTL: Duration = Duration::from_secs(30);
+
+impl Capped {
+    async fn is(&mut self, local: &Client, ns: &str) -> bool {
+        if let Some((c, at)) = self.0.get(ns) {
+            if at.elapsed() < CAPPED_TTL {
+                return *c;
+            }
+        }
+        let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+        let c = match options::info(local, db, coll).await {
+            Ok(info) => info.is_some_and(|i| options::is_capped(&i.options)),
+            // Unknown: copied as any collection, and read again next time.
+            Err(_) => return false,
+        };
+        self.0.insert(ns.to_string(), (c, Instant::now()));
+        c
     }
 }
 

@@ -85,6 +85,11 @@ pub async fn info(client: &Client, db: &str, coll: &str) -> mongodb::error::Resu
     }))
 }
 
+/// Whether collection options make a capped collection.
+pub fn is_capped(options: &Document) -> bool {
+    options.get("capped").is_some_and(indexes::truthy)
+}
+
 /// Options that cannot change once the collection exists.
 const FIXED: &[&str] = &["capped", "collation", "clusteredIndex"];
 

@@ -71,6 +71,10 @@ pub struct Queue {
     dirty_since: Option<Instant>,
     /// Bytes of documents held in `dirty`.
     held_bytes: usize,
+    /// Namespaces with a batch in flight that must be copied one batch at
+    /// a time (capped collections, see `replicate::dispatch`): no other
+    /// batch of theirs is taken until it finishes.
+    pub one_at_a_time: HashSet<String>,
 }
 
 /// When an entry's change was journaled (`at_ms`, wall-clock ms), as an
@@ -97,6 +101,7 @@ impl Queue {
             max_dirty,
             dirty_since: None,
             held_bytes: 0,
+            one_at_a_time: HashSet::new(),
         }
     }
 
@@ -274,7 +279,8 @@ impl Queue {
             };
             let eligible = items.len() < max
                 && !self.in_flight.contains(&k)
-                && ns.as_ref().is_none_or(|n| *n == k.ns);
+                && ns.as_ref().is_none_or(|n| *n == k.ns)
+                && !self.one_at_a_time.contains(&k.ns);
             if eligible {
                 ns.get_or_insert_with(|| k.ns.clone());
                 let d = self.dirty.remove(&k).unwrap_or_default();
@@ -311,6 +317,27 @@ mod tests {
             ns: ns.into(),
             id: vec![id],
         }
+    }
+
+    #[test]
+    fn a_namespace_copied_one_batch_at_a_time_waits_for_its_batch_in_flight() {
+        let mut q = Queue::new(100);
+        for i in 1..=4u8 {
+            q.admit(key("db.capped", i), i64::from(i), 10, true, None);
+        }
+        q.admit(key("db.other", 9), 9, 10, true, None);
+        let first = q.take_batch(2).unwrap();
+        assert_eq!(first.ns, "db.capped");
+        let ids = |b: &Batch| b.items.iter().map(|(k, _)| k.id[0]).collect::<Vec<_>>();
+        assert_eq!(ids(&first), vec![1, 2], "in the order journaled");
+        q.one_at_a_time.insert(first.ns.clone());
+        // Its next batch waits; other namespaces go on.
+        let other = q.take_batch(2).unwrap();
+        assert_eq!(other.ns, "db.other");
+        assert!(q.take_batch(2).is_none());
+        q.finish(first.items.iter().map(|(k, _)| k.clone()));
+        q.one_at_a_time.remove("db.capped");
+        assert_eq!(ids(&q.take_batch(2).unwrap()), vec![3, 4]);
     }
 
     #[test]
