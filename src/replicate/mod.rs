@@ -763,6 +763,10 @@ fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usi
 struct Capped(std::collections::HashMap<String, (bool, Instant)>);
 
 const CAPPED_TTL: Duration = Duration::from_secs(30);
+/// How long the loop waits to learn whether a namespace is capped.
+const CAPPED_READ: Duration = Duration::from_millis(500);
+/// When a namespace whose reading failed is read again.
+const CAPPED_RETRY: Duration = Duration::from_secs(5);
 
 impl Capped {
     async fn is(&mut self, local: &Client, ns: &str) -> bool {
@@ -772,12 +776,20 @@ impl Capped {
             }
         }
         let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
-        let c = match options::info(local, db, coll).await {
-            Ok(info) => info.is_some_and(|i| options::is_capped(&i.options)),
-            // Unknown: copied as any collection, and read again next time.
-            Err(_) => return false,
+        let now = Instant::now();
+        // Bounded: the loop waits for it (a local server that does not
+        // answer must not hold up the other namespaces, or a stop).
+        let read = tokio::time::timeout(CAPPED_READ, options::info(local, db, coll)).await;
+        let (c, at) = match read {
+            Ok(Ok(info)) => (info.is_some_and(|i| options::is_capped(&i.options)), now),
+            // Unknown: copied as any collection, and read again in a while.
+            _ => (
+                false,
+                now.checked_sub(CAPPED_TTL.saturating_sub(CAPPED_RETRY))
+                    .unwrap_or(now),
+            ),
         };
-        self.0.insert(ns.to_string(), (c, Instant::now()));
+        self.0.insert(ns.to_string(), (c, at));
         c
     }
 }
