@@ -130,6 +130,10 @@ impl Handle {
     /// directory: at once for this process's replicator, and for the others
     /// through the journal's shared pause, which decides from its commit on.
     pub fn set_paused(&self, journal: &Arc<Journal>, paused: bool) {
+        // Seen at once by the index copier, which reads it between passes:
+        // the loop takes the request on its next turn, and an index made
+        // right after `pause()` resolved must not be copied meanwhile.
+        self.ctx.metrics.paused.store(paused, Relaxed);
         let mut gen = 0;
         self.paused.send_modify(|p| {
             p.gen += 1;
