@@ -311,6 +311,13 @@ export declare class Db {
   createCollection<T extends Document = Document>(name: string, options?: CreateCollectionOptions): Promise<Collection<T>>
   /** `db.collection(name).drop(options)`. */
   dropCollection(name: string, options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
+  /** The collections and views of this database on the local server, as the driver's (`{ name, type, options, info, idIndex }`). */
+  listCollections(
+    filter?: Filter,
+    options?: { nameOnly?: boolean; authorizedCollections?: boolean; batchSize?: number; maxTimeMS?: number; comment?: unknown },
+  ): ListIndexesCursor<Document>
+  /** A `Collection` for each collection and view of this database (names with `$` left out, as the driver does). */
+  collections(options?: { maxTimeMS?: number; comment?: unknown }): Promise<Collection[]>
 }
 
 export interface CreateCollectionOptions {

@@ -6,7 +6,7 @@
 // re-creating it when documents reached Atlas first.
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
-const { createSync, SyncError } = require('..')
+const { createSync, SyncError, Collection } = require('..')
 const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, syncOptions } = require('./helpers')
 
 after(closeDrivers)
@@ -76,6 +76,40 @@ test('createCollection answers as the driver does, and Atlas gets a capped colle
   assert.equal(m.deadLettered, 0)
   assert.equal(m.lastError, null, JSON.stringify(m.lastError))
   await sync.close()
+})
+
+test('db.listCollections() and db.collections() list the local server as the driver\'s do', async () => {
+  const db = uniqueDb('listcoll')
+  const sync = await createSync(syncOptions(db, FAST))
+  try {
+    const d = sync.db(db)
+    await d.collection('plain').insertOne({ _id: 1 })
+    await d.createCollection('capped', { capped: true, size: 4096 })
+    await d.createCollection('view', { viewOn: 'plain', pipeline: [] })
+    const local = (await driver(LOCAL)).db(db)
+    const byName = (l) => [...l].sort((a, b) => a.name.localeCompare(b.name))
+    const cases = [
+      [{}, {}],
+      [{ name: 'capped' }, {}],
+      [{}, { nameOnly: true }],
+      [{ type: 'view' }, { maxTimeMS: 5000 }],
+    ]
+    for (const [filter, options] of cases) {
+      const ours = byName(await d.listCollections(filter, options).toArray())
+      const theirs = byName(await local.listCollections(filter, options).toArray())
+      assert.deepEqual(ours, theirs, `listCollections(${JSON.stringify(filter)}, ${JSON.stringify(options)})`)
+    }
+    const listed = (await d.listCollections().toArray()).map((c) => c.name).filter((n) => !n.startsWith('system.'))
+    assert.deepEqual(listed.sort(), ['capped', 'plain', 'view'], 'the premise')
+    const names = (l) => l.map((c) => c.collectionName).sort()
+    assert.deepEqual(names(await d.collections()), names(await local.collections()))
+    assert.equal((await d.collections()).find((c) => c.collectionName === 'plain') instanceof Collection, true)
+    for await (const c of d.listCollections({ name: 'plain' })) assert.equal(c.type, 'collection')
+    assert.throws(() => d.listCollections('plain'), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /filter must be an object/ })
+    assert.throws(() => d.listCollections({}, { session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'session'/ })
+  } finally {
+    await sync.close()
+  }
 })
 
 test('a capped collection keeps the same documents on Atlas when its inserts are copied in many batches', async () => {

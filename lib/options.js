@@ -44,6 +44,8 @@ ALLOWED.createCollection = [...W, 'maxTimeMS', 'capped', 'size', 'max', 'storage
   'validationAction', 'indexOptionDefaults', 'viewOn', 'pipeline', 'collation', 'timeseries', 'expireAfterSeconds',
   'clusteredIndex', 'changeStreamPreAndPostImages']
 ALLOWED.listIndexes = [...W, 'batchSize', 'maxTimeMS']
+ALLOWED.listCollections = [...W, 'nameOnly', 'authorizedCollections', 'batchSize', 'maxTimeMS']
+ALLOWED.collections = [...W, 'maxTimeMS']
 ALLOWED.indexes = [...ALLOWED.listIndexes, 'full']
 ALLOWED.indexInformation = ALLOWED.indexes
 ALLOWED.indexExists = ALLOWED.indexes

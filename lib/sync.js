@@ -1,7 +1,8 @@
 'use strict'
 // The object `createSync()` resolves to.
 const { Collection } = require('./collection')
-const { decode } = require('./bson')
+const { decode, decodeAll, encode } = require('./bson')
+const { ListIndexesCursor } = require('./cursor')
 const { fromNative, SyncError, invalidArgument } = require('./errors')
 const { describe, checkOptions } = require('./options')
 const { loadNative } = require('./native')
@@ -37,6 +38,35 @@ class Db {
   /** `db.collection(name).drop(options)`, as the driver's. */
   dropCollection(name, options) {
     return this.collection(name).drop(options)
+  }
+
+  /**
+   * The collections and views of this database on the local server, as the
+   * driver's: a cursor (`toArray`, `next`, `for await`) of the server's
+   * listing, filtered by `filter` (`{ name: 'orders' }`); `nameOnly` lists
+   * names and types only.
+   */
+  listCollections(filter = {}, options = {}) {
+    if (filter === null || typeof filter !== 'object' || Array.isArray(filter)) {
+      throw invalidArgument(`listCollections: filter must be an object, got ${describe(filter)}`)
+    }
+    const opts = checkOptions('listCollections', options)
+    const list = async () => {
+      const native = this._sync._native()
+      const payload = encode('listCollections', { filter, options: opts })
+      try {
+        return decodeAll(await native.read(this.databaseName, '', 'listCollections', payload))
+      } catch (e) {
+        throw fromNative(e)
+      }
+    }
+    return new ListIndexesCursor(null, async () => ({ id: 0, docs: await list() }))
+  }
+
+  /** A `Collection` for each collection and view of this database, as the driver's. */
+  async collections(options) {
+    const list = await this.listCollections({}, { ...checkOptions('collections', options), nameOnly: true }).toArray()
+    return list.filter(({ name }) => !name.includes('$')).map(({ name }) => this.collection(name))
   }
 }
 

@@ -542,6 +542,10 @@ impl Writer {
         p: Payload,
     ) -> Result<Vec<u8>, SyncError> {
         let _g = self.enter();
+        if op == "listCollections" {
+            check_name("database", db)?;
+            return read::list_collections(&self.local, db, p).await;
+        }
         let t = self.target(db, coll)?;
         match op {
             "find" => read::find(&t, p).await,

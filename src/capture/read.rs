@@ -205,6 +205,36 @@ pub async fn distinct(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> 
     one(doc! { "values": values })
 }
 
+/// `db.listCollections(filter, options)`: every collection and view of `db`
+/// the filter matches, as the server lists them (every batch), concatenated.
+pub async fn list_collections(
+    local: &mongodb::Client,
+    db: &str,
+    p: Payload,
+) -> Result<Vec<u8>, SyncError> {
+    use futures_util::TryStreamExt;
+    let mut cmd = doc! { "listCollections": 1, "filter": p.opt_doc("filter")?.unwrap_or_default() };
+    if let Some(opts) = p.opt_doc("options")? {
+        for k in ["nameOnly", "authorizedCollections", "comment", "maxTimeMS"] {
+            if let Some(v) = opts.get(k) {
+                cmd.insert(k, v.clone());
+            }
+        }
+    }
+    let specs: Vec<Document> = local
+        .database(db)
+        .run_cursor_command(cmd)
+        .await?
+        .try_collect()
+        .await?;
+    let mut out = Vec::new();
+    for d in specs {
+        d.to_writer(&mut out)
+            .map_err(|e| SyncError::Internal(e.to_string()))?;
+    }
+    Ok(out)
+}
+
 /// Stages that write: a pipeline with them would change documents behind the
 /// journal's back, so they are refused on replicated collections.
 const WRITING_STAGES: &[&str] = &["$out", "$merge"];
