@@ -578,6 +578,10 @@ export declare class Collection<T extends Document = Document> {
   findOneAndDelete(filter: Filter, options?: FindOneAndDeleteOptions): Promise<T | null>
   /** Runs the operations in order (`ordered: false`: all, errors collected); rejects with `MongoBulkWriteError` on write errors. */
   bulkWrite(operations: AnyBulkWriteOperation[], options?: BulkWriteOptions): Promise<BulkWriteResult>
+  /** The collection's options on the local server (`MongoAPIError` if it does not exist). */
+  options(options?: { maxTimeMS?: number; comment?: unknown }): Promise<Document>
+  /** Whether the collection is capped on the local server. */
+  isCapped(options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
   /** The driver's legacy bulk builder; `execute()` runs the operations as one ordered `bulkWrite`. */
   initializeOrderedBulkOp(options?: BulkWriteOptions): BulkOperation
   /** The driver's legacy bulk builder; `execute()` runs the operations as one unordered `bulkWrite`. */

@@ -78,7 +78,7 @@ test('createCollection answers as the driver does, and Atlas gets a capped colle
   await sync.close()
 })
 
-test('db.listCollections() and db.collections() list the local server as the driver\'s do', async () => {
+test('db.listCollections(), db.collections(), collection.options() and isCapped() read the local server as the driver\'s do', async () => {
   const db = uniqueDb('listcoll')
   const sync = await createSync(syncOptions(db, FAST))
   try {
@@ -105,6 +105,16 @@ test('db.listCollections() and db.collections() list the local server as the dri
     assert.deepEqual(names(await d.collections()), names(await local.collections()))
     assert.equal((await d.collections()).find((c) => c.collectionName === 'plain') instanceof Collection, true)
     for await (const c of d.listCollections({ name: 'plain' })) assert.equal(c.type, 'collection')
+    // collection.options() and isCapped(), as the driver's.
+    for (const name of ['plain', 'capped', 'view']) {
+      assert.deepEqual(await d.collection(name).options(), await local.collection(name).options(), `${name}.options()`)
+      assert.equal(await d.collection(name).isCapped(), await local.collection(name).isCapped(), `${name}.isCapped()`)
+    }
+    assert.equal(await d.collection('capped').isCapped(), true, 'the premise')
+    const missing = await d.collection('missing').options().then(() => null, (e) => e)
+    const theirs = await local.collection('missing').options().then(() => null, (e) => e)
+    assert.equal(missing && missing.name, 'MongoAPIError')
+    assert.equal(missing.message, theirs.message)
     assert.throws(() => d.listCollections('plain'), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /filter must be an object/ })
     assert.throws(() => d.listCollections({}, { session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'session'/ })
   } finally {

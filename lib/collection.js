@@ -5,7 +5,7 @@
 const { ObjectId, EJSON } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
-const { fromNative, invalidArgument, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
+const { fromNative, invalidArgument, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
 const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, legacyCount } = require('./cursor')
 const { BulkOperation } = require('./bulk')
 
@@ -226,6 +226,20 @@ class Collection {
       throw new MongoBulkWriteError(first.errmsg, { code: first.code, writeErrors: r.writeErrors }, result)
     }
     return result
+  }
+
+  /** The collection's options on the local server, as the driver's (`MongoAPIError` if it does not exist). */
+  async options(options) {
+    const opts = checkOptions('collections', options)
+    const [spec] = await this._sync.db(this.dbName).listCollections({ name: this.collectionName }, opts).toArray()
+    if (spec == null || spec.options == null) throw new MongoAPIError(`collection ${this.namespace} not found`)
+    return spec.options
+  }
+
+  /** Whether the collection is capped on the local server, as the driver's. */
+  async isCapped(options) {
+    const { capped } = await this.options(options)
+    return Boolean(capped)
   }
 
   /** The driver's legacy bulk builder, run in order, stopping at the first error (see lib/bulk.js). */
