@@ -82,19 +82,20 @@ class FindOperators {
 
   /** Makes the update or replace an upsert. */
   upsert() {
-    this._op.upsert = true
-    return this
+    return this._with('upsert', true)
   }
   collation(collation) {
-    this._op.collation = collation
-    return this
+    return this._with('collation', collation)
   }
   arrayFilters(arrayFilters) {
-    this._op.arrayFilters = arrayFilters
-    return this
+    return this._with('arrayFilters', arrayFilters)
   }
   hint(hint) {
-    this._op.hint = hint
+    return this._with('hint', hint)
+  }
+
+  _with(k, v) {
+    this._op[k] = v
     return this
   }
 

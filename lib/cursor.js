@@ -56,10 +56,8 @@ function countOptions(o, cursor = false) {
 function legacyCount(coll, filter, options, cursor = false) {
   const opts = countOptions(options, cursor)
   const whole = filter !== null && typeof filter === 'object' && !Array.isArray(filter) && Object.keys(filter).length === 0
-  if (whole && ['skip', 'limit', 'hint', 'collation'].every((k) => opts[k] === undefined)) {
-    const { maxTimeMS, comment, ...rest } = opts
-    if (Object.keys(rest).length === 0) return coll.estimatedDocumentCount({ maxTimeMS, comment })
-  }
+  const { maxTimeMS, comment, ...rest } = opts
+  if (whole && Object.keys(rest).length === 0) return coll.estimatedDocumentCount({ maxTimeMS, comment })
   return coll.countDocuments(filter, opts)
 }
 

@@ -51,16 +51,9 @@ class Db {
       throw invalidArgument(`listCollections: filter must be an object, got ${describe(filter)}`)
     }
     const opts = checkOptions('listCollections', options)
-    const list = async () => {
-      const native = this._sync._native()
-      const payload = encode('listCollections', { filter, options: opts })
-      try {
-        return decodeAll(await native.read(this.databaseName, '', 'listCollections', payload))
-      } catch (e) {
-        throw fromNative(e)
-      }
-    }
-    return new ListIndexesCursor(null, async () => ({ id: 0, docs: await list() }))
+    const payload = encode('listCollections', { filter, options: opts })
+    const list = () => this._sync._call((native) => native.read(this.databaseName, '', 'listCollections', payload))
+    return new ListIndexesCursor(null, async () => ({ id: 0, docs: decodeAll(await list()) }))
   }
 
   /** A `Collection` for each collection and view of this database, as the driver's. */
