@@ -399,7 +399,15 @@ impl Journal {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, SyncError> {
         let (reply, rx) = oneshot::channel();
         self.send(make(reply))?;
-        match rx.await {
+        self.answer(rx.await)
+    }
+
+    /// The writer thread's answer to a call, as the caller's result.
+    fn answer<T>(
+        &self,
+        got: Result<Result<T, String>, oneshot::error::RecvError>,
+    ) -> Result<T, SyncError> {
+        match got {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(SyncError::journal(&self.path, e)),
             Err(_) => Err(SyncError::Closed),
@@ -458,13 +466,9 @@ impl Journal {
             journal: self,
             ready,
         };
-        let answer = waiting.rx.as_mut().expect("set above").await;
+        let got = waiting.rx.as_mut().expect("set above").await;
         waiting.rx = None;
-        match answer {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SyncError::journal(&self.path, e)),
-            Err(_) => Err(SyncError::Closed),
-        }
+        self.answer(got)
     }
 
     /// Commits an append on the calling thread if it is the only append

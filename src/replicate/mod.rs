@@ -757,8 +757,8 @@ fn finish(q: &mut Queue, done: Result<BatchDone, tokio::task::JoinError>) -> usi
     }
 }
 
-/// Which namespaces are capped collections on the local server, read once
-/// per `CAPPED_TTL`. A capped collection keeps the documents inserted last,
+/// Which namespaces are capped collections on the local server, each with
+/// when it is read again (after `CAPPED_TTL`). A capped collection keeps the documents inserted last,
 /// so Atlas's keeps the same ones only if the copies arrive in the order of
 /// the local inserts: its batches go one at a time (`Queue::one_at_a_time`),
 /// each in the order its documents were journaled. Batches of two workers
@@ -774,26 +774,24 @@ const CAPPED_RETRY: Duration = Duration::from_secs(5);
 
 impl Capped {
     async fn is(&mut self, local: &Client, ns: &str) -> bool {
-        if let Some((c, at)) = self.0.get(ns) {
-            if at.elapsed() < CAPPED_TTL {
+        if let Some((c, until)) = self.0.get(ns) {
+            if Instant::now() < *until {
                 return *c;
             }
         }
         let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
-        let now = Instant::now();
         // Bounded: the loop waits for it (a local server that does not
         // answer must not hold up the other namespaces, or a stop).
         let read = tokio::time::timeout(CAPPED_READ, options::info(local, db, coll)).await;
-        let (c, at) = match read {
-            Ok(Ok(info)) => (info.is_some_and(|i| options::is_capped(&i.options)), now),
-            // Unknown: copied as any collection, and read again in a while.
-            _ => (
-                false,
-                now.checked_sub(CAPPED_TTL.saturating_sub(CAPPED_RETRY))
-                    .unwrap_or(now),
+        let (c, kept) = match read {
+            Ok(Ok(info)) => (
+                info.is_some_and(|i| options::is_capped(&i.options)),
+                CAPPED_TTL,
             ),
+            // Unknown: copied as any collection, and read again in a while.
+            _ => (false, CAPPED_RETRY),
         };
-        self.0.insert(ns.to_string(), (c, at));
+        self.0.insert(ns.to_string(), (c, Instant::now() + kept));
         c
     }
 }
