@@ -318,6 +318,31 @@ export declare class Db {
   ): ListIndexesCursor<Document>
   /** A `Collection` for each collection and view of this database (names with `$` left out, as the driver does). */
   collections(options?: { maxTimeMS?: number; comment?: unknown }): Promise<Collection[]>
+  /**
+   * Runs `command` on the local server's database and resolves with the
+   * server's reply, as the driver's `db.command`. While writes are
+   * replicated only commands that read or report run (`ping`, `hello`,
+   * `buildInfo`, `serverStatus`, `dbStats`, `collStats`, `count`, `distinct`,
+   * `find`, `aggregate` without `$out`/`$merge`, `explain`, `listDatabases`,
+   * ...); any other rejects with a `SyncError` (`ERR_SYNC_INVALID_ARGUMENT`) before it is
+   * sent, since what it changed would never reach Atlas.
+   */
+  command(command: Document, options?: Record<string, never>): Promise<Document>
+  /** The `dbStats` of this database on the local server, as the driver's `db.stats`. */
+  stats(options?: { scale?: number }): Promise<Document>
+  /** The driver's `Admin`: commands on the local server's `admin` database, read-only ones while writes are replicated. */
+  admin(): Admin
+}
+
+/** What `db.admin()` returns, as the driver's `Admin`, on the local server. */
+export declare class Admin {
+  command(command: Document, options?: Record<string, never>): Promise<Document>
+  buildInfo(): Promise<Document>
+  serverInfo(): Promise<Document>
+  serverStatus(): Promise<Document>
+  ping(): Promise<Document>
+  replSetGetStatus(): Promise<Document>
+  listDatabases(options?: { nameOnly?: boolean; filter?: Document; authorizedDatabases?: boolean }): Promise<Document>
 }
 
 export interface CreateCollectionOptions {

@@ -5,6 +5,7 @@ export const {
   createSync,
   Sync,
   Db,
+  Admin,
   Collection,
   FindCursor,
   AggregationCursor,

@@ -206,6 +206,85 @@ test('a full sync gives Atlas the options of collections made locally without th
   await sync.close()
 })
 
+test('db.command(), db.stats() and db.admin() answer as the driver\'s on the local server; a command that could change data is refused unsent while writes are replicated', async () => {
+  const db = uniqueDb('command')
+  const sync = await createSync(syncOptions(db, FAST))
+  const d = sync.db(db)
+  const local = await driver(LOCAL)
+  const theirs = local.db(db)
+  try {
+    await d.collection('c').insertMany([{ _id: 1, n: 1 }, { _id: 2, n: 2 }, { _id: 3, n: 3 }])
+    assert.equal((await d.command({ ping: 1 })).ok, 1)
+    // Read-only commands answer as the driver's own db.command does.
+    const count = { count: 'c', query: { n: { $gte: 2 } } }
+    assert.equal((await d.command(count)).n, 2)
+    assert.equal((await d.command(count)).n, (await theirs.command(count)).n)
+    const distinct = { distinct: 'c', key: 'n', query: {} }
+    assert.deepEqual((await d.command(distinct)).values, (await theirs.command(distinct)).values)
+    const find = { find: 'c', filter: { _id: 2 } }
+    assert.deepEqual((await d.command(find)).cursor.firstBatch, [{ _id: 2, n: 2 }])
+    const agg = { aggregate: 'c', pipeline: [{ $group: { _id: null, total: { $sum: '$n' } } }], cursor: {} }
+    assert.deepEqual((await d.command(agg)).cursor.firstBatch, [{ _id: null, total: 6 }])
+    const stats = await d.stats()
+    const driverStats = await theirs.stats()
+    for (const k of ['db', 'collections', 'objects']) assert.deepEqual(stats[k], driverStats[k], `stats().${k}`)
+    assert.equal(stats.objects, 3, 'the premise')
+    assert.equal((await d.stats({ scale: 1024 })).ok, 1)
+    const admin = d.admin()
+    assert.equal((await admin.ping()).ok, 1)
+    assert.equal((await admin.buildInfo()).version, (await local.db('admin').admin().buildInfo()).version)
+    const dbs = await admin.listDatabases({ nameOnly: true })
+    assert.ok(dbs.databases.some((x) => x.name === db), `listDatabases lists ${db}`)
+    assert.equal((await sync.db('admin').command({ hello: 1 })).isWritablePrimary, (await local.db('admin').command({ hello: 1 })).isWritablePrimary)
+    // A read-only command the server rejects rejects with the server's error.
+    const bad = { count: 'c', query: { $nope: 1 } }
+    const ours = await d.command(bad).then(() => null, (e) => e)
+    const driverErr = await theirs.command(bad).then(() => null, (e) => e)
+    assert.equal(ours && ours.name, 'MongoServerError')
+    assert.equal(ours.code, driverErr.code)
+
+    // Commands that could write are refused before they are sent: what they
+    // changed would reach local and never Atlas.
+    const refused = [
+      [{ insert: 'c', documents: [{ _id: 99 }] }, /command: 'insert' is not a read-only command/],
+      [{ delete: 'c', deletes: [{ q: {}, limit: 0 }] }, /'delete'/],
+      [{ dropDatabase: 1 }, /'dropDatabase'/],
+      [{ aggregate: 'c', pipeline: [{ $out: 'copy' }], cursor: {} }, /\$out stage writes/],
+      [{ explain: { aggregate: 'c', pipeline: [{ $merge: { into: 'copy' } }], cursor: {} } }, /\$merge stage writes/],
+    ]
+    for (const [cmd, message] of refused) {
+      await assert.rejects(d.command(cmd), (e) => {
+        assert.ok(e instanceof SyncError, e.message)
+        assert.equal(e.code, 'ERR_SYNC_INVALID_ARGUMENT')
+        assert.match(e.message, message)
+        return true
+      }, JSON.stringify(cmd))
+    }
+    await assert.rejects(admin.command({ shutdown: 1 }), /'shutdown' is not a read-only command/)
+    assert.deepEqual(await theirs.collection('c').find().sort({ _id: 1 }).toArray(), [{ _id: 1, n: 1 }, { _id: 2, n: 2 }, { _id: 3, n: 3 }], 'nothing refused reached local')
+    assert.deepEqual((await theirs.listCollections({ name: 'copy' }).toArray()), [], 'the $out did not run')
+    // Bad input is refused by name.
+    await assert.rejects(d.command(null), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /command must be a non-empty object/ })
+    await assert.rejects(d.command({}), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /command must be a non-empty object/ })
+    await assert.rejects(d.command({ ping: 1 }, { readPreference: 'secondary' }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /unknown option 'readPreference' \(reads always go to the local MongoDB\)/ })
+    await assert.rejects(d.stats({ scale: 1, session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /stats: unknown option 'session'/ })
+
+    await sync.flush({ timeoutMs: 30000 })
+    const atlas = await driver(ATLAS)
+    assert.deepEqual(await atlas.db(db).collection('c').find().sort({ _id: 1 }).toArray(), [{ _id: 1, n: 1 }, { _id: 2, n: 2 }, { _id: 3, n: 3 }])
+  } finally {
+    await sync.close()
+  }
+  // With sync disabled nothing is replicated, so any command runs, as with the driver.
+  const off = await createSync({ ...syncOptions(db), enabled: false })
+  try {
+    assert.equal((await off.db(db).command({ insert: 'c', documents: [{ _id: 4, n: 4 }] })).n, 1)
+    assert.equal(await theirs.collection('c').countDocuments({ _id: 4 }), 1)
+  } finally {
+    await off.close()
+  }
+})
+
 test('createCollection rejects bad input as the driver does, leaves excluded collections local and works with sync disabled', async () => {
   const db = uniqueDb('collbad')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))

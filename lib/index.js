@@ -1,7 +1,7 @@
 'use strict'
 const BSON = require('bson')
 const errors = require('./errors')
-const { createSync, Sync, Db } = require('./sync')
+const { createSync, Sync, Db, Admin } = require('./sync')
 const { Collection } = require('./collection')
 const { FindCursor, AggregationCursor } = require('./cursor')
 const { syncRouter } = require('./router')
@@ -11,6 +11,7 @@ module.exports = {
   createSync,
   Sync,
   Db,
+  Admin,
   Collection,
   FindCursor,
   AggregationCursor,

@@ -50,6 +50,12 @@ ALLOWED.indexes = [...ALLOWED.listIndexes, 'full']
 ALLOWED.indexInformation = ALLOWED.indexes
 ALLOWED.indexExists = ALLOWED.indexes
 
+// db.command's own options are the driver's session, read preference and
+// BSON ones, none of which has an effect here.
+ALLOWED.command = []
+ALLOWED.stats = ['scale']
+ALLOWED.listDatabases = ['nameOnly', 'filter', 'authorizedDatabases']
+
 const WHY_NOT = {
   session: 'sessions and transactions are not replicated by dual-mongo-sync; write without a session',
   writeConcern: 'the local write concern comes from MONGODB_URI (e.g. ?w=majority)',

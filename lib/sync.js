@@ -56,10 +56,80 @@ class Db {
     return new ListIndexesCursor(null, async () => ({ id: 0, docs: decodeAll(await list()) }))
   }
 
+  /**
+   * Runs `command` on the local server's database and resolves with the
+   * server's reply, as the driver's `db.command`. While writes are
+   * replicated only commands that read or report run (`ping`, `hello`,
+   * `buildInfo`, `serverStatus`, `dbStats`, `collStats`, `count`, `find`,
+   * `aggregate` without `$out`/`$merge`, `explain`, ...); any other is
+   * refused before it is sent, since what it changed would never reach
+   * Atlas: use the collection and database methods for changes.
+   */
+  async command(command, options) {
+    if (command === null || typeof command !== 'object' || Array.isArray(command) || Object.keys(command).length === 0) {
+      throw invalidArgument(`command: command must be a non-empty object such as { ping: 1 }, got ${describe(command)}`)
+    }
+    checkOptions('command', options)
+    const payload = encode('command', { command })
+    return decode(await this._sync._call((native) => native.read(this.databaseName, '', 'command', payload)))
+  }
+
+  /** The `dbStats` of this database on the local server, as the driver's `db.stats`. */
+  async stats(options) {
+    const { scale } = checkOptions('stats', options)
+    return this.command(scale === undefined ? { dbStats: true } : { dbStats: true, scale })
+  }
+
+  /** The driver's `Admin` for the local server: `command`, `ping`, `buildInfo`, `serverStatus`, `listDatabases`, ... */
+  admin() {
+    return new Admin(this._sync)
+  }
+
   /** A `Collection` for each collection and view of this database, as the driver's. */
   async collections(options) {
     const list = await this.listCollections({}, { ...checkOptions('collections', options), nameOnly: true }).toArray()
     return list.filter(({ name }) => !name.includes('$')).map(({ name }) => this.collection(name))
+  }
+}
+
+/**
+ * The official driver's `Admin` (what `db.admin()` returns): commands on the
+ * local server's `admin` database, read-only ones while writes are
+ * replicated (see `Db.command`).
+ */
+class Admin {
+  constructor(sync) {
+    this._db = new Db(sync, 'admin')
+  }
+
+  command(command, options) {
+    return this._db.command(command, options)
+  }
+
+  buildInfo(options) {
+    return this.command({ buildinfo: 1 }, options)
+  }
+
+  serverInfo(options) {
+    return this.command({ buildinfo: 1 }, options)
+  }
+
+  serverStatus(options) {
+    return this.command({ serverStatus: 1 }, options)
+  }
+
+  ping(options) {
+    return this.command({ ping: 1 }, options)
+  }
+
+  replSetGetStatus(options) {
+    return this.command({ replSetGetStatus: 1 }, options)
+  }
+
+  /** `{ databases, totalSize, ok }`; options `nameOnly`, `filter`, `authorizedDatabases` as the driver's. */
+  async listDatabases(options) {
+    const opts = checkOptions('listDatabases', options)
+    return this.command({ listDatabases: 1, ...opts })
   }
 }
 
@@ -265,4 +335,4 @@ async function createSync(options) {
   }
 }
 
-module.exports = { createSync, Sync, Db, ADMIN_TOKEN }
+module.exports = { createSync, Sync, Db, Admin, ADMIN_TOKEN }

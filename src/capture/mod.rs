@@ -546,6 +546,11 @@ impl Writer {
             check_name("database", db)?;
             return read::list_collections(&self.local, db, p).await;
         }
+        if op == "command" {
+            check_name("database", db)?;
+            let replicated = self.journal.is_some();
+            return read::run_command(&self.local, db, p, replicated).await;
+        }
         let t = self.target(db, coll)?;
         match op {
             "find" => read::find(&t, p).await,

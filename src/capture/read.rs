@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
+use mongodb::bson::{doc, Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongodb::options::{
     AggregateOptions, CountOptions, DistinctOptions, EstimatedDocumentCountOptions, FindOneOptions,
     FindOptions,
@@ -235,6 +235,101 @@ pub async fn list_collections(
     Ok(out)
 }
 
+/// The commands `db.command()` runs while writes are replicated: ones that
+/// read or report and never change data. Any other command could write
+/// behind the journal's back (Atlas would never see it), so it is refused.
+/// Names as the server takes them, with its lower-case aliases.
+const READ_ONLY_COMMANDS: &[&str] = &[
+    "aggregate",
+    "buildInfo",
+    "buildinfo",
+    "collStats",
+    "connectionStatus",
+    "count",
+    "currentOp",
+    "dataSize",
+    "dbHash",
+    "dbStats",
+    "distinct",
+    "explain",
+    "find",
+    "getCmdLineOpts",
+    "getDefaultRWConcern",
+    "getLog",
+    "getMore",
+    "getParameter",
+    "hello",
+    "hostInfo",
+    "isMaster",
+    "ismaster",
+    "killCursors",
+    "listCollections",
+    "listCommands",
+    "listDatabases",
+    "listIndexes",
+    "lockInfo",
+    "ping",
+    "replSetGetConfig",
+    "replSetGetStatus",
+    "serverStatus",
+    "top",
+    "whatsmyuri",
+];
+
+/// Why `cmd` (its name first) may not run while writes are replicated, if
+/// it may not: its name is not a read-only command's, or it is an
+/// `aggregate` (or the explain of one) with a writing stage.
+fn refusal(cmd: &RawDocument) -> Option<String> {
+    let (name, value) = match cmd.iter().next() {
+        Some(Ok((name, value))) => (name, value),
+        _ => return Some("an empty command".into()),
+    };
+    if !READ_ONLY_COMMANDS.contains(&name) {
+        return Some(format!("'{name}' is not a read-only command"));
+    }
+    let writing = |c: &RawDocument| {
+        let stages = c.get_array("pipeline").ok()?;
+        stages.into_iter().flatten().find_map(|s| {
+            let key = s.as_document()?.iter().next()?.ok()?.0;
+            WRITING_STAGES.contains(&key).then(|| key.to_string())
+        })
+    };
+    let target = match (name, value) {
+        ("aggregate", _) => Some(cmd),
+        ("explain", RawBsonRef::Document(inner)) => {
+            let inner_name = inner.iter().next().and_then(Result::ok).map(|(k, _)| k);
+            (inner_name == Some("aggregate")).then_some(inner)
+        }
+        _ => None,
+    };
+    let stage = target.and_then(writing)?;
+    Some(format!("its pipeline's {stage} stage writes"))
+}
+
+/// `db.command(command)`: runs `command` on the local server's database `db`
+/// and answers with the server's reply, as the driver's `db.command`. While
+/// writes are replicated only commands that never change data run
+/// ([`READ_ONLY_COMMANDS`]); others are refused before they are sent, naming
+/// the command: a write that way would reach local and never Atlas.
+pub async fn run_command(
+    local: &mongodb::Client,
+    db: &str,
+    p: Payload,
+    replicated: bool,
+) -> Result<Vec<u8>, SyncError> {
+    let cmd = p.bytes_doc("command")?;
+    if replicated {
+        if let Some(why) = refusal(&cmd) {
+            return Err(SyncError::invalid(format!(
+                "command: {why}, and a command that changes data this way would reach the local \
+                 server but never Atlas; use the collection and database methods, which replicate \
+                 (insertOne, bulkWrite, createIndex, createCollection, drop, ...)"
+            )));
+        }
+    }
+    one(local.database(db).run_raw_command(cmd).await?)
+}
+
 /// Stages that write: a pipeline with them would change documents behind the
 /// journal's back, so they are refused on replicated collections.
 const WRITING_STAGES: &[&str] = &["$out", "$merge"];
@@ -263,4 +358,35 @@ pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError>
         .with_type::<RawDocumentBuf>()
         .await?;
     t.w.cursors.first(cursor, n).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+    use mongodb::bson::rawdoc;
+
+    #[test]
+    fn read_only_commands_run_and_others_are_refused_by_name() {
+        for ok in [
+            rawdoc! { "ping": 1 },
+            rawdoc! { "dbStats": 1, "scale": 1024 },
+            rawdoc! { "count": "c", "query": { "a": 1 } },
+            rawdoc! { "aggregate": "c", "pipeline": [{ "$match": {} }], "cursor": {} },
+            rawdoc! { "explain": { "update": "c", "updates": [{ "q": {}, "u": { "$set": { "a": 1 } } }] } },
+        ] {
+            assert_eq!(refusal(&ok), None, "{ok:?}");
+        }
+        let why = |c: mongodb::bson::RawDocumentBuf| refusal(&c).unwrap();
+        assert!(why(rawdoc! { "insert": "c", "documents": [{ "a": 1 }] }).contains("'insert'"));
+        assert!(why(rawdoc! { "dropDatabase": 1 }).contains("'dropDatabase'"));
+        // Names are case-sensitive, as the server's: a near miss is not let through.
+        assert!(why(rawdoc! { "Ping": 1 }).contains("'Ping'"));
+        assert!(why(rawdoc! {}).contains("empty"));
+        let out = rawdoc! { "aggregate": "c", "pipeline": [{ "$match": {} }, { "$out": "d" }], "cursor": {} };
+        assert!(why(out.clone()).contains("$out"));
+        assert!(why(rawdoc! { "explain": out }).contains("$out"));
+        let merge =
+            rawdoc! { "aggregate": 1, "pipeline": [{ "$merge": { "into": "d" } }], "cursor": {} };
+        assert!(why(merge).contains("$merge"));
+    }
 }
