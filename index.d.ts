@@ -328,6 +328,8 @@ export declare class Db {
    * sent, since what it changed would never reach Atlas.
    */
   command(command: Document, options?: Record<string, never>): Promise<Document>
+  /** A change stream of every collection of this database on the local server, as the driver's `db.watch`. */
+  watch<E = ChangeStreamDocument>(pipeline?: Document[], options?: ChangeStreamOptions): ChangeStream<E>
   /** The `dbStats` of this database on the local server, as the driver's `db.stats`. */
   stats(options?: { scale?: number }): Promise<Document>
   /** The driver's `Admin`: commands on the local server's `admin` database, read-only ones while writes are replicated. */
@@ -555,6 +557,44 @@ export declare class FindCursor<T = Document> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
+/** A change event as the server sends it (`operationType`, `documentKey`, `fullDocument`, `updateDescription`, `ns`, `_id`, ...). */
+export type ChangeStreamDocument = Document
+
+export interface ChangeStreamOptions {
+  fullDocument?: 'default' | 'updateLookup' | 'whenAvailable' | 'required'
+  fullDocumentBeforeChange?: 'off' | 'whenAvailable' | 'required'
+  resumeAfter?: Document
+  startAfter?: Document
+  startAtOperationTime?: import('bson').Timestamp
+  maxAwaitTimeMS?: number
+  batchSize?: number
+  collation?: Document
+  showExpandedEvents?: boolean
+  comment?: unknown
+}
+
+/**
+ * The driver's `ChangeStream`, on the local server: use it as an iterator
+ * (`next`, `tryNext`, `hasNext`, `for await`) or as an emitter
+ * (`on('change', ...)`), not both. It opens on its first read; the engine's
+ * driver resumes it after resumable errors. `sync.close()` ends it (an
+ * emitter gets 'close', an iterator's next call rejects with
+ * `ERR_SYNC_CLOSED`).
+ */
+export declare class ChangeStream<E = ChangeStreamDocument> implements AsyncIterable<E> {
+  readonly resumeToken: Document | null
+  readonly closed: boolean
+  next(): Promise<E>
+  tryNext(): Promise<E | null>
+  hasNext(): Promise<boolean>
+  close(): Promise<void>
+  on(event: 'change', listener: (change: E) => void): this
+  on(event: 'resumeTokenChanged', listener: (token: Document) => void): this
+  on(event: 'error', listener: (error: Error) => void): this
+  on(event: 'close', listener: () => void): this
+  [Symbol.asyncIterator](): AsyncGenerator<E, void, void>
+}
+
 export declare class AggregationCursor<T = Document> implements AsyncIterable<T> {
   map<U>(fn: (doc: T) => U): AggregationCursor<U>
   toArray(): Promise<T[]>
@@ -621,6 +661,11 @@ export declare class Collection<T extends Document = Document> {
   distinct(key: string, filter?: Filter, options?: { collation?: Document; maxTimeMS?: number; comment?: unknown; hint?: string | Document }): Promise<any[]>
   /** Pipelines with `$out` or `$merge` are refused while sync is enabled (their writes would bypass replication). */
   aggregate<R = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<R>
+  /**
+   * A change stream of this collection on the local server, as the driver's
+   * `watch`: the local server's changes, whichever process made them.
+   */
+  watch<E = ChangeStreamDocument>(pipeline?: Document[], options?: ChangeStreamOptions): ChangeStream<E>
   /**
    * Drops the collection locally; `false` if it did not exist, as the
    * driver. On a replicated collection Atlas's is dropped too (or, if the

@@ -9,6 +9,7 @@ export const {
   Collection,
   FindCursor,
   AggregationCursor,
+  ChangeStream,
   syncRouter,
   SyncError,
   MongoError,

@@ -8,6 +8,7 @@ const { checkOptions, describe, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
 const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, legacyCount } = require('./cursor')
 const { BulkOperation } = require('./bulk')
+const { ChangeStream } = require('./change_stream')
 
 function isDocument(v) {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v) && !(v instanceof Date)
@@ -95,6 +96,14 @@ function updateResult(r) {
     upsertedCount: r.upsertedCount,
     upsertedId: r.upsertedId ?? null,
   }
+}
+
+/** A ChangeStream of `db` (all its collections when `coll` is ''), its arguments checked as the driver's. */
+function watchOf(sync, db, coll, pipeline, options) {
+  if (pipeline === undefined) pipeline = []
+  if (!Array.isArray(pipeline)) throw invalidArgument(`watch: pipeline must be an array, got ${describe(pipeline)}`)
+  pipeline.forEach((s, i) => needDocument('watch', `pipeline stage ${i}`, s))
+  return new ChangeStream(sync, db, coll, pipeline, checkOptions('watch', options))
 }
 
 class Collection {
@@ -316,6 +325,15 @@ class Collection {
     if (!Array.isArray(pipeline)) throw invalidArgument(`aggregate: pipeline must be an array, got ${describe(pipeline)}`)
     pipeline.forEach((s, i) => needDocument('aggregate', `pipeline stage ${i}`, s))
     return new AggregationCursor(this, pipeline, checkOptions('aggregate', options))
+  }
+
+  /**
+   * A change stream of this collection on the local server, as the driver's
+   * `watch`: iterate it (`next`, `tryNext`, `for await`) or listen for
+   * 'change'. Changes are the local server's, whichever process made them.
+   */
+  watch(pipeline, options) {
+    return watchOf(this._sync, this.dbName, this.collectionName, pipeline, options)
   }
 
   async _aggregate(pipeline, options) {
@@ -541,4 +559,4 @@ function attachInsertResult(e, ids, ordered) {
   e.result = { insertedCount: e.insertedCount, insertedIds }
 }
 
-module.exports = { Collection }
+module.exports = { Collection, watchOf }

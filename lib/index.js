@@ -6,6 +6,7 @@ const { Collection } = require('./collection')
 const { FindCursor, AggregationCursor } = require('./cursor')
 const { syncRouter } = require('./router')
 const { MongoBatchReExecutionError } = require('./bulk')
+const { ChangeStream } = require('./change_stream')
 
 module.exports = {
   createSync,
@@ -15,6 +16,7 @@ module.exports = {
   Collection,
   FindCursor,
   AggregationCursor,
+  ChangeStream,
   syncRouter,
   ...errors,
   MongoBatchReExecutionError,

@@ -55,6 +55,8 @@ ALLOWED.indexExists = ALLOWED.indexes
 ALLOWED.command = []
 ALLOWED.stats = ['scale']
 ALLOWED.listDatabases = ['nameOnly', 'filter', 'authorizedDatabases']
+ALLOWED.watch = [...W, 'fullDocument', 'fullDocumentBeforeChange', 'resumeAfter', 'startAfter', 'startAtOperationTime',
+  'maxAwaitTimeMS', 'batchSize', 'collation', 'showExpandedEvents']
 
 const WHY_NOT = {
   session: 'sessions and transactions are not replicated by dual-mongo-sync; write without a session',

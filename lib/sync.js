@@ -1,6 +1,6 @@
 'use strict'
 // The object `createSync()` resolves to.
-const { Collection } = require('./collection')
+const { Collection, watchOf } = require('./collection')
 const { decode, decodeAll, encode } = require('./bson')
 const { ListIndexesCursor } = require('./cursor')
 const { fromNative, SyncError, invalidArgument } = require('./errors')
@@ -72,6 +72,11 @@ class Db {
     checkOptions('command', options)
     const payload = encode('command', { command })
     return decode(await this._sync._call((native) => native.read(this.databaseName, '', 'command', payload)))
+  }
+
+  /** A change stream of every collection of this database on the local server, as the driver's `db.watch`. */
+  watch(pipeline, options) {
+    return watchOf(this._sync, this.databaseName, '', pipeline, options)
   }
 
   /** The `dbStats` of this database on the local server, as the driver's `db.stats`. */

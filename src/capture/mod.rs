@@ -18,6 +18,7 @@ mod canon;
 mod indexes;
 mod payload;
 mod read;
+mod stream;
 mod write;
 
 use canon::canonical_id;
@@ -47,6 +48,8 @@ pub struct Writer {
     idle: Notify,
     /// Open `find`/`aggregate` cursors JS reads batch by batch.
     cursors: read::Cursors,
+    /// Open change streams (`watch()`).
+    streams: stream::Streams,
     /// Whether a collection's default collation compares strings other than
     /// byte by byte, by namespace, and when that was read.
     collations: std::sync::Mutex<std::collections::HashMap<String, (bool, std::time::Instant)>>,
@@ -480,6 +483,7 @@ impl Writer {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             cursors: read::Cursors::default(),
+            streams: stream::Streams::default(),
             collations: Default::default(),
         }
     }
@@ -545,6 +549,19 @@ impl Writer {
         if op == "listCollections" {
             check_name("database", db)?;
             return read::list_collections(&self.local, db, p).await;
+        }
+        match op {
+            "watch" => {
+                check_name("database", db)?;
+                let coll = (!coll.is_empty()).then_some(coll);
+                if let Some(c) = coll {
+                    check_name("collection", c)?;
+                }
+                return self.streams.open(&self.local, db, coll, p).await;
+            }
+            "changeNext" => return self.streams.next(p).await,
+            "changeClose" => return self.streams.close(p),
+            _ => {}
         }
         if op == "command" {
             check_name("database", db)?;
