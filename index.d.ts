@@ -554,6 +554,23 @@ export declare class FindCursor<T = Document> implements AsyncIterable<T> {
   count(options?: CountDocumentsOptions): Promise<number>
   /** A new, unread cursor of the same query and options (without `map`). */
   clone(): FindCursor<Document>
+  min(min: Document): this
+  max(max: Document): this
+  returnKey(value: boolean): this
+  showRecordId(value: boolean): this
+  allowDiskUse(value?: boolean): this
+  /** Only `noCursorTimeout` is taken; tailable, awaitData, exhaust, partial and oplogReplay are refused. */
+  addCursorFlag(flag: 'noCursorTimeout' | 'tailable' | 'oplogReplay' | 'awaitData' | 'exhaust' | 'partial', value: boolean): this
+  /** True once closed or read to the end with nothing left buffered. */
+  readonly closed: boolean
+  /** How many documents were read from the server and not yet returned. */
+  bufferedCount(): number
+  /** Takes up to `n` (default all) buffered documents, without the map. */
+  readBufferedDocuments(n?: number): Document[]
+  /** The cursor as an object-mode Node `Readable`; destroying it closes the cursor. */
+  stream(): import('stream').Readable & AsyncIterable<T>
+  /** The server's explain of the query (default 'allPlansExecution'; `false`: 'queryPlanner'); the cursor is not read. */
+  explain(verbosity?: boolean | 'queryPlanner' | 'executionStats' | 'allPlansExecution' | { verbosity?: string; maxTimeMS?: number }): Promise<Document>
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
@@ -604,14 +621,36 @@ export declare class AggregationCursor<T = Document> implements AsyncIterable<T>
   close(): Promise<void>
   /** A new, unread cursor of the same pipeline and options (without `map`). */
   clone(): AggregationCursor<Document>
+  /** Adds a stage before the cursor is read; the named ones add `{ $<name>: value }`. */
+  addStage(stage: Document): this
+  match(filter: Document): this
+  project(projection: Document): this
+  sort(sort: Document): this
+  skip(n: number): this
+  limit(n: number): this
+  group(group: Document): this
+  unwind(field: string | Document): this
+  lookup(lookup: Document): this
+  redact(expr: Document): this
+  geoNear(options: Document): this
+  /** `$out`: refused when the cursor is read while writes are replicated (it would write behind the journal's back). */
+  out(target: string | Document): this
+  maxTimeMS(ms: number): this
+  batchSize(n: number): this
+  /** True once closed or read to the end with nothing left buffered. */
+  readonly closed: boolean
+  /** How many documents were read from the server and not yet returned. */
+  bufferedCount(): number
+  /** Takes up to `n` (default all) buffered documents, without the map. */
+  readBufferedDocuments(n?: number): Document[]
+  /** The cursor as an object-mode Node `Readable`; destroying it closes the cursor. */
+  stream(): import('stream').Readable & AsyncIterable<T>
+  /** The server's explain of the query (default 'allPlansExecution'; `false`: 'queryPlanner'); the cursor is not read. */
+  explain(verbosity?: boolean | 'queryPlanner' | 'executionStats' | 'allPlansExecution' | { verbosity?: string; maxTimeMS?: number }): Promise<Document>
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
-/**
- * A drop-in for the official driver's `Collection`. Writes resolve after the
- * local write and are replicated to Atlas in the background; reads are local.
- */
-/** `collection.listIndexes()`: the index list (read in one batch). */
+/** `collection.listIndexes()` and `db.listCollections()`: the list (read in one batch). */
 export declare class ListIndexesCursor<T = IndexDescription> implements AsyncIterable<T> {
   map<U>(fn: (doc: T) => U): ListIndexesCursor<U>
   toArray(): Promise<T[]>
@@ -622,6 +661,10 @@ export declare class ListIndexesCursor<T = IndexDescription> implements AsyncIte
   [Symbol.asyncIterator](): AsyncIterator<T>
 }
 
+/**
+ * A drop-in for the official driver's `Collection`. Writes resolve after the
+ * local write and are replicated to Atlas in the background; reads are local.
+ */
 export declare class Collection<T extends Document = Document> {
   readonly dbName: string
   readonly collectionName: string

@@ -569,6 +569,64 @@ test('cursors end as the driver\'s do: after a for await loop, on a map to null,
   assert.deepEqual((await cur.toArray()).map((d) => d._id), [0, 1, 2, 3, 4], 'and it reads from the start again')
 })
 
+test('cursors offer the driver\'s stream(), explain(), buffer reads, find modifiers and aggregation stage builders, with its results', async () => {
+  await local.db(db).collection('more').insertMany(Array.from({ length: 6 }, (_, i) => ({ _id: i, g: i % 2, tags: [`t${i}`, 'all'] })))
+  const settle = (p) => p.then((v) => v, (e) => ({ error: e.name, code: e.code }))
+  const run = async (c, d) => {
+    const out = {}
+    const streamed = []
+    for await (const x of c.find({}).sort({ _id: 1 }).map((x) => x._id).stream()) streamed.push(x)
+    out.streamed = streamed
+    // A stream given up early closes its cursor.
+    const early = c.find({}).sort({ _id: 1 }).batchSize(2)
+    const s = early.stream()
+    for await (const x of s) { out.firstStreamed = x._id; break }
+    await new Promise((r) => setImmediate(r))
+    out.earlyClosed = early.closed
+    const fresh = c.find({}).sort({ _id: 1 }).batchSize(2).map((x) => x._id)
+    out.before = [fresh.closed, fresh.bufferedCount()]
+    await fresh.hasNext()
+    out.buffered = fresh.bufferedCount()
+    out.readBuffered = fresh.readBufferedDocuments(1)
+    out.rest = await fresh.toArray()
+    out.after = fresh.closed
+    out.minMax = await settle(c.find({}).hint({ _id: 1 }).min({ _id: 1 }).max({ _id: 3 }).toArray())
+    out.returnKey = await settle(c.find({ _id: { $lt: 2 } }).hint({ _id: 1 }).returnKey(true).toArray())
+    out.diskUse = await c.find({ g: 1 }).sort({ _id: -1 }).allowDiskUse().toArray()
+    out.noTimeout = await c.find({ _id: 0 }).addCursorFlag('noCursorTimeout', true).toArray()
+    out.badFlag = (() => { try { c.find({}).addCursorFlag('bogus', true) } catch (e) { return `${e.name}: ${e.message}` } })()
+    out.badValue = (() => { try { c.find({}).addCursorFlag('noCursorTimeout', 'yes') } catch (e) { return `${e.name}: ${e.message}` } })()
+    out.stages = await c.aggregate().match({ _id: { $gte: 1 } }).sort({ _id: -1 }).skip(1).limit(3).project({ tags: 0 }).maxTimeMS(5000).batchSize(1).toArray()
+    out.grouped = await c.aggregate().unwind('$tags').match({ tags: 'all' }).group({ _id: '$g', n: { $sum: 1 } }).sort({ _id: 1 }).toArray()
+    out.looked = await c.aggregate([{ $match: { _id: 0 } }]).lookup({ from: 'more', localField: 'g', foreignField: 'g', as: 'same' }).addStage({ $project: { n: { $size: '$same' } } }).toArray()
+    const qp = await c.find({ _id: 2 }).explain('queryPlanner')
+    out.explainFind = [qp.ok, qp.queryPlanner.namespace, 'executionStats' in qp]
+    const all = await c.find({ g: 0 }).sort({ _id: 1 }).explain()
+    out.explainFindAll = ['queryPlanner' in all, 'executionStats' in all]
+    const agg = await c.aggregate([{ $match: { g: 1 } }]).explain(false)
+    out.explainAgg = [agg.ok, Object.keys(agg).filter((k) => !['$clusterTime', 'operationTime'].includes(k)).sort()]
+    out.badVerbosity = await settle(c.find({}).explain('everything'))
+    return out
+  }
+  const theirs = await run(local.db(db).collection('more'))
+  const ours = await run(sync.db(db).collection('more'))
+  assert.deepEqual(ours, theirs)
+  assert.deepEqual(ours.streamed, [0, 1, 2, 3, 4, 5], 'the premise')
+  assert.deepEqual([ours.firstStreamed, ours.earlyClosed, ours.before, ours.buffered, ours.after], [0, true, [false, 0], 2, true])
+  assert.deepEqual(ours.readBuffered, [{ _id: 0, g: 0, tags: ['t0', 'all'] }], 'unmapped, as the driver\'s')
+  assert.deepEqual(ours.stages.map((x) => x._id), [4, 3, 2])
+  assert.deepEqual(ours.grouped, [{ _id: 0, n: 3 }, { _id: 1, n: 3 }])
+  assert.equal(ours.badVerbosity.error, 'MongoServerError', 'a verbosity the server does not know is its to refuse')
+  // Tailable and exhaust reads are not offered, said by name.
+  assert.throws(() => sync.db(db).collection('more').find({}).addCursorFlag('tailable', true), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'tailable' is not offered/ })
+  // A stage builder after the cursor was read, and $out through the builder while sync is on, are refused.
+  const read = sync.db(db).collection('more').aggregate([])
+  await read.toArray()
+  assert.throws(() => read.match({}), /cannot add a stage to a cursor that was already read/)
+  await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').toArray(), /\$out stage writes without being replicated/)
+  await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').explain(), /\$out stage writes/)
+})
+
 test('find and aggregate read large results a batch at a time, like the driver', async () => {
   const c = sync.db(db).collection('batches')
   const n = 2500

@@ -2,6 +2,7 @@
 // Cursors with the driver's chainable API. Results are read from the local
 // MongoDB when first needed (toArray, iteration, next), a batch at a time:
 // the engine keeps the server's cursor open between batches.
+const { Readable } = require('node:stream')
 const { invalidArgument, MongoAPIError, MongoInvalidArgumentError } = require('./errors')
 
 let countWarned = false
@@ -233,6 +234,68 @@ class BaseCursor {
     return kill(coll, id)
   }
 
+  /** True once the cursor was closed or read to the end, and nothing is left buffered, as the driver's. */
+  get closed() {
+    return this._buffer !== null && this._buffer.length === 0 && !this._state.id
+  }
+
+  /** How many documents are read from the server and not yet returned. */
+  bufferedCount() {
+    return this._buffer ? this._buffer.length : 0
+  }
+
+  /** Takes up to `n` (default all) of the buffered documents, without the cursor's map, as the driver's. */
+  readBufferedDocuments(n) {
+    if (!this._buffer) return []
+    return this._buffer.splice(0, Math.min(n ?? this._buffer.length, this._buffer.length))
+  }
+
+  /**
+   * The cursor as a Node `Readable` in object mode (with its map), as the
+   * driver's `stream()`: `cursor.stream().pipe(transform).pipe(res)`. It ends
+   * with the cursor; destroying it (a client that went away) closes the
+   * cursor.
+   */
+  stream() {
+    const cursor = this
+    return new Readable({
+      objectMode: true,
+      highWaterMark: 1,
+      read() {
+        cursor.next().then(
+          (d) => this.push(d),
+          (e) => this.destroy(e),
+        )
+      },
+      destroy(err, done) {
+        cursor.close().then(() => done(err), () => done(err))
+      },
+    })
+  }
+
+  /**
+   * The server's explain of the cursor's query (`verbosity`: 'queryPlanner',
+   * 'executionStats', 'allPlansExecution', or true / false for the most and
+   * the least; default 'allPlansExecution'), as the driver's; the cursor is
+   * not read.
+   */
+  async explain(verbosity, options) {
+    let maxTimeMS
+    if (verbosity !== null && typeof verbosity === 'object') ({ verbosity, maxTimeMS } = verbosity)
+    if (options && options.timeoutMS !== undefined) throw invalidArgument('explain: unknown option \'timeoutMS\' (use maxTimeMS)')
+    if (verbosity === undefined || verbosity === true) verbosity = 'allPlansExecution'
+    else if (verbosity === false) verbosity = 'queryPlanner'
+    // Another string goes to the server, which names what it takes (as with the driver).
+    if (typeof verbosity !== 'string') {
+      throw new MongoInvalidArgumentError(`explain: verbosity must be 'queryPlanner', 'executionStats', 'allPlansExecution' or a boolean, got ${typeof verbosity}`)
+    }
+    if (!this._command) throw new MongoAPIError('explain: only find and aggregate cursors can be explained')
+    const coll = this._state.coll
+    const command = { explain: this._command(coll.collectionName), verbosity }
+    if (maxTimeMS !== undefined) command.maxTimeMS = maxTimeMS
+    return coll._sync.db(coll.dbName).command(command)
+  }
+
   async *[Symbol.asyncIterator]() {
     try {
       for (let d = await this._take(); d !== undefined; d = await this._take()) yield this._apply(d)
@@ -293,6 +356,37 @@ class FindCursor extends BaseCursor {
     this._filter = f
     return this
   }
+  min(d) {
+    return this._set('min', d)
+  }
+  max(d) {
+    return this._set('max', d)
+  }
+  returnKey(b) {
+    return this._set('returnKey', b)
+  }
+  showRecordId(b) {
+    return this._set('showRecordId', b)
+  }
+  allowDiskUse(b = true) {
+    return this._set('allowDiskUse', b)
+  }
+
+  /** The driver's cursor flags: `noCursorTimeout` is taken; the others are for tailable, exhaust or sharded reads, which are not offered. */
+  addCursorFlag(flag, value) {
+    if (typeof value !== 'boolean') throw new MongoInvalidArgumentError(`Flag ${flag} must be a boolean value`)
+    if (flag === 'noCursorTimeout') return this._set('noCursorTimeout', value)
+    if (['tailable', 'oplogReplay', 'awaitData', 'exhaust', 'partial'].includes(flag)) {
+      throw invalidArgument(`addCursorFlag: '${flag}' is not offered: cursors read a finite result of the local server (use watch() to follow changes)`)
+    }
+    throw new MongoInvalidArgumentError(`Flag ${flag} is not one of tailable,oplogReplay,noCursorTimeout,awaitData,exhaust,partial`)
+  }
+
+  /** The `find` command this cursor runs, for explain. */
+  _command(coll) {
+    const { batchSize, ...rest } = this._options
+    return { find: coll, filter: this._filter ?? {}, ...rest }
+  }
 
   /**
    * How many documents the query matches, within the cursor's skip and
@@ -321,18 +415,76 @@ class FindCursor extends BaseCursor {
 /** `collection.aggregate(pipeline, options)`. */
 class AggregationCursor extends BaseCursor {
   constructor(collection, pipeline, options) {
-    super(collection, () => collection._aggregate(this._pipeline, options))
-    this._pipeline = pipeline
-    this._options = options
+    super(collection, () => collection._aggregate(this._pipeline, this._options))
+    this._pipeline = [...pipeline]
+    this._options = { ...options }
+  }
+
+  _set(k, v) {
+    if (this._buffer !== null) throw invalidArgument(`cannot change '${k}' of a cursor that was already read`)
+    this._options[k] = v
+    return this
+  }
+
+  /** Adds a stage to the pipeline (before the cursor is read), as the driver's. */
+  addStage(stage) {
+    if (this._buffer !== null) throw invalidArgument('cannot add a stage to a cursor that was already read')
+    this._pipeline.push(stage)
+    return this
+  }
+  group($group) {
+    return this.addStage({ $group })
+  }
+  limit($limit) {
+    return this.addStage({ $limit })
+  }
+  match($match) {
+    return this.addStage({ $match })
+  }
+  out($out) {
+    return this.addStage({ $out })
+  }
+  project($project) {
+    return this.addStage({ $project })
+  }
+  lookup($lookup) {
+    return this.addStage({ $lookup })
+  }
+  redact($redact) {
+    return this.addStage({ $redact })
+  }
+  skip($skip) {
+    return this.addStage({ $skip })
+  }
+  sort($sort) {
+    return this.addStage({ $sort })
+  }
+  unwind($unwind) {
+    return this.addStage({ $unwind })
+  }
+  geoNear($geoNear) {
+    return this.addStage({ $geoNear })
+  }
+  maxTimeMS(ms) {
+    return this._set('maxTimeMS', ms)
+  }
+  batchSize(n) {
+    return this._set('batchSize', n)
+  }
+
+  /** The `aggregate` command this cursor runs, for explain. */
+  _command(coll) {
+    const { batchSize, ...rest } = this._options
+    return { aggregate: coll, pipeline: this._pipeline, cursor: {}, ...rest }
   }
 
   _batchSize() {
-    return this._options && this._options.batchSize
+    return this._options.batchSize
   }
 
   /** A new, unread cursor of the same pipeline and options (not its map), as the driver's. */
   clone() {
-    return new AggregationCursor(this._state.coll, this._pipeline, this._options && { ...this._options })
+    return new AggregationCursor(this._state.coll, this._pipeline, this._options)
   }
 }
 
