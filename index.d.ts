@@ -309,6 +309,8 @@ export declare class Db {
    * and storage-engine settings stay local.
    */
   createCollection<T extends Document = Document>(name: string, options?: CreateCollectionOptions): Promise<Collection<T>>
+  /** `db.collection(from).rename(to, options)`: resolves with the renamed collection. */
+  renameCollection<T extends Document = Document>(from: string, to: string, options?: { dropTarget?: boolean; comment?: unknown }): Promise<Collection<T>>
   /** `db.collection(name).drop(options)`. */
   dropCollection(name: string, options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
   /** The collections and views of this database on the local server, as the driver's (`{ name, type, options, info, idIndex }`). */
@@ -716,6 +718,13 @@ export declare class Collection<T extends Document = Document> {
    * no longer has); `flush()` waits for it.
    */
   drop(options?: { maxTimeMS?: number; comment?: unknown }): Promise<boolean>
+  /**
+   * Renames the collection within its database, as the driver's; resolves
+   * with the collection of the new name. On a replicated collection Atlas
+   * follows: the old name is dropped there and the new one made to hold
+   * exactly the local documents (copied again in the background).
+   */
+  rename<U extends Document = T>(newName: string, options?: { dropTarget?: boolean; comment?: unknown }): Promise<Collection<U>>
   /**
    * Creates an index on the local server; resolves with its name. On a
    * replicated collection the engine then creates it on Atlas too (the

@@ -285,6 +285,70 @@ test('db.command(), db.stats() and db.admin() answer as the driver\'s on the loc
   }
 })
 
+test('rename() and db.renameCollection() answer as the driver\'s, and Atlas follows: the old name goes, the new one holds exactly the local documents and indexes', async () => {
+  const db = uniqueDb('rename')
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))
+  const d = sync.db(db)
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  try {
+    const orders = d.collection('orders')
+    await orders.insertMany(Array.from({ length: 50 }, (_, i) => ({ _id: i, n: i })))
+    await orders.createIndex({ n: 1 })
+    // Atlas has a 'target' of its own documents, which a dropTarget rename must not leave behind.
+    await d.collection('target').insertMany([{ _id: 'old1' }, { _id: 'old2' }])
+    await sync.flush({ timeoutMs: 30000 })
+    assert.equal(await atlas.db(db).collection('orders').countDocuments(), 50, 'the premise')
+
+    const archive = await orders.rename('archive')
+    assert.ok(archive instanceof Collection)
+    assert.equal(archive.collectionName, 'archive')
+    await archive.insertOne({ _id: 50, n: 50 })
+    await archive.updateOne({ _id: 1 }, { $set: { n: -1 } })
+    const moved = await d.renameCollection('archive', 'target', { dropTarget: true })
+    assert.equal(moved.collectionName, 'target')
+    await moved.deleteOne({ _id: 2 })
+    await sync.flush({ timeoutMs: 30000 })
+    const names = async (client) => (await collections(client, db))
+    assert.deepEqual(Object.keys(await names(atlas)).sort(), Object.keys(await names(local)).sort())
+    assert.deepEqual(Object.keys(await names(local)).sort(), ['target'], 'the premise')
+    assert.deepEqual(await docs(atlas, db, 'target'), await docs(local, db, 'target'))
+    assert.equal((await docs(atlas, db, 'target')).length, 50)
+    const indexNames = async (client) => (await client.db(db).collection('target').indexes()).map((i) => i.name).sort()
+    assert.deepEqual(await indexNames(atlas), await indexNames(local))
+    assert.deepEqual(await indexNames(local), ['_id_', 'n_1'], 'the premise')
+
+    // Errors are the server's, as with the driver's rename, and lose nothing.
+    await d.collection('other').insertOne({ _id: 1 })
+    const err = (p) => p.then(() => null, (e) => ({ name: e.name, code: e.code }))
+    assert.deepEqual(await err(d.collection('other').rename('target')), await err(local.db(db).collection('other').rename('target')))
+    assert.equal((await err(d.collection('other').rename('target'))).code, 48, 'the premise: the target exists')
+    assert.deepEqual(await err(d.collection('missing').rename('x')), await err(local.db(db).collection('missing').rename('x')))
+    // Renames into and out of an excluded collection: what is replicated follows.
+    await d.collection('private').insertMany([{ _id: 'p1' }, { _id: 'p2' }])
+    await d.collection('private').rename('public')
+    await d.collection('other').rename('private')
+    await sync.flush({ timeoutMs: 30000 })
+    assert.deepEqual(Object.keys(await names(atlas)).sort(), ['public', 'target'])
+    assert.deepEqual(await docs(atlas, db, 'public'), [{ _id: 'p1' }, { _id: 'p2' }])
+    // Bad input is refused by name, before any call.
+    await assert.rejects(d.collection('target').rename(''), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /rename: the new name must be a non-empty string/ })
+    await assert.rejects(d.collection('target').rename('x', { session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /rename: unknown option 'session'/ })
+    await assert.rejects(d.collection('target').rename('x', { dropTarget: 'yes' }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'dropTarget' must be a boolean/ })
+    await assert.rejects(d.collection('target').rename('a$b'), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /invalid collection name/ })
+  } finally {
+    await sync.close()
+  }
+  // With sync disabled the rename is local only.
+  const off = await createSync({ ...syncOptions(db), enabled: false })
+  try {
+    await off.db(db).collection('public').rename('renamedOffline')
+    assert.deepEqual(Object.keys(await collections(local, db)).sort(), ['private', 'renamedOffline', 'target'])
+  } finally {
+    await off.close()
+  }
+})
+
 test('createCollection rejects bad input as the driver does, leaves excluded collections local and works with sync disabled', async () => {
   const db = uniqueDb('collbad')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))

@@ -360,6 +360,22 @@ class Collection {
     }
   }
 
+  /**
+   * Renames the collection on the local server, within its database, and
+   * resolves with the collection of the new name, as the driver's. On a
+   * replicated collection Atlas follows: the old name is dropped there, and
+   * the new one made to hold exactly the local documents (copied again in
+   * the background, as after a drop and re-creation).
+   */
+  async rename(newName, options) {
+    if (typeof newName !== 'string' || newName.length === 0) {
+      throw invalidArgument(`rename: the new name must be a non-empty string, got ${describe(newName)}`)
+    }
+    const opts = checkOptions('rename', options)
+    await this._write('rename', { to: newName, options: opts })
+    return new Collection(this._sync, this.dbName, newName)
+  }
+
   /** Creates one index; resolves with its name, as the driver. */
   async createIndex(indexSpec, options) {
     const opts = checkOptions('createIndex', options)

@@ -38,6 +38,7 @@ ALLOWED.createIndexes = [...INDEX_COMMAND, 'name', ...INDEX_FIELDS]
 ALLOWED.dropIndex = [...W, 'maxTimeMS']
 ALLOWED.dropIndexes = ALLOWED.dropIndex
 ALLOWED.drop = [...W, 'maxTimeMS']
+ALLOWED.rename = [...W, 'dropTarget']
 // As the driver's CreateCollectionOptions, less what the engine does not
 // handle (encryptedFields, pkFactory) and the driver-side ones.
 ALLOWED.createCollection = [...W, 'maxTimeMS', 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',
@@ -90,7 +91,7 @@ function checkOptions(method, options) {
   if ('returnDocument' in out && out.returnDocument !== 'before' && out.returnDocument !== 'after') {
     throw invalidArgument(`${method}: returnDocument must be 'before' or 'after', got ${describe(out.returnDocument)}`)
   }
-  for (const k of ['upsert', 'ordered', 'bypassDocumentValidation', 'includeResultMetadata']) {
+  for (const k of ['upsert', 'ordered', 'bypassDocumentValidation', 'includeResultMetadata', 'dropTarget']) {
     if (k in out && typeof out[k] !== 'boolean') {
       throw invalidArgument(`${method}: option '${k}' must be a boolean, got ${describe(out[k])}`)
     }

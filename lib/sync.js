@@ -35,6 +35,11 @@ class Db {
     return coll
   }
 
+  /** `db.collection(from).rename(to, options)`, as the driver's: resolves with the renamed collection. */
+  renameCollection(from, to, options) {
+    return this.collection(from).rename(to, options)
+  }
+
   /** `db.collection(name).drop(options)`, as the driver's. */
   dropCollection(name, options) {
     return this.collection(name).drop(options)

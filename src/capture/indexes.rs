@@ -36,8 +36,17 @@ fn command_options(p: &Payload) -> Result<Document, SyncError> {
 }
 
 async fn mark(t: &Target<'_>, dropped: &[String], collection: bool) -> Result<(), SyncError> {
+    mark_as(t, dropped, collection, false).await
+}
+
+async fn mark_as(
+    t: &Target<'_>,
+    dropped: &[String],
+    collection: bool,
+    rejournal: bool,
+) -> Result<(), SyncError> {
     match (&t.w.journal, t.replicated) {
-        (Some(j), true) => indexes::mark(j, &t.ns, dropped, collection).await,
+        (Some(j), true) => indexes::mark_as(j, &t.ns, dropped, collection, rejournal).await,
         _ => Ok(()),
     }
 }
@@ -63,23 +72,68 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
 /// collection follows (see `replicate::indexes::copy_drop`).
 pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let cmd = with_options(doc! { "drop": t.coll }, &p)?;
-    // Whatever the outcome (it may have happened): bytes an insert stored
-    // before are no longer its document's state, so no copy sends them; and
-    // the collection's collation is read again. Before the command too, for
-    // a call dropped while it runs (`socketTimeoutMS`) whose drop lands late.
-    let forget = || {
-        if let Some(j) = &t.w.journal {
-            j.clock().bump_all();
-        }
-        t.w.forget_collation(&t.ns);
-    };
-    forget();
+    forget(t, &[&t.ns]);
     let drop = async {
         let out = t.w.local.database(t.db).run_command(cmd).await;
-        forget();
+        forget(t, &[&t.ns]);
         out
     };
     marked(t, &[], true, drop).await
+}
+
+/// Around a command that drops or renames collections `namespaces`, before
+/// it (for a call dropped while it runs, `socketTimeoutMS`, whose command
+/// lands late) and after it whatever its outcome (it may have happened):
+/// bytes an insert stored before are no longer its document's state, so no
+/// copy sends them; and the collections' collations are read again.
+fn forget(t: &Target<'_>, namespaces: &[&str]) {
+    if let Some(j) = &t.w.journal {
+        j.clock().bump_all();
+    }
+    for ns in namespaces {
+        t.w.forget_collation(ns);
+    }
+}
+
+/// `renameCollection` of the collection to `to` in the same database, as
+/// the driver's `collection.rename`; answers the server's reply. On Atlas
+/// the old name follows as after a drop, and the new name as after a drop
+/// and a re-creation whose documents were all written again: Atlas's
+/// collection of that name (a `dropTarget` one) keeps none of its own
+/// documents, and every local `_id` is journaled again (a rename journals
+/// no document; see `replicate::options::rejournal`). Both are marked before
+/// and after the command, as a drop is.
+pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
+    let to = match p.value("to")? {
+        Some(Bson::String(to)) => to,
+        _ => return Err(SyncError::invalid("rename: the new name must be a string")),
+    };
+    let target = t.w.target(t.db, &to)?;
+    let mut cmd = doc! { "renameCollection": &t.ns, "to": &target.ns, "dropTarget": false };
+    if let Some(opts) = p.opt_doc("options")? {
+        for k in ["dropTarget", "comment"] {
+            if let Some(v) = opts.get(k) {
+                cmd.insert(k, v.clone());
+            }
+        }
+    }
+    let namespaces = [t.ns.as_str(), target.ns.as_str()];
+    forget(t, &namespaces);
+    let both = [(t, false), (&target, true)];
+    for (x, rejournal) in both {
+        mark_as(x, &[], true, rejournal).await?;
+    }
+    let mut late: Vec<LateMark> = both
+        .iter()
+        .filter_map(|(x, rejournal)| late_mark(x, &[], true, *rejournal, &[]))
+        .collect();
+    let out = t.w.local.database("admin").run_command(cmd).await;
+    forget(t, &namespaces);
+    for (x, rejournal) in both {
+        mark_as(x, &[], true, rejournal).await?;
+    }
+    late.iter_mut().for_each(|l| l.armed = false);
+    Ok(out?)
 }
 
 /// `create` of the collection (or view) with the options JS passed on, as
@@ -152,25 +206,35 @@ async fn marked_build(
     command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
 ) -> Result<Document, SyncError> {
     mark(t, dropped, collection).await?;
-    let mut late =
-        t.w.journal
-            .clone()
-            .filter(|_| t.replicated)
-            .map(|journal| LateMark {
-                armed: true,
-                journal,
-                ns: t.ns.clone(),
-                dropped: dropped.to_vec(),
-                collection,
-                grace: std::time::Duration::from_millis(t.w.config.takeover_grace_ms),
-                build: (!built.is_empty()).then(|| (t.w.local.clone(), built.to_vec())),
-            });
+    let mut late = late_mark(t, dropped, collection, false, built);
     let out = command.await;
     mark(t, dropped, collection).await?;
     if let Some(l) = late.as_mut() {
         l.armed = false; // ran to its end and marked twice
     }
     Ok(out?)
+}
+
+/// The [`LateMark`] of a command on `t` (none if `t` is not replicated),
+/// armed.
+fn late_mark(
+    t: &Target<'_>,
+    dropped: &[String],
+    collection: bool,
+    rejournal: bool,
+    built: &[String],
+) -> Option<LateMark> {
+    let journal = t.w.journal.clone().filter(|_| t.replicated)?;
+    Some(LateMark {
+        armed: true,
+        journal,
+        ns: t.ns.clone(),
+        dropped: dropped.to_vec(),
+        collection,
+        rejournal,
+        grace: std::time::Duration::from_millis(t.w.config.takeover_grace_ms),
+        build: (!built.is_empty()).then(|| (t.w.local.clone(), built.to_vec())),
+    })
 }
 
 /// How long a late mark waits for an index build the server goes on with
@@ -190,6 +254,7 @@ struct LateMark {
     ns: String,
     dropped: Vec<String>,
     collection: bool,
+    rejournal: bool,
     grace: std::time::Duration,
     /// The local client and the names of the indexes the command builds.
     build: Option<(mongodb::Client, Vec<String>)>,
@@ -205,7 +270,8 @@ impl Drop for LateMark {
             std::mem::take(&mut self.ns),
             std::mem::take(&mut self.dropped),
         );
-        let (collection, grace, build) = (self.collection, self.grace, self.build.take());
+        let (collection, rejournal) = (self.collection, self.rejournal);
+        let (grace, build) = (self.grace, self.build.take());
         rt.spawn(async move {
             tokio::time::sleep(grace).await;
             if let Some((local, names)) = build {
@@ -222,7 +288,7 @@ impl Drop for LateMark {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
-            if let Err(e) = indexes::mark(&j, &ns, &dropped, collection).await {
+            if let Err(e) = indexes::mark_as(&j, &ns, &dropped, collection, rejournal).await {
                 tracing::warn!("marking {ns} for its indexes failed: {e}");
             }
         });

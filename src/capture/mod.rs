@@ -528,6 +528,7 @@ impl Writer {
             "createIndexes" => indexes::create_indexes(&t, p).await,
             "dropIndexes" => indexes::drop_indexes(&t, p).await,
             "drop" => indexes::drop_collection(&t, p).await,
+            "rename" => indexes::rename_collection(&t, p).await,
             "create" => indexes::create_collection(&t, p).await,
             other => Err(SyncError::invalid(format!(
                 "unknown write method '{other}'"

@@ -84,6 +84,19 @@ pub async fn mark(
     dropped: &[String],
     collection_dropped: bool,
 ) -> Result<(), SyncError> {
+    mark_as(journal, ns, dropped, collection_dropped, false).await
+}
+
+/// [`mark`], and with `rejournal` every local `_id` of `ns` is journaled
+/// again once the mark is copied (see `options::rejournal`): a collection
+/// renamed to `ns` holds documents no write to `ns` journaled.
+pub async fn mark_as(
+    journal: &Journal,
+    ns: &str,
+    dropped: &[String],
+    collection_dropped: bool,
+    rejournal: bool,
+) -> Result<(), SyncError> {
     let before = if collection_dropped {
         journal.max_seq().await?
     } else {
@@ -102,6 +115,7 @@ pub async fn mark(
             }
         }
         m.dropped |= collection_dropped;
+        m.rejournal |= rejournal;
         m.before = m.before.max(before);
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
         if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
@@ -622,5 +636,37 @@ mod tests {
         assert_eq!(parse(Some(&s)), m);
         assert!(parse(Some("{not json")).is_empty());
         assert!(parse(None).is_empty());
+    }
+
+    /// A rename's target asks for every local document to be journaled
+    /// again; the second mark of the call (and any other mark before the
+    /// copy) keeps that, as it keeps a drop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejournal_mark_is_kept_by_later_marks() {
+        let dir = std::env::temp_dir().join(format!("dms-rejournal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let j = Journal::open(&dir, false, "me".into()).unwrap();
+        mark_as(&j, "d.to", &[], true, true).await.unwrap();
+        mark(&j, "d.to", &["a_1".into()], false).await.unwrap();
+        let (_, m) = marks(&j)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(ns, _)| ns == "d.to")
+            .unwrap();
+        assert!(m.rejournal && m.dropped);
+        assert_eq!(m.drop, vec!["a_1".to_string()]);
+        mark(&j, "d.from", &[], true).await.unwrap();
+        let (_, from) = marks(&j)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(ns, _)| ns == "d.from")
+            .unwrap();
+        assert!(
+            from.dropped && !from.rejournal,
+            "a plain drop journals nothing again"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
