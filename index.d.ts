@@ -309,6 +309,8 @@ export declare class Db {
    * and storage-engine settings stay local.
    */
   createCollection<T extends Document = Document>(name: string, options?: CreateCollectionOptions): Promise<Collection<T>>
+  /** Drops the database locally (true, as the driver); Atlas's copies of its replicated collections follow. */
+  dropDatabase(options?: { comment?: unknown }): Promise<boolean>
   /** `db.collection(from).rename(to, options)`: resolves with the renamed collection. */
   renameCollection<T extends Document = Document>(from: string, to: string, options?: { dropTarget?: boolean; comment?: unknown }): Promise<Collection<T>>
   /** `db.collection(name).drop(options)`. */

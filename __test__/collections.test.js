@@ -349,6 +349,37 @@ test('rename() and db.renameCollection() answer as the driver\'s, and Atlas foll
   }
 })
 
+test('db.dropDatabase() answers as the driver\'s, and Atlas drops what was replicated of it, keeping what only Atlas has', async () => {
+  const db = uniqueDb('dropdb')
+  const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))
+  const d = sync.db(db)
+  const local = await driver(LOCAL)
+  const atlas = await driver(ATLAS)
+  try {
+    await d.collection('a').insertMany([{ _id: 1 }, { _id: 2 }])
+    await d.collection('b').createIndex({ x: 1 })
+    await d.createCollection('v', { viewOn: 'a', pipeline: [] })
+    await d.collection('private').insertOne({ _id: 'local only' })
+    await atlas.db(db).collection('atlasOnly').insertOne({ _id: 'kept' })
+    await atlas.db(db).collection('private').insertOne({ _id: 'not ours' })
+    await sync.flush({ timeoutMs: 30000 })
+    assert.deepEqual(Object.keys(await collections(atlas, db)).sort(), ['a', 'atlasOnly', 'b', 'private', 'v'], 'the premise')
+
+    assert.equal(await d.dropDatabase(), true)
+    assert.deepEqual(Object.keys(await collections(local, db)), [], 'dropped locally')
+    await d.collection('a').insertOne({ _id: 3 })
+    await sync.flush({ timeoutMs: 30000 })
+    assert.deepEqual(Object.keys(await collections(atlas, db)).sort(), ['a', 'atlasOnly', 'private'])
+    assert.deepEqual(await docs(atlas, db, 'a'), [{ _id: 3 }], 'the old documents went with the drop')
+    assert.deepEqual(await docs(atlas, db, 'private'), [{ _id: 'not ours' }])
+    // The driver answers the same on a database that does not exist.
+    assert.equal(await sync.db(uniqueDb('nothing')).dropDatabase(), await local.db(uniqueDb('nothing')).dropDatabase())
+    await assert.rejects(d.dropDatabase({ session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /dropDatabase: unknown option 'session'/ })
+  } finally {
+    await sync.close()
+  }
+})
+
 test('createCollection rejects bad input as the driver does, leaves excluded collections local and works with sync disabled', async () => {
   const db = uniqueDb('collbad')
   const sync = await createSync(syncOptions(db, { ...FAST, excludedCollections: ['private'] }))

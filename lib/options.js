@@ -39,6 +39,7 @@ ALLOWED.dropIndex = [...W, 'maxTimeMS']
 ALLOWED.dropIndexes = ALLOWED.dropIndex
 ALLOWED.drop = [...W, 'maxTimeMS']
 ALLOWED.rename = [...W, 'dropTarget']
+ALLOWED.dropDatabase = [...W]
 // As the driver's CreateCollectionOptions, less what the engine does not
 // handle (encryptedFields, pkFactory) and the driver-side ones.
 ALLOWED.createCollection = [...W, 'maxTimeMS', 'capped', 'size', 'max', 'storageEngine', 'validator', 'validationLevel',

@@ -40,6 +40,18 @@ class Db {
     return this.collection(from).rename(to, options)
   }
 
+  /**
+   * Drops the database on the local server and resolves with true, as the
+   * driver's. Atlas's copies of its replicated collections and views are
+   * dropped too (`flush()` waits for it); collections only Atlas has, and
+   * excluded ones, stay there.
+   */
+  async dropDatabase(options) {
+    const opts = checkOptions('dropDatabase', options)
+    await this._sync._call((native) => native.write(this.databaseName, '', 'dropDatabase', encode('dropDatabase', { options: opts })))
+    return true
+  }
+
   /** `db.collection(name).drop(options)`, as the driver's. */
   dropCollection(name, options) {
     return this.collection(name).drop(options)

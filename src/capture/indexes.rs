@@ -9,7 +9,7 @@
 use mongodb::bson::{doc, Bson, Document};
 
 use super::payload::Payload;
-use super::Target;
+use super::{Target, Writer};
 use crate::error::SyncError;
 use crate::replicate::indexes::{self, name_of, ALL};
 
@@ -72,10 +72,10 @@ pub async fn create_indexes(t: &Target<'_>, p: Payload) -> Result<Document, Sync
 /// collection follows (see `replicate::indexes::copy_drop`).
 pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, SyncError> {
     let cmd = with_options(doc! { "drop": t.coll }, &p)?;
-    forget(t, &[&t.ns]);
+    forget(t.w, &[&t.ns]);
     let drop = async {
         let out = t.w.local.database(t.db).run_command(cmd).await;
-        forget(t, &[&t.ns]);
+        forget(t.w, &[&t.ns]);
         out
     };
     marked(t, &[], true, drop).await
@@ -86,12 +86,12 @@ pub async fn drop_collection(t: &Target<'_>, p: Payload) -> Result<Document, Syn
 /// lands late) and after it whatever its outcome (it may have happened):
 /// bytes an insert stored before are no longer its document's state, so no
 /// copy sends them; and the collections' collations are read again.
-fn forget(t: &Target<'_>, namespaces: &[&str]) {
-    if let Some(j) = &t.w.journal {
+fn forget(w: &Writer, namespaces: &[&str]) {
+    if let Some(j) = &w.journal {
         j.clock().bump_all();
     }
     for ns in namespaces {
-        t.w.forget_collation(ns);
+        w.forget_collation(ns);
     }
 }
 
@@ -118,7 +118,7 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
         }
     }
     let namespaces = [t.ns.as_str(), target.ns.as_str()];
-    forget(t, &namespaces);
+    forget(t.w, &namespaces);
     let both = [(t, false), (&target, true)];
     for (x, rejournal) in both {
         mark_as(x, &[], true, rejournal).await?;
@@ -128,9 +128,40 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
         .filter_map(|(x, rejournal)| late_mark(x, &[], true, *rejournal, &[]))
         .collect();
     let out = t.w.local.database("admin").run_command(cmd).await;
-    forget(t, &namespaces);
+    forget(t.w, &namespaces);
     for (x, rejournal) in both {
         mark_as(x, &[], true, rejournal).await?;
+    }
+    late.iter_mut().for_each(|l| l.armed = false);
+    Ok(out?)
+}
+
+/// `dropDatabase` of `db`, as the driver's `db.dropDatabase`; answers the
+/// server's reply. Each replicated collection and view local has is marked
+/// dropped before and after the command, as by `drop`, so Atlas's follow;
+/// collections only Atlas has, and excluded ones, stay there.
+pub async fn drop_database(w: &Writer, db: &str, p: Payload) -> Result<Document, SyncError> {
+    let names = w.local.database(db).list_collection_names().await?;
+    let targets: Vec<Target<'_>> = names
+        .iter()
+        .filter(|n| !n.starts_with("system."))
+        .filter_map(|n| w.target(db, n).ok())
+        .collect();
+    let namespaces: Vec<&str> = targets.iter().map(|t| t.ns.as_str()).collect();
+    let mut cmd = doc! { "dropDatabase": 1 };
+    cmd.extend(command_options(&p)?);
+    forget(w, &namespaces);
+    for t in &targets {
+        mark(t, &[], true).await?;
+    }
+    let mut late: Vec<LateMark> = targets
+        .iter()
+        .filter_map(|t| late_mark(t, &[], true, false, &[]))
+        .collect();
+    let out = w.local.database(db).run_command(cmd).await;
+    forget(w, &namespaces);
+    for t in &targets {
+        mark(t, &[], true).await?;
     }
     late.iter_mut().for_each(|l| l.armed = false);
     Ok(out?)

@@ -513,6 +513,10 @@ impl Writer {
         p: Payload,
     ) -> Result<Document, SyncError> {
         let _g = self.enter();
+        if op == "dropDatabase" {
+            check_name("database", db)?;
+            return indexes::drop_database(self, db, p).await;
+        }
         let t = self.target(db, coll)?;
         match op {
             "insertOne" => write::insert_one(&t, p).await,
