@@ -309,6 +309,12 @@ export declare class Db {
    * and storage-engine settings stay local.
    */
   createCollection<T extends Document = Document>(name: string, options?: CreateCollectionOptions): Promise<Collection<T>>
+  /** The database's name. */
+  readonly namespace: string
+  /** `db.collection(name).createIndex(indexSpec, options)`: resolves with the index name. */
+  createIndex(name: string, indexSpec: IndexSpecification, options?: CreateIndexesOptions): Promise<string>
+  /** `db.collection(name).indexInformation(options)`. */
+  indexInformation(name: string, options?: IndexCommandOptions & { full?: boolean }): Promise<Record<string, [string, number | string][]> | IndexDescription[]>
   /** Drops the database locally (true, as the driver); Atlas's copies of its replicated collections follow. */
   dropDatabase(options?: { comment?: unknown }): Promise<boolean>
   /** `db.collection(from).rename(to, options)`: resolves with the renamed collection. */

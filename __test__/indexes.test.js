@@ -283,6 +283,12 @@ test('index specs in every form the driver takes get the driver\'s names and key
   assert.equal(await cursor.hasNext(), true)
   assert.equal((await cursor.toArray()).length, 6)
   assert.equal(await cursor.hasNext(), false)
+
+  // The Db shorthands, as the driver's.
+  const refDb = (await driver(LOCAL)).db(db)
+  assert.equal(await sync.db(db).createIndex('f', { b: 1, c: 1 }), await refDb.createIndex('ref', { b: 1, c: 1 }))
+  assert.deepEqual(await sync.db(db).indexInformation('f'), await refDb.indexInformation('f'))
+  assert.equal(sync.db(db).namespace, refDb.namespace)
   await sync.close()
 })
 

@@ -35,6 +35,21 @@ class Db {
     return coll
   }
 
+  /** The database's name, as the driver's `db.namespace`. */
+  get namespace() {
+    return this.databaseName
+  }
+
+  /** `db.collection(name).createIndex(indexSpec, options)`, as the driver's: resolves with the index name. */
+  createIndex(name, indexSpec, options) {
+    return this.collection(name).createIndex(indexSpec, options)
+  }
+
+  /** `db.collection(name).indexInformation(options)`, as the driver's. */
+  indexInformation(name, options) {
+    return this.collection(name).indexInformation(options)
+  }
+
   /** `db.collection(from).rename(to, options)`, as the driver's: resolves with the renamed collection. */
   renameCollection(from, to, options) {
     return this.collection(from).rename(to, options)
