@@ -1,5 +1,6 @@
 // Type definitions for dual-mongo-sync: local-first MongoDB writes replicated to Atlas.
 import * as BSON from 'bson'
+import { EventEmitter } from 'events'
 
 export { BSON }
 export {
@@ -608,7 +609,7 @@ export interface ChangeStreamOptions {
  * emitter gets 'close', an iterator's next call rejects with
  * `ERR_SYNC_CLOSED`).
  */
-export declare class ChangeStream<E = ChangeStreamDocument> implements AsyncIterable<E> {
+export declare class ChangeStream<E = ChangeStreamDocument> extends EventEmitter implements AsyncIterable<E> {
   readonly resumeToken: Document | null
   readonly closed: boolean
   next(): Promise<E>
@@ -619,6 +620,7 @@ export declare class ChangeStream<E = ChangeStreamDocument> implements AsyncIter
   on(event: 'resumeTokenChanged', listener: (token: Document) => void): this
   on(event: 'error', listener: (error: Error) => void): this
   on(event: 'close', listener: () => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
   [Symbol.asyncIterator](): AsyncGenerator<E, void, void>
 }
 
@@ -818,6 +820,10 @@ export declare class MongoNetworkError extends MongoError {}
 export declare class MongoNetworkTimeoutError extends MongoNetworkError {}
 export declare class MongoServerSelectionError extends MongoError {}
 export declare class MongoInvalidArgumentError extends MongoError {}
+/** A cursor changed (sort, limit, a stage, ...) after it was read, as the driver's. */
+export declare class MongoCursorInUseError extends MongoAPIError {}
+/** A change stream the server ended (after its invalidate event), read again, as the driver's. */
+export declare class MongoRuntimeError extends MongoError {}
 /** A use of the API the driver does not allow (a cursor `map` that returns `null`). */
 export declare class MongoAPIError extends MongoError {}
 

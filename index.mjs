@@ -19,6 +19,8 @@ export const {
   MongoNetworkTimeoutError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
+  MongoCursorInUseError,
+  MongoRuntimeError,
   MongoAPIError,
   MongoBatchReExecutionError,
   BSON,

@@ -7,7 +7,7 @@ const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const { Timestamp } = require('bson')
 const { createSync, ChangeStream, MongoAPIError } = require('..')
-const { LOCAL, ATLAS, uniqueDb, driver, closeDrivers, syncOptions, waitFor } = require('./helpers')
+const { LOCAL, uniqueDb, withDb, driver, closeDrivers, syncOptions, waitFor } = require('./helpers')
 
 after(closeDrivers)
 
@@ -67,12 +67,115 @@ test('collection.watch() gives the same change events as the driver\'s, resumes 
     await Promise.all([ours.close(), theirs.close(), inserts.close()])
     await sync.close()
   }
-  // Watching does not change what is replicated.
-  const atlas = await driver(ATLAS)
-  const again = await createSync(syncOptions(db, FAST))
-  await again.flush({ timeoutMs: 30000 })
-  await again.close()
-  assert.deepEqual(await atlas.db(db).collection('c').find().sort({ _id: 1 }).toArray(), await local.db(db).collection('c').find().sort({ _id: 1 }).toArray())
+})
+
+test('a stream of a dropped collection ends as the driver\'s: its drop and invalidate events, then closed; an emitter gets \'close\', not \'error\'', async () => {
+  const db = uniqueDb('watchdrop')
+  const sync = await createSync(syncOptions(db, FAST))
+  const local = await driver(LOCAL)
+  const c = sync.db(db).collection('c')
+  await c.insertOne({ _id: 0 })
+  const ours = c.watch()
+  const theirs = local.db(db).collection('c').watch()
+  const emitter = c.watch()
+  const emitted = []
+  emitter.on('change', (e) => emitted.push(e.operationType))
+  emitter.on('error', (e) => emitted.push(`error ${e.message}`))
+  emitter.on('close', () => emitted.push('close'))
+  try {
+    await ours.tryNext()
+    await theirs.tryNext()
+    await waitFor(() => emitter._id !== null, { what: 'the emitter\'s stream to open' })
+    await c.insertOne({ _id: 1 })
+    await c.drop()
+    const read = async (cs) => {
+      const out = []
+      for (let i = 0; i < 5; i++) {
+        try {
+          out.push((await cs.next()).operationType)
+        } catch (e) {
+          out.push(`${e.name}: ${e.message}`)
+          break
+        }
+      }
+      out.push(cs.closed)
+      await cs.next().catch((e) => out.push(`${e.name}: ${e.message}`))
+      return out
+    }
+    const want = await read(theirs)
+    assert.deepEqual(await read(ours), want)
+    assert.deepEqual(want, ['insert', 'drop', 'invalidate', 'MongoRuntimeError: ChangeStream is closed', true, 'MongoAPIError: ChangeStream is closed'], 'the premise')
+    await waitFor(() => emitted.includes('close'), { what: 'the emitter to close' })
+    assert.deepEqual(emitted, ['insert', 'drop', 'invalidate', 'close'])
+  } finally {
+    await Promise.all([ours.close(), theirs.close(), emitter.close()])
+    await sync.close()
+  }
+})
+
+test('a listener that throws gets \'error\' and the stream goes on; close() ends a pending next(); a stream cut short by socketTimeoutMS resumes where it was', async () => {
+  const db = uniqueDb('watcherr')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.db(db).collection('c')
+  const stream = c.watch()
+  const errors = []
+  const seen = []
+  stream.on('change', (e) => {
+    seen.push(e.documentKey._id)
+    throw new Error(`listener failed on ${e.documentKey._id}`)
+  })
+  stream.on('error', (e) => errors.push(e.message))
+  try {
+    await waitFor(() => stream._id !== null, { what: 'the stream to open' })
+    await c.insertOne({ _id: 1 })
+    await c.insertOne({ _id: 2 })
+    await waitFor(() => seen.length === 2, { what: 'both changes' })
+    assert.deepEqual(errors, ['listener failed on 1', 'listener failed on 2'])
+    assert.equal(stream.closed, false, 'the stream goes on, as the driver\'s')
+    // With no 'error' listener, a process warning rather than an exception
+    // nothing could catch.
+    const quiet = c.watch()
+    const warned = new Promise((resolve) => process.once('warning', resolve))
+    quiet.on('change', () => { throw new Error('unheard') })
+    await waitFor(() => quiet._id !== null, { what: 'the second stream to open' })
+    await c.insertOne({ _id: 3 })
+    assert.match((await warned).message, /unheard/)
+    await quiet.close()
+
+    // close() while next() waits: the pending next() rejects, close() resolves.
+    const waiting = c.watch()
+    assert.equal(await waiting.tryNext(), null)
+    const pending = waiting.next()
+    await new Promise((r) => setTimeout(r, 100))
+    await waiting.close()
+    await assert.rejects(pending, { message: 'ChangeStream is closed' })
+  } finally {
+    await stream.close()
+    await sync.close()
+  }
+
+  // Every read cut short at 300 ms (the server holds an empty getMore for
+  // 1 s): each time the engine drops the stream, and the next read opens
+  // it again after its last token, so no change is lost.
+  const cut = await createSync({ ...syncOptions(db, FAST), localUri: `${withDb(LOCAL, db)}${withDb(LOCAL, db).includes('?') ? '&' : '?'}socketTimeoutMS=300` })
+  try {
+    const cc = cut.db(db).collection('c')
+    const resumed = cc.watch([], { maxAwaitTimeMS: 1000 })
+    // The first read answers from the open's empty first batch; the second
+    // waits on the server and is cut short.
+    assert.equal(await resumed.tryNext(), null)
+    assert.equal(await resumed.tryNext(), null)
+    assert.equal(resumed._id, null, 'the premise: that read was cut short, and the engine dropped its stream')
+    const next = resumed.next()
+    await new Promise((r) => setTimeout(r, 700))
+    await cc.insertOne({ _id: 10 })
+    await cc.insertOne({ _id: 11 })
+    assert.equal((await next).documentKey._id, 10)
+    assert.equal((await resumed.next()).documentKey._id, 11)
+    await resumed.close()
+  } finally {
+    await cut.close()
+  }
 })
 
 test('db.watch() and on(\'change\') stream the changes of every collection; the instance\'s close() ends them quietly', async () => {

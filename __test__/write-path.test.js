@@ -622,7 +622,12 @@ test('cursors offer the driver\'s stream(), explain(), buffer reads, find modifi
   // A stage builder after the cursor was read, and $out through the builder while sync is on, are refused.
   const read = sync.db(db).collection('more').aggregate([])
   await read.toArray()
-  assert.throws(() => read.match({}), /cannot add a stage to a cursor that was already read/)
+  const theirsRead = local.db(db).collection('more').aggregate([])
+  await theirsRead.toArray()
+  const inUse = (f) => { try { f() } catch (e) { return `${e.name}: ${e.message}` } }
+  assert.equal(inUse(() => read.match({})), inUse(() => theirsRead.match({})))
+  assert.equal(inUse(() => read.match({})), 'MongoCursorInUseError: Cursor is already initialized')
+  assert.throws(() => sync.db(db).collection('more').aggregate().addStage(null), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /addStage: a stage must be an object/ })
   await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').toArray(), /\$out stage writes without being replicated/)
   await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').explain(), /\$out stage writes/)
 })

@@ -7,9 +7,22 @@
 // (`on('change', ...)`), not both, as with the driver.
 const { EventEmitter } = require('node:events')
 const { encode, decode } = require('./bson')
-const { fromNative, MongoAPIError } = require('./errors')
+const { fromNative, MongoAPIError, MongoRuntimeError } = require('./errors')
 
 const CLOSED = 'ChangeStream is closed'
+
+/**
+ * Streams still open in the engine when their JS object is collected
+ * unclosed: the engine is told to drop them (it also drops any left unread
+ * for 10 minutes).
+ */
+const abandoned = new FinalizationRegistry(({ sync, db, id }) => {
+  try {
+    sync._native().read(db, '', 'changeClose', encode('changeClose', { stream: id })).catch(() => {})
+  } catch {
+    // The instance was closed: its streams went with it.
+  }
+})
 
 class ChangeStream extends EventEmitter {
   constructor(sync, dbName, collName, pipeline, options) {
@@ -27,6 +40,7 @@ class ChangeStream extends EventEmitter {
     this._token = options.startAfter ?? options.resumeAfter ?? null
     this._mode = null
     this._streaming = false
+    this._opened = false
     this.on('newListener', (event) => {
       if (event === 'change' && !this._closed) {
         this._setMode('emitter')
@@ -88,8 +102,7 @@ class ChangeStream extends EventEmitter {
   async close() {
     if (this._closed) return
     this._closed = true
-    const id = this._id
-    this._id = null
+    const id = this._setId(null)
     if (id) {
       try {
         await this._native('changeClose', { stream: id })
@@ -98,6 +111,15 @@ class ChangeStream extends EventEmitter {
       }
     }
     this.emit('close')
+  }
+
+  /** Records the engine's stream id (null: none); returns the previous one. */
+  _setId(id) {
+    const old = this._id
+    if (old) abandoned.unregister(this)
+    this._id = id || null
+    if (this._id) abandoned.register(this, { sync: this._sync, db: this._db, id: this._id }, this)
+    return old
   }
 
   _setMode(mode) {
@@ -125,44 +147,88 @@ class ChangeStream extends EventEmitter {
     }
   }
 
-  /** One round trip: opens the stream first if it is not open; a change or null. */
+  /**
+   * One read: opens the stream first if it is not open (then reads once
+   * more, as the driver's first `tryNext` runs the aggregate and one
+   * `getMore`); a change or null. A stream the engine no longer holds (left
+   * unread for 10 minutes, or its last read cut short by `socketTimeoutMS`)
+   * is opened again after its last resume token, as the driver resumes one;
+   * any other error closes the stream, as the driver's does.
+   */
   async _step() {
     if (this._closed) throw new MongoAPIError(CLOSED)
-    const opening = this._id === null
-    const answer = opening
-      ? await this._native('watch', { pipeline: this._pipeline, options: this._options })
-      : await this._native('changeNext', { stream: this._id })
-    if (this._closed) {
-      // close() ran meanwhile; a stream this call opened is closed too.
-      if (opening && answer.stream) await this._native('changeClose', { stream: answer.stream }).catch(() => {})
-      throw new MongoAPIError(CLOSED)
-    }
-    this._id = answer.stream || null
-    if (answer.resumeToken != null && !sameToken(answer.resumeToken, this._token)) {
-      this._token = answer.resumeToken
-      this.emit('resumeTokenChanged', this._token)
-    }
-    const change = answer.event ?? null
-    if (!answer.stream && !opening) {
-      // The server ended the stream (an invalidate event: the collection
-      // was dropped or renamed): it is closed once that event is read.
-      if (change) {
-        this._closeSoon()
-        return change
+    let opened = false
+    if (this._id === null) {
+      const answer = await this._call('watch', { pipeline: this._pipeline, options: this._resumeOptions() })
+      if (this._closed) {
+        // close() ran meanwhile: the stream this call opened goes too.
+        if (answer.stream) await this._native('changeClose', { stream: answer.stream }).catch(() => {})
+        throw new MongoAPIError(CLOSED)
       }
-      await this.close()
-      throw new MongoAPIError(CLOSED)
+      this._setId(answer.stream)
+      this._noteToken(answer.resumeToken)
+      this._opened = opened = true
+    }
+    let answer
+    try {
+      answer = await this._call('changeNext', { stream: this._id })
+    } catch (e) {
+      if (e && e.name === 'MongoNetworkTimeoutError' && !this._closed) {
+        // Cut short by socketTimeoutMS: the engine dropped the stream; the
+        // next read resumes it.
+        this._setId(null)
+        return null
+      }
+      throw e
+    }
+    if (this._closed) throw new MongoAPIError(CLOSED)
+    if (answer.gone) {
+      this._setId(null)
+      // Opened just now and gone already: something is wrong, not a resume.
+      if (opened) throw new MongoAPIError('ChangeStream could not be read after it was opened')
+      return null
+    }
+    this._noteToken(answer.resumeToken)
+    const change = answer.event ?? null
+    if (!answer.stream) {
+      // The server ended the stream (after an invalidate event: the
+      // collection was dropped or renamed): closed, as the driver's is.
+      this._setId(null)
+      this._closed = true
+      process.nextTick(() => this.emit('close'))
+      if (change) return change
+      // As the driver's first read after the end (later reads: MongoAPIError).
+      throw new MongoRuntimeError(CLOSED)
     }
     return change
   }
 
-  _closeSoon() {
-    this._closed = true
-    this._id = null
-    process.nextTick(() => this.emit('close'))
+  /** A native call; an error other than the instance being closed closes the stream first (the driver closes a stream on an error it does not resume from). */
+  async _call(op, args) {
+    try {
+      return await this._native(op, args)
+    } catch (e) {
+      if (e && (e.code === 'ERR_SYNC_CLOSED' || e.name === 'MongoNetworkTimeoutError')) throw e
+      await this.close()
+      throw e
+    }
   }
 
-  /** Emitter mode: reads while someone listens for 'change'. */
+  /** The options to open the stream with; to open it again (a resume), from its last token. */
+  _resumeOptions() {
+    if (!this._opened || this._token == null) return this._options
+    const { resumeAfter, startAfter, startAtOperationTime, ...rest } = this._options
+    return { ...rest, resumeAfter: this._token }
+  }
+
+  _noteToken(token) {
+    if (token != null && !sameToken(token, this._token)) {
+      this._token = token
+      this.emit('resumeTokenChanged', token)
+    }
+  }
+
+  /** Emitter mode: reads while someone listens for 'change'. Never rejects. */
   async _stream() {
     if (this._streaming) return
     this._streaming = true
@@ -172,23 +238,40 @@ class ChangeStream extends EventEmitter {
         try {
           change = await this._serial(() => this._step())
         } catch (e) {
-          if (this._closed) return
-          if (e && e.code === 'ERR_SYNC_CLOSED') {
-            // The instance was closed: the stream ends with it, quietly.
+          if (e && (e.code === 'ERR_SYNC_CLOSED' || e.message === CLOSED)) {
+            // Closed: by close(), by the server (after an invalidate
+            // event), or with the instance. It ends quietly.
             await this.close()
             return
           }
           // As the driver: an error the engine's stream did not resume from
           // is emitted, and the stream is closed.
-          this.emit('error', e)
+          this._emitError(e)
           await this.close()
           return
         }
-        if (change) this.emit('change', change)
+        if (!change) continue
+        try {
+          this.emit('change', change)
+        } catch (e) {
+          // A listener that throws: 'error', as with the driver, and the
+          // stream goes on.
+          this._emitError(e)
+        }
       }
     } finally {
       this._streaming = false
     }
+  }
+
+  /**
+   * 'error' to its listeners; with none, a process warning instead of the
+   * exception an EventEmitter would throw here, which nothing could catch
+   * and would end the process.
+   */
+  _emitError(e) {
+    if (this.listenerCount('error') > 0) this.emit('error', e)
+    else process.emitWarning(`dual-mongo-sync: a change stream error with no 'error' listener: ${e && e.stack ? e.stack : e}`, 'ChangeStreamWarning')
   }
 }
 

@@ -3,7 +3,7 @@
 // MongoDB when first needed (toArray, iteration, next), a batch at a time:
 // the engine keeps the server's cursor open between batches.
 const { Readable } = require('node:stream')
-const { invalidArgument, MongoAPIError, MongoInvalidArgumentError } = require('./errors')
+const { invalidArgument, MongoAPIError, MongoCursorInUseError, MongoInvalidArgumentError } = require('./errors')
 
 let countWarned = false
 
@@ -320,7 +320,7 @@ class FindCursor extends BaseCursor {
   }
 
   _set(k, v) {
-    if (this._buffer !== null) throw invalidArgument(`cannot change '${k}' of a cursor that was already read`)
+    if (this._buffer !== null) throw new MongoCursorInUseError()
     this._options[k] = v
     return this
   }
@@ -385,6 +385,8 @@ class FindCursor extends BaseCursor {
   /** The `find` command this cursor runs, for explain. */
   _command(coll) {
     const { batchSize, ...rest } = this._options
+    // A negative limit is one batch of at most that many, as the driver sends it.
+    if (typeof rest.limit === 'number' && rest.limit < 0) Object.assign(rest, { limit: -rest.limit, singleBatch: true })
     return { find: coll, filter: this._filter ?? {}, ...rest }
   }
 
@@ -421,14 +423,17 @@ class AggregationCursor extends BaseCursor {
   }
 
   _set(k, v) {
-    if (this._buffer !== null) throw invalidArgument(`cannot change '${k}' of a cursor that was already read`)
+    if (this._buffer !== null) throw new MongoCursorInUseError()
     this._options[k] = v
     return this
   }
 
   /** Adds a stage to the pipeline (before the cursor is read), as the driver's. */
   addStage(stage) {
-    if (this._buffer !== null) throw invalidArgument('cannot add a stage to a cursor that was already read')
+    if (this._buffer !== null) throw new MongoCursorInUseError()
+    if (stage === null || typeof stage !== 'object' || Array.isArray(stage)) {
+      throw invalidArgument(`addStage: a stage must be an object such as { $match: {} }, got ${stage === null ? 'null' : Array.isArray(stage) ? 'an array' : typeof stage}`)
+    }
     this._pipeline.push(stage)
     return this
   }

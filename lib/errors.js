@@ -98,6 +98,22 @@ class MongoAPIError extends MongoError {
   }
 }
 
+/** A state the driver reports as a runtime error (a change stream the server ended, read again). */
+class MongoRuntimeError extends MongoError {
+  constructor(message, fields) {
+    super(message, fields)
+    this.name = 'MongoRuntimeError'
+  }
+}
+
+/** A cursor changed after it was read (as the driver's). */
+class MongoCursorInUseError extends MongoAPIError {
+  constructor(message = 'Cursor is already initialized', fields) {
+    super(message, fields)
+    this.name = 'MongoCursorInUseError'
+  }
+}
+
 const CLASSES = {
   MongoServerError,
   MongoWriteConcernError: MongoServerError,
@@ -150,6 +166,8 @@ module.exports = {
   MongoNetworkTimeoutError,
   MongoServerSelectionError,
   MongoInvalidArgumentError,
+  MongoCursorInUseError,
+  MongoRuntimeError,
   MongoAPIError,
   fromNative,
   invalidArgument,

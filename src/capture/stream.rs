@@ -80,11 +80,15 @@ impl Streams {
     /// The next event of stream `id` if one comes within one server round
     /// trip: `{stream, resumeToken, event?}`. `stream` is 0 once the stream
     /// is closed (the server ended it, e.g. its collection was dropped and
-    /// an `invalidate` event came).
+    /// an `invalidate` event came), and `{stream: 0, gone: true}` answers a
+    /// stream not open here (left unread for `IDLE`, or its last read was
+    /// cut short): JS resumes it from its last token, as the driver resumes
+    /// a stream whose cursor the server lost.
     pub async fn next(&self, p: Payload) -> Result<Vec<u8>, SyncError> {
         let id = stream_id(&p, "changeNext")?;
         let shared = {
             let mut open = self.open.lock().expect("stream map poisoned");
+            open.retain(|k, (_, used)| *k == id || used.elapsed() < IDLE);
             match open.get_mut(&id) {
                 Some((s, used)) if used.elapsed() < IDLE => {
                     *used = Instant::now();
@@ -92,11 +96,7 @@ impl Streams {
                 }
                 _ => {
                     open.remove(&id);
-                    return Err(SyncError::invalid(format!(
-                        "change stream {id} is not open: it was closed, or left unread for more \
-                         than {} minutes",
-                        IDLE.as_secs() / 60
-                    )));
+                    return Ok(rawdoc! { "stream": 0_i64, "gone": true }.into_bytes());
                 }
             }
         };
@@ -108,7 +108,10 @@ impl Streams {
             id: Some(id),
         };
         let event = stream.next_if_any().await?;
-        let alive = stream.is_alive();
+        // The server's last batch (cursor id 0) can hold several events, a
+        // collection's `drop` and then its `invalidate`: the stream is over
+        // only once a read finds nothing more.
+        let alive = stream.is_alive() || event.is_some();
         if alive {
             forget.id = None;
         }
