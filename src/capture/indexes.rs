@@ -118,19 +118,32 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
         }
     }
     let namespaces = [t.ns.as_str(), target.ns.as_str()];
-    forget(t.w, &namespaces);
     let both = [(t, false), (&target, true)];
-    for (x, rejournal) in both {
-        mark_as(x, &[], true, rejournal).await?;
+    // A source that does not exist is not marked before: the server
+    // refuses the rename, and a mark would drop Atlas's collection of the
+    // target's name, which local never had. If one appears meanwhile and
+    // the rename goes through, both are marked after it.
+    let exists = !collection_names(&t.w.local, t.db, doc! { "name": t.coll })
+        .await?
+        .is_empty();
+    forget(t.w, &namespaces);
+    let mut late: Vec<LateMark> = Vec::new();
+    if exists {
+        for (x, rejournal) in both {
+            mark_as(x, &[], true, rejournal).await?;
+        }
+        late = both
+            .iter()
+            .filter_map(|(x, rejournal)| late_mark(x, &[], true, *rejournal, &[]))
+            .collect();
     }
-    let mut late: Vec<LateMark> = both
-        .iter()
-        .filter_map(|(x, rejournal)| late_mark(x, &[], true, *rejournal, &[]))
-        .collect();
     let out = t.w.local.database("admin").run_command(cmd).await;
     forget(t.w, &namespaces);
-    for (x, rejournal) in both {
-        mark_as(x, &[], true, rejournal).await?;
+    if exists || out.is_ok() {
+        for (x, rejournal) in both {
+            mark_as(x, &[], true, rejournal).await?;
+        }
+        indexes::wake();
     }
     late.iter_mut().for_each(|l| l.armed = false);
     Ok(out?)
@@ -141,7 +154,7 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
 /// dropped before and after the command, as by `drop`, so Atlas's follow;
 /// collections only Atlas has, and excluded ones, stay there.
 pub async fn drop_database(w: &Writer, db: &str, p: Payload) -> Result<Document, SyncError> {
-    let names = w.local.database(db).list_collection_names().await?;
+    let names = collection_names(&w.local, db, doc! {}).await?;
     let targets: Vec<Target<'_>> = names
         .iter()
         .filter(|n| !n.starts_with("system."))
@@ -163,8 +176,30 @@ pub async fn drop_database(w: &Writer, db: &str, p: Payload) -> Result<Document,
     for t in &targets {
         mark(t, &[], true).await?;
     }
+    indexes::wake();
     late.iter_mut().for_each(|l| l.armed = false);
     Ok(out?)
+}
+
+/// The names of the collections and views of `db` that `filter` matches,
+/// from the server's full listing (a `nameOnly` one leaves views out on
+/// some servers).
+async fn collection_names(
+    local: &mongodb::Client,
+    db: &str,
+    filter: Document,
+) -> Result<Vec<String>, SyncError> {
+    use futures_util::TryStreamExt;
+    let specs: Vec<Document> = local
+        .database(db)
+        .run_cursor_command(doc! { "listCollections": 1, "filter": filter })
+        .await?
+        .try_collect()
+        .await?;
+    Ok(specs
+        .iter()
+        .filter_map(|d| d.get_str("name").ok().map(String::from))
+        .collect())
 }
 
 /// `create` of the collection (or view) with the options JS passed on, as
@@ -240,6 +275,7 @@ async fn marked_build(
     let mut late = late_mark(t, dropped, collection, false, built);
     let out = command.await;
     mark(t, dropped, collection).await?;
+    indexes::wake();
     if let Some(l) = late.as_mut() {
         l.armed = false; // ran to its end and marked twice
     }
@@ -319,7 +355,9 @@ impl Drop for LateMark {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
-            if let Err(e) = indexes::mark_as(&j, &ns, &dropped, collection, rejournal).await {
+            let marked = indexes::mark_as(&j, &ns, &dropped, collection, rejournal).await;
+            indexes::wake();
+            if let Err(e) = marked {
                 tracing::warn!("marking {ns} for its indexes failed: {e}");
             }
         });

@@ -84,12 +84,18 @@ pub async fn mark(
     dropped: &[String],
     collection_dropped: bool,
 ) -> Result<(), SyncError> {
-    mark_as(journal, ns, dropped, collection_dropped, false).await
+    mark_as(journal, ns, dropped, collection_dropped, false).await?;
+    MARKED.notify_one();
+    Ok(())
 }
 
 /// [`mark`], and with `rejournal` every local `_id` of `ns` is journaled
 /// again once the mark is copied (see `options::rejournal`): a collection
-/// renamed to `ns` holds documents no write to `ns` journaled.
+/// renamed to `ns` holds documents no write to `ns` journaled. It does not
+/// wake this process's copier: a mark committed before its command is
+/// there for a crash (the copier's poll finds it), and a copy started then
+/// is wasted work beside the command; the caller wakes the copier
+/// ([`wake`]) once the command ran.
 pub async fn mark_as(
     journal: &Journal,
     ns: &str,
@@ -119,10 +125,14 @@ pub async fn mark_as(
         m.before = m.before.max(before);
         let new = serde_json::to_string(&marks).map_err(|e| SyncError::Internal(e.to_string()))?;
         if journal.swap_meta(MARK_KEY, cur, Some(new)).await? {
-            MARKED.notify_one();
             return Ok(());
         }
     }
+}
+
+/// Wakes this process's copier for the marks just committed.
+pub fn wake() {
+    MARKED.notify_one();
 }
 
 /// The marks now.

@@ -788,8 +788,13 @@ impl Capped {
                 info.is_some_and(|i| options::is_capped(&i.options)),
                 CAPPED_TTL,
             ),
-            // Unknown: copied as any collection, and read again in a while.
-            _ => (false, CAPPED_RETRY),
+            // Unknown (a slow or failing local server): copied one batch at
+            // a time, as a capped one, which keeps the order whatever it is,
+            // and read again in a while. Copied in parallel, a capped
+            // collection's batches could land out of order on Atlas (seen
+            // on the Python test server, whose listing sometimes took longer
+            // than `CAPPED_READ`).
+            _ => (true, CAPPED_RETRY),
         };
         self.0.insert(ns.to_string(), (c, Instant::now() + kept));
         c
