@@ -612,6 +612,8 @@ test('cursors offer the driver\'s stream(), explain(), buffer reads, find modifi
   const ours = await run(sync.db(db).collection('more'))
   assert.deepEqual(ours, theirs)
   assert.deepEqual(ours.streamed, [0, 1, 2, 3, 4, 5], 'the premise')
+  assert.deepEqual(ours.minMax.map((x) => x._id), [1, 2], 'min and max bound the index scan')
+  assert.deepEqual(ours.returnKey, [{ _id: 0 }, { _id: 1 }], 'returnKey gives the index keys')
   assert.deepEqual([ours.firstStreamed, ours.earlyClosed, ours.before, ours.buffered, ours.after], [0, true, [false, 0], 2, true])
   assert.deepEqual(ours.readBuffered, [{ _id: 0, g: 0, tags: ['t0', 'all'] }], 'unmapped, as the driver\'s')
   assert.deepEqual(ours.stages.map((x) => x._id), [4, 3, 2])
