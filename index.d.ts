@@ -621,6 +621,8 @@ export declare class ChangeStream<E = ChangeStreamDocument> extends EventEmitter
   on(event: 'error', listener: (error: Error) => void): this
   on(event: 'close', listener: () => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
+  /** The changes as an object-mode Node `Readable`; it ends when the stream closes, and destroying it closes the stream. */
+  stream(): import('stream').Readable & AsyncIterable<E>
   [Symbol.asyncIterator](): AsyncGenerator<E, void, void>
 }
 

@@ -54,6 +54,19 @@ test('collection.watch() gives the same change events as the driver\'s, resumes 
     assert.equal(again.closed, true)
     await assert.rejects(again.next(), (e) => e instanceof MongoAPIError && e.message === 'ChangeStream is closed')
 
+    // stream(): a Readable of the changes; destroying it closes the stream.
+    const watched = c.watch()
+    const readable = watched.stream()
+    assert.equal(await watched.tryNext(), null)
+    await c.insertOne({ _id: 3 })
+    for await (const e of readable) {
+      assert.equal(e.documentKey._id, 3)
+      break
+    }
+    await new Promise((r) => setImmediate(r))
+    assert.equal(watched.closed, true)
+    assert.throws(() => watched.stream(), { message: 'ChangeStream is closed' })
+
     // A for-await loop left early closes its stream.
     const looped = c.watch()
     assert.equal(await looped.tryNext(), null)

@@ -629,6 +629,7 @@ test('cursors offer the driver\'s stream(), explain(), buffer reads, find modifi
   const inUse = (f) => { try { f() } catch (e) { return `${e.name}: ${e.message}` } }
   assert.equal(inUse(() => read.match({})), inUse(() => theirsRead.match({})))
   assert.equal(inUse(() => read.match({})), 'MongoCursorInUseError: Cursor is already initialized')
+  assert.equal(inUse(() => read.map((x) => x)), inUse(() => theirsRead.map((x) => x)), 'map after a read, as the driver')
   assert.throws(() => sync.db(db).collection('more').aggregate().addStage(null), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /addStage: a stage must be an object/ })
   await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').toArray(), /\$out stage writes without being replicated/)
   await assert.rejects(sync.db(db).collection('more').aggregate().out('copy').explain(), /\$out stage writes/)

@@ -6,6 +6,7 @@
 // iterator (`next`, `tryNext`, `hasNext`, `for await`) or as an emitter
 // (`on('change', ...)`), not both, as with the driver.
 const { EventEmitter } = require('node:events')
+const { Readable } = require('node:stream')
 const { encode, decode } = require('./bson')
 const { fromNative, MongoAPIError, MongoRuntimeError } = require('./errors')
 
@@ -86,6 +87,29 @@ class ChangeStream extends EventEmitter {
         if (change) this._buffer.push(change)
       }
       return true
+    })
+  }
+
+  /**
+   * The changes as an object-mode Node `Readable`, as the driver's
+   * `stream()`: it ends when the stream closes, and destroying it closes the
+   * stream. Reading it uses the stream as an iterator.
+   */
+  stream() {
+    if (this._closed) throw new MongoAPIError(CLOSED)
+    const changes = this
+    return new Readable({
+      objectMode: true,
+      highWaterMark: 1,
+      read() {
+        changes.next().then(
+          (change) => this.push(change),
+          (e) => (changes._closed && e && e.message === CLOSED ? this.push(null) : this.destroy(e)),
+        )
+      },
+      destroy(err, done) {
+        changes.close().then(() => done(err), () => done(err))
+      },
     })
   }
 

@@ -86,6 +86,8 @@ class BaseCursor {
   }
 
   map(fn) {
+    // As the driver's: a map applies to a cursor not read yet.
+    if (this._buffer !== null) throw new MongoCursorInUseError()
     this._maps.push(fn)
     return this
   }
