@@ -344,12 +344,15 @@ test('rename() and db.renameCollection() answer as the driver\'s, and Atlas foll
     // the name a failed rename asked for.
     await d.collection('other').insertOne({ _id: 1 })
     await atlas.db(db).collection('reports').insertOne({ _id: 'atlas only' })
+    await sync.flush({ timeoutMs: 30000 })
+    const copiedBefore = (await sync.metrics()).synced
     const err = (p) => p.then(() => null, (e) => ({ name: e.name, code: e.code }))
     assert.deepEqual(await err(d.collection('other').rename('target')), await err(local.db(db).collection('other').rename('target')))
     assert.equal((await err(d.collection('other').rename('target'))).code, 48, 'the premise: the target exists')
     assert.deepEqual(await err(d.collection('missing').rename('reports')), await err(local.db(db).collection('missing').rename('reports')))
     assert.equal((await err(d.collection('missing').rename('reports'))).code, 26, 'the premise: no such source')
     await sync.flush({ timeoutMs: 30000 })
+    assert.equal((await sync.metrics()).synced, copiedBefore, 'a refused rename copies nothing again')
     assert.deepEqual(await docs(atlas, db, 'other'), [{ _id: 1 }])
     assert.deepEqual(await docs(atlas, db, 'target'), await docs(local, db, 'target'))
     assert.deepEqual(await docs(atlas, db, 'reports'), [{ _id: 'atlas only' }])

@@ -90,14 +90,15 @@ test('a stream of a dropped collection ends as the driver\'s: its drop and inval
   await c.insertOne({ _id: 0 })
   const ours = c.watch()
   const theirs = local.db(db).collection('c').watch()
+  const oursH = c.watch()
+  const theirsH = local.db(db).collection('c').watch()
   const emitter = c.watch()
   const emitted = []
   emitter.on('change', (e) => emitted.push(e.operationType))
   emitter.on('error', (e) => emitted.push(`error ${e.message}`))
   emitter.on('close', () => emitted.push('close'))
   try {
-    await ours.tryNext()
-    await theirs.tryNext()
+    for (const cs of [ours, theirs, oursH, theirsH]) await cs.tryNext()
     await waitFor(() => emitter._id !== null, { what: 'the emitter\'s stream to open' })
     await c.insertOne({ _id: 1 })
     await c.drop()
@@ -118,10 +119,29 @@ test('a stream of a dropped collection ends as the driver\'s: its drop and inval
     const want = await read(theirs)
     assert.deepEqual(await read(ours), want)
     assert.deepEqual(want, ['insert', 'drop', 'invalidate', 'MongoRuntimeError: ChangeStream is closed', true, 'MongoAPIError: ChangeStream is closed'], 'the premise')
+    // hasNext() is false once the stream ended, and the token moves only
+    // when next() hands a change out; tryNext() then answers null.
+    const readH = async (cs) => {
+      const out = []
+      for (;;) {
+        const before = JSON.stringify(cs.resumeToken)
+        const more = await cs.hasNext()
+        out.push(`hasNext ${more}`)
+        if (!more) break
+        out.push(`token kept ${JSON.stringify(cs.resumeToken) === before}`)
+        const e = await cs.next()
+        out.push(`${e.operationType} token ${JSON.stringify(cs.resumeToken) === JSON.stringify(e._id)}`)
+      }
+      out.push(`tryNext ${await cs.tryNext()}`)
+      return out
+    }
+    const wantH = await readH(theirsH)
+    assert.deepEqual(await readH(oursH), wantH)
+    assert.equal(wantH.filter((x) => x === 'token kept true').length, 3, 'the premise')
     await waitFor(() => emitted.includes('close'), { what: 'the emitter to close' })
     assert.deepEqual(emitted, ['insert', 'drop', 'invalidate', 'close'])
   } finally {
-    await Promise.all([ours.close(), theirs.close(), emitter.close()])
+    await Promise.all([ours, theirs, oursH, theirsH, emitter].map((cs) => cs.close()))
     await sync.close()
   }
 })
@@ -234,8 +254,22 @@ test('watch() refuses bad arguments by name', async () => {
     assert.throws(() => c.watch([], { session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /watch: unknown option 'session'/ })
     await assert.rejects(c.watch([], { fullDocument: 1 }).next(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'fullDocument' must be a string/ })
     await assert.rejects(c.watch([], { resumeAfter: 'x' }).next(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'resumeAfter' must be an object/ })
-    // A stage the server refuses rejects with the server's error.
+    // A stage the server refuses rejects with the server's error; an
+    // emitter gets the same events as the driver's ('close', then 'error').
     await assert.rejects(c.watch([{ $nope: {} }]).next(), (e) => e.name === 'MongoServerError')
+    const eventsOf = async (cs) => {
+      const events = []
+      cs.on('error', (e) => events.push(`error ${e.name}`))
+      cs.on('close', () => events.push('close'))
+      cs.on('change', () => events.push('change'))
+      await waitFor(() => events.length >= 2, { what: 'the stream to fail' })
+      await new Promise((r) => setTimeout(r, 200))
+      return events
+    }
+    const local = await driver(LOCAL)
+    const want = await eventsOf(local.db(db).collection('c').watch([{ $nope: {} }]))
+    assert.deepEqual(await eventsOf(c.watch([{ $nope: {} }])), want)
+    assert.deepEqual(want, ['close', 'error MongoServerError'], 'the premise')
   } finally {
     await sync.close()
   }

@@ -38,7 +38,13 @@ class ChangeStream extends EventEmitter {
     this._ended = false
     this._buffer = []
     this._chain = Promise.resolve()
+    // The token of the last change handed out (or the server's position
+    // when none waits), and the one to resume from: the last one read,
+    // which may belong to a change still buffered.
     this._token = options.startAfter ?? options.resumeAfter ?? null
+    this._readToken = this._token
+    this._handedOut = false
+    this._endReported = false
     this._mode = null
     this._streaming = false
     this._opened = false
@@ -60,34 +66,71 @@ class ChangeStream extends EventEmitter {
     return this._closed
   }
 
-  /** The next change; waits until there is one. */
+  /**
+   * The next change; waits until there is one. After the server ended the
+   * stream (an invalidate event), the first call rejects with
+   * `MongoRuntimeError` and later ones with `MongoAPIError`, as the driver's.
+   */
   async next() {
     this._setMode('iterator')
     return this._serial(async () => {
       for (;;) {
-        if (this._buffer.length) return this._buffer.shift()
-        const change = await this._step()
-        if (change) return change
+        if (this._buffer.length && !this._closed) return this._handOut(this._buffer.shift())
+        if (this._ended && !this._endReported) {
+          this._endReported = true
+          throw new MongoRuntimeError(CLOSED)
+        }
+        let change
+        try {
+          change = await this._step()
+        } catch (e) {
+          if (this._ended) this._endReported = true
+          throw e
+        }
+        if (change) return this._handOut(change)
       }
     })
   }
 
-  /** The next change if the server has one within one round trip, else null. */
+  /** The next change if the server has one within one round trip, else null (also once the server ended the stream). */
   async tryNext() {
     this._setMode('iterator')
-    return this._serial(async () => (this._buffer.length ? this._buffer.shift() : this._step()))
+    return this._serial(async () => {
+      if (this._buffer.length && !this._closed) return this._handOut(this._buffer.shift())
+      if (this._ended) return null
+      try {
+        const change = await this._step()
+        return change ? this._handOut(change) : null
+      } catch (e) {
+        if (this._ended) return null
+        throw e
+      }
+    })
   }
 
-  /** Waits until a change is there to read; resolves with true. */
+  /** Waits until a change is there to read: true; false once the server ended the stream. */
   async hasNext() {
     this._setMode('iterator')
     return this._serial(async () => {
       while (!this._buffer.length) {
-        const change = await this._step()
-        if (change) this._buffer.push(change)
+        if (this._ended) return false
+        try {
+          const change = await this._step()
+          if (change) this._buffer.push(change)
+        } catch (e) {
+          if (this._ended) return false
+          throw e
+        }
       }
       return true
     })
+  }
+
+  /** A change given to the app: its token becomes the stream's `resumeToken`. */
+  _handOut(change) {
+    this._handedOut = true
+    this._noteToken(change._id)
+    return change
   }
 
   /**
@@ -190,7 +233,7 @@ class ChangeStream extends EventEmitter {
         throw new MongoAPIError(CLOSED)
       }
       this._setId(answer.stream)
-      this._noteToken(answer.resumeToken)
+      this._read(answer.resumeToken, false)
       this._opened = opened = true
     }
     let answer
@@ -212,37 +255,64 @@ class ChangeStream extends EventEmitter {
       if (opened) throw new MongoAPIError('ChangeStream could not be read after it was opened')
       return null
     }
-    this._noteToken(answer.resumeToken)
     const change = answer.event ?? null
+    this._read(answer.resumeToken, change !== null)
     if (!answer.stream) {
       // The server ended the stream (after an invalidate event: the
       // collection was dropped or renamed): closed, as the driver's is.
       this._setId(null)
       this._closed = true
-      process.nextTick(() => this.emit('close'))
+      this._ended = true
+      process.nextTick(() => {
+        this.emit('end')
+        this.emit('close')
+      })
       if (change) return change
-      // As the driver's first read after the end (later reads: MongoAPIError).
       throw new MongoRuntimeError(CLOSED)
     }
     return change
   }
 
-  /** A native call; an error other than the instance being closed closes the stream first (the driver closes a stream on an error it does not resume from). */
+  /**
+   * A token the server sent (a change's, or its position after an empty
+   * read): where a resume starts. It becomes the public `resumeToken` only
+   * when it is a position and no change waits unread; a change's becomes
+   * public when the change is handed out.
+   */
+  _read(token, ofChange) {
+    if (token == null) return
+    this._readToken = token
+    if (!ofChange && this._buffer.length === 0) this._noteToken(token)
+  }
+
+  /**
+   * A native call. An error other than the instance being closed (or a
+   * read cut short, which resumes) closes an iterator's stream first, as
+   * the driver closes a stream on an error it does not resume from; in
+   * emitter mode `_stream` emits the error, then closes.
+   */
   async _call(op, args) {
     try {
       return await this._native(op, args)
     } catch (e) {
       if (e && (e.code === 'ERR_SYNC_CLOSED' || e.name === 'MongoNetworkTimeoutError')) throw e
-      await this.close()
+      if (this._mode !== 'emitter') await this.close()
+      this._failedOp = op
       throw e
     }
   }
 
-  /** The options to open the stream with; to open it again (a resume), from its last token. */
+  /**
+   * The options to open the stream with; to open it again (a resume), from
+   * the last token read: `startAfter` while the stream began with one and
+   * has handed out no change yet (it may be an invalidate event's token),
+   * else `resumeAfter`, as the driver resumes.
+   */
   _resumeOptions() {
-    if (!this._opened || this._token == null) return this._options
+    if (!this._opened || this._readToken == null) return this._options
     const { resumeAfter, startAfter, startAtOperationTime, ...rest } = this._options
-    return { ...rest, resumeAfter: this._token }
+    if (startAfter !== undefined && !this._handedOut) return { ...rest, startAfter: this._readToken }
+    return { ...rest, resumeAfter: this._readToken }
   }
 
   _noteToken(token) {
@@ -269,14 +339,20 @@ class ChangeStream extends EventEmitter {
             return
           }
           // As the driver: an error the engine's stream did not resume from
-          // is emitted, and the stream is closed.
-          this._emitError(e)
-          await this.close()
+          // is emitted and the stream closed; one that kept it from opening
+          // closes it first (the driver's cursor closes, then it emits).
+          if (this._failedOp === 'watch') {
+            await this.close()
+            this._emitError(e)
+          } else {
+            this._emitError(e)
+            await this.close()
+          }
           return
         }
         if (!change) continue
         try {
-          this.emit('change', change)
+          this.emit('change', this._handOut(change))
         } catch (e) {
           // A listener that throws: 'error', as with the driver, and the
           // stream goes on.

@@ -119,16 +119,25 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
     }
     let namespaces = [t.ns.as_str(), target.ns.as_str()];
     let both = [(t, false), (&target, true)];
-    // A source that does not exist is not marked before: the server
-    // refuses the rename, and a mark would drop Atlas's collection of the
-    // target's name, which local never had. If one appears meanwhile and
-    // the rename goes through, both are marked after it.
-    let exists = !collection_names(&t.w.local, t.db, doc! { "name": t.coll })
-        .await?
-        .is_empty();
+    // A rename the server will refuse is not marked before: a missing
+    // source (a mark would drop Atlas's collection of the target's name,
+    // which local never had), or a target that exists without `dropTarget`
+    // (a mark would copy that whole collection again for nothing). If it
+    // goes through anyway (a collection appeared or went meanwhile), both
+    // are marked after it, and after any error that is not one of those
+    // refusals.
+    let drop_target = cmd.get_bool("dropTarget").unwrap_or(false);
+    let names = collection_names(
+        &t.w.local,
+        t.db,
+        doc! { "name": { "$in": [t.coll, target.coll] } },
+    )
+    .await?;
+    let refused = !names.iter().any(|n| n == t.coll)
+        || (!drop_target && names.iter().any(|n| n == target.coll));
     forget(t.w, &namespaces);
     let mut late: Vec<LateMark> = Vec::new();
-    if exists {
+    if !refused {
         for (x, rejournal) in both {
             mark_as(x, &[], true, rejournal).await?;
         }
@@ -139,7 +148,14 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
     }
     let out = t.w.local.database("admin").run_command(cmd).await;
     forget(t.w, &namespaces);
-    if exists || out.is_ok() {
+    let as_refused = match &out {
+        Err(e) => matches!(
+            *e.kind,
+            mongodb::error::ErrorKind::Command(ref c) if c.code == 26 || c.code == 48
+        ),
+        Ok(_) => false,
+    };
+    if !refused || !as_refused {
         for (x, rejournal) in both {
             mark_as(x, &[], true, rejournal).await?;
         }
