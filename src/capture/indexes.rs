@@ -35,10 +35,6 @@ fn command_options(p: &Payload) -> Result<Document, SyncError> {
     Ok(cmd)
 }
 
-async fn mark(t: &Target<'_>, dropped: &[String], collection: bool) -> Result<(), SyncError> {
-    mark_as(t, dropped, collection, false).await
-}
-
 async fn mark_as(
     t: &Target<'_>,
     dropped: &[String],
@@ -136,32 +132,26 @@ pub async fn rename_collection(t: &Target<'_>, p: Payload) -> Result<Document, S
     let refused = !names.iter().any(|n| n == t.coll)
         || (!drop_target && names.iter().any(|n| n == target.coll));
     forget(t.w, &namespaces);
-    let mut late: Vec<LateMark> = Vec::new();
-    if !refused {
-        for (x, rejournal) in both {
-            mark_as(x, &[], true, rejournal).await?;
-        }
-        late = both
-            .iter()
-            .filter_map(|(x, rejournal)| late_mark(x, &[], true, *rejournal, &[]))
-            .collect();
-    }
-    let out = t.w.local.database("admin").run_command(cmd).await;
-    forget(t.w, &namespaces);
-    let as_refused = match &out {
-        Err(e) => matches!(
-            *e.kind,
-            mongodb::error::ErrorKind::Command(ref c) if c.code == 26 || c.code == 48
-        ),
-        Ok(_) => false,
+    let run = async {
+        let out = t.w.local.database("admin").run_command(cmd).await;
+        forget(t.w, &namespaces);
+        out
     };
-    if !refused || !as_refused {
+    if !refused {
+        return marked_all(&both, &[], true, &[], run).await;
+    }
+    let out = run.await;
+    let as_refused = out
+        .as_ref()
+        .err()
+        .and_then(indexes::code_of)
+        .is_some_and(|c| c == 26 || c == 48);
+    if !as_refused {
         for (x, rejournal) in both {
             mark_as(x, &[], true, rejournal).await?;
         }
         indexes::wake();
     }
-    late.iter_mut().for_each(|l| l.armed = false);
     Ok(out?)
 }
 
@@ -180,42 +170,26 @@ pub async fn drop_database(w: &Writer, db: &str, p: Payload) -> Result<Document,
     let mut cmd = doc! { "dropDatabase": 1 };
     cmd.extend(command_options(&p)?);
     forget(w, &namespaces);
-    for t in &targets {
-        mark(t, &[], true).await?;
-    }
-    let mut late: Vec<LateMark> = targets
-        .iter()
-        .filter_map(|t| late_mark(t, &[], true, false, &[]))
-        .collect();
-    let out = w.local.database(db).run_command(cmd).await;
-    forget(w, &namespaces);
-    for t in &targets {
-        mark(t, &[], true).await?;
-    }
-    indexes::wake();
-    late.iter_mut().for_each(|l| l.armed = false);
-    Ok(out?)
+    let all: Vec<(&Target<'_>, bool)> = targets.iter().map(|t| (t, false)).collect();
+    let drop = async {
+        let out = w.local.database(db).run_command(cmd).await;
+        forget(w, &namespaces);
+        out
+    };
+    marked_all(&all, &[], true, &[], drop).await
 }
 
-/// The names of the collections and views of `db` that `filter` matches,
-/// from the server's full listing (a `nameOnly` one leaves views out on
-/// some servers).
+/// The names of the collections and views of `db` that `filter` matches.
 async fn collection_names(
     local: &mongodb::Client,
     db: &str,
     filter: Document,
 ) -> Result<Vec<String>, SyncError> {
-    use futures_util::TryStreamExt;
-    let specs: Vec<Document> = local
+    Ok(local
         .database(db)
-        .run_cursor_command(doc! { "listCollections": 1, "filter": filter })
-        .await?
-        .try_collect()
-        .await?;
-    Ok(specs
-        .iter()
-        .filter_map(|d| d.get_str("name").ok().map(String::from))
-        .collect())
+        .list_collection_names()
+        .filter(filter)
+        .await?)
 }
 
 /// `create` of the collection (or view) with the options JS passed on, as
@@ -287,14 +261,32 @@ async fn marked_build(
     built: &[String],
     command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
 ) -> Result<Document, SyncError> {
-    mark(t, dropped, collection).await?;
-    let mut late = late_mark(t, dropped, collection, false, built);
-    let out = command.await;
-    mark(t, dropped, collection).await?;
-    indexes::wake();
-    if let Some(l) = late.as_mut() {
-        l.armed = false; // ran to its end and marked twice
+    marked_all(&[(t, false)], dropped, collection, built, command).await
+}
+
+/// [`marked`] for a command that changes several collections, each with
+/// whether its documents are to be journaled again (`rejournal`).
+async fn marked_all(
+    targets: &[(&Target<'_>, bool)],
+    dropped: &[String],
+    collection: bool,
+    built: &[String],
+    command: impl std::future::IntoFuture<Output = mongodb::error::Result<Document>>,
+) -> Result<Document, SyncError> {
+    for (t, rejournal) in targets {
+        mark_as(t, dropped, collection, *rejournal).await?;
     }
+    let mut late: Vec<LateMark> = targets
+        .iter()
+        .filter_map(|(t, rejournal)| late_mark(t, dropped, collection, *rejournal, built))
+        .collect();
+    let out = command.await;
+    for (t, rejournal) in targets {
+        mark_as(t, dropped, collection, *rejournal).await?;
+    }
+    indexes::wake();
+    // Ran to its end and marked twice.
+    late.iter_mut().for_each(|l| l.armed = false);
     Ok(out?)
 }
 

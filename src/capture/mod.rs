@@ -551,11 +551,17 @@ impl Writer {
         p: Payload,
     ) -> Result<Vec<u8>, SyncError> {
         let _g = self.enter();
-        if op == "listCollections" {
-            check_name("database", db)?;
-            return read::list_collections(&self.local, db, p).await;
-        }
+        // Methods of a database, not of one collection.
         match op {
+            "listCollections" => {
+                check_name("database", db)?;
+                return read::list_collections(&self.local, db, p).await;
+            }
+            "command" => {
+                check_name("database", db)?;
+                let replicated = self.journal.is_some();
+                return read::run_command(&self.local, db, p, replicated).await;
+            }
             "watch" => {
                 check_name("database", db)?;
                 let coll = (!coll.is_empty()).then_some(coll);
@@ -567,11 +573,6 @@ impl Writer {
             "changeNext" => return self.streams.next(p).await,
             "changeClose" => return self.streams.close(p),
             _ => {}
-        }
-        if op == "command" {
-            check_name("database", db)?;
-            let replicated = self.journal.is_some();
-            return read::run_command(&self.local, db, p, replicated).await;
         }
         let t = self.target(db, coll)?;
         match op {

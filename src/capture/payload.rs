@@ -128,12 +128,7 @@ impl Payload {
     /// A whole number, however JS encoded it (Int32, Int64, or a Double
     /// without a fraction); `None` if absent or anything else.
     pub fn integer(&self, field: &str) -> Result<Option<i64>, SyncError> {
-        Ok(match self.value(field)? {
-            Some(Bson::Int32(i)) => Some(i.into()),
-            Some(Bson::Int64(i)) => Some(i),
-            Some(Bson::Double(d)) if d.fract() == 0.0 => Some(d as i64),
-            _ => None,
-        })
+        Ok(self.value(field)?.as_ref().and_then(whole_number))
     }
 
     /// The `options` object, deserialized into a driver options struct, and
@@ -148,6 +143,17 @@ impl Payload {
         let parsed = mongodb::bson::from_document::<T>(fields)
             .map_err(|e| SyncError::invalid(format!("{}: invalid options: {e}", self.method)))?;
         Ok((parsed, d))
+    }
+}
+
+/// A whole number, however JS encoded it (Int32, Int64, or a Double
+/// without a fraction); `None` for anything else.
+pub fn whole_number(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int32(i) => Some((*i).into()),
+        Bson::Int64(i) => Some(*i),
+        Bson::Double(d) if d.fract() == 0.0 => Some(*d as i64),
+        _ => None,
     }
 }
 

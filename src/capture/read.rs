@@ -26,20 +26,68 @@ use crate::error::SyncError;
 const BATCH_DOCS: usize = 1000;
 /// A batch ends once it holds this many bytes, whatever its count.
 const BATCH_BYTES: usize = 8 << 20;
-/// How long an open cursor may go unread before it is dropped (and killed
-/// on the server): the server's own default idle timeout for cursors.
-const IDLE: Duration = Duration::from_secs(600);
+/// How long an open cursor (or change stream) may go unread before it is
+/// dropped (and killed on the server): the server's own default idle
+/// timeout for cursors.
+pub(super) const IDLE: Duration = Duration::from_secs(600);
 
-type Shared = Arc<tokio::sync::Mutex<Cursor<RawDocumentBuf>>>;
-
-/// The cursors JS is still reading, by the id it was given. Dropping one
-/// kills it on the server (the driver does that in the background). Ones
-/// idle for `IDLE` are dropped whenever a cursor is opened or read.
-#[derive(Default)]
-pub struct Cursors {
+/// What JS reads between calls (cursors, change streams), by the id it was
+/// given. Dropping one kills its cursor on the server (the driver does that
+/// in the background). Ones idle for `IDLE` are dropped whenever one is
+/// opened or read.
+pub(super) struct Held<T> {
     last: AtomicU64,
-    open: Mutex<HashMap<u64, (Shared, Instant)>>,
+    open: Mutex<HashMap<u64, (Shared<T>, Instant)>>,
 }
+
+/// One held thing, read by one call at a time.
+type Shared<T> = Arc<tokio::sync::Mutex<T>>;
+
+impl<T> Default for Held<T> {
+    fn default() -> Self {
+        Held {
+            last: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> Held<T> {
+    /// Keeps `v`; returns its id (never 0).
+    pub(super) fn keep(&self, v: T) -> u64 {
+        let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut open = self.open.lock().expect("held map poisoned");
+        open.retain(|_, (_, used)| used.elapsed() < IDLE);
+        open.insert(id, (Arc::new(tokio::sync::Mutex::new(v)), Instant::now()));
+        id
+    }
+
+    /// The one kept as `id`, marked used now; `None` if it is not kept
+    /// (dropped, or idle for `IDLE`).
+    pub(super) fn get(&self, id: u64) -> Option<Shared<T>> {
+        let mut open = self.open.lock().expect("held map poisoned");
+        open.retain(|k, (_, used)| *k == id || used.elapsed() < IDLE);
+        match open.get_mut(&id) {
+            Some((v, used)) if used.elapsed() < IDLE => {
+                *used = Instant::now();
+                Some(v.clone())
+            }
+            _ => {
+                open.remove(&id);
+                None
+            }
+        }
+    }
+
+    /// Drops the one kept as `id` (nothing happens if it is not kept).
+    pub(super) fn drop_id(&self, id: u64) {
+        self.open.lock().expect("held map poisoned").remove(&id);
+    }
+}
+
+/// The cursors JS is still reading.
+#[derive(Default)]
+pub struct Cursors(Held<Cursor<RawDocumentBuf>>);
 
 impl Cursors {
     /// Answers with the first batch of `cursor`; keeps it if there is more.
@@ -49,45 +97,23 @@ impl Cursors {
         n: usize,
     ) -> Result<Vec<u8>, SyncError> {
         let (docs, done) = batch(&mut cursor, n).await?;
-        let id = if done {
-            0
-        } else {
-            let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut open = self.open.lock().expect("cursor map poisoned");
-            open.retain(|_, (_, used)| used.elapsed() < IDLE);
-            open.insert(
-                id,
-                (Arc::new(tokio::sync::Mutex::new(cursor)), Instant::now()),
-            );
-            id
-        };
+        let id = if done { 0 } else { self.0.keep(cursor) };
         Ok(answer(id, docs))
     }
 
     /// The next batch of cursor `id`.
     async fn more(&self, id: u64, n: usize) -> Result<Vec<u8>, SyncError> {
-        let cursor = {
-            let mut open = self.open.lock().expect("cursor map poisoned");
-            open.retain(|k, (_, used)| *k == id || used.elapsed() < IDLE);
-            match open.get_mut(&id) {
-                Some((c, used)) if used.elapsed() < IDLE => {
-                    *used = Instant::now();
-                    c.clone()
-                }
-                _ => {
-                    open.remove(&id);
-                    return Err(SyncError::invalid(format!(
-                        "getMore: cursor {id} is not open: it was read to the end, closed, \
-                         or left unread for more than {} minutes",
-                        IDLE.as_secs() / 60
-                    )));
-                }
-            }
+        let Some(cursor) = self.0.get(id) else {
+            return Err(SyncError::invalid(format!(
+                "getMore: cursor {id} is not open: it was read to the end, closed, \
+                 or left unread for more than {} minutes",
+                IDLE.as_secs() / 60
+            )));
         };
         let mut guard = cursor.lock().await;
         let result = batch(&mut guard, n).await;
         if !matches!(result, Ok((_, false))) {
-            self.open.lock().expect("cursor map poisoned").remove(&id);
+            self.0.drop_id(id);
         }
         let (docs, done) = result?;
         Ok(answer(if done { 0 } else { id }, docs))
@@ -95,7 +121,7 @@ impl Cursors {
 
     /// Drops cursor `id` (nothing happens if it is not open).
     fn kill(&self, id: u64) {
-        self.open.lock().expect("cursor map poisoned").remove(&id);
+        self.0.drop_id(id);
     }
 }
 

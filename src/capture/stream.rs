@@ -5,10 +5,7 @@
 //! so no call waits on a quiet stream for long and `close()` is never held
 //! up by one. Watching only reads: nothing here touches the journal.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mongodb::bson::{rawdoc, Bson, Document, RawBson, RawDocumentBuf};
 use mongodb::change_stream::event::ResumeToken;
@@ -18,21 +15,14 @@ use mongodb::options::{
 };
 use mongodb::Client;
 
-use super::payload::Payload;
+use super::payload::{whole_number, Payload};
+use super::read::Held;
 use crate::error::SyncError;
 
-type Shared = Arc<tokio::sync::Mutex<ChangeStream<RawDocumentBuf>>>;
-
-/// A stream not read for this long is dropped (and its cursor killed), as
-/// an unread cursor is.
-const IDLE: Duration = Duration::from_secs(600);
-
-/// The open change streams, by the id JS was given.
+/// The open change streams, by the id JS was given; one not read for
+/// `IDLE` is dropped (and its cursor killed), as an unread cursor is.
 #[derive(Default)]
-pub struct Streams {
-    last: AtomicU64,
-    open: Mutex<HashMap<u64, (Shared, Instant)>>,
-}
+pub struct Streams(Held<ChangeStream<RawDocumentBuf>>);
 
 impl Streams {
     /// Opens a change stream on collection `coll` of `db`, or on the whole
@@ -67,14 +57,7 @@ impl Streams {
         }
         .with_type::<RawDocumentBuf>();
         let token = stream.resume_token();
-        let id = self.last.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut open = self.open.lock().expect("stream map poisoned");
-        open.retain(|_, (_, used)| used.elapsed() < IDLE);
-        open.insert(
-            id,
-            (Arc::new(tokio::sync::Mutex::new(stream)), Instant::now()),
-        );
-        answer(id, token, None)
+        answer(self.0.keep(stream), token, None)
     }
 
     /// The next event of stream `id` if one comes within one server round
@@ -86,19 +69,8 @@ impl Streams {
     /// a stream whose cursor the server lost.
     pub async fn next(&self, p: Payload) -> Result<Vec<u8>, SyncError> {
         let id = stream_id(&p, "changeNext")?;
-        let shared = {
-            let mut open = self.open.lock().expect("stream map poisoned");
-            open.retain(|k, (_, used)| *k == id || used.elapsed() < IDLE);
-            match open.get_mut(&id) {
-                Some((s, used)) if used.elapsed() < IDLE => {
-                    *used = Instant::now();
-                    s.clone()
-                }
-                _ => {
-                    open.remove(&id);
-                    return Ok(rawdoc! { "stream": 0_i64, "gone": true }.into_bytes());
-                }
-            }
+        let Some(shared) = self.0.get(id) else {
+            return Ok(rawdoc! { "stream": 0_i64, "gone": true }.into_bytes());
         };
         let mut stream = shared.lock().await;
         // A call dropped half-way (socketTimeoutMS) leaves the driver's
@@ -126,7 +98,7 @@ impl Streams {
     }
 
     fn forget(&self, id: u64) {
-        self.open.lock().expect("stream map poisoned").remove(&id);
+        self.0.drop_id(id);
     }
 }
 
@@ -201,13 +173,13 @@ fn options(p: &Payload) -> Result<ChangeStreamOptions, SyncError> {
             ("startAfter", Bson::Document(t)) => o.start_after = Some(token(t)?),
             ("startAtOperationTime", Bson::Timestamp(t)) => o.start_at_operation_time = Some(*t),
             ("maxAwaitTimeMS", v) => {
-                let ms = integer(v)
+                let ms = whole_number(v)
                     .filter(|&n| n >= 0)
                     .ok_or_else(|| bad(k, "a whole number of milliseconds >= 0"))?;
                 o.max_await_time = Some(Duration::from_millis(ms as u64));
             }
             ("batchSize", v) => {
-                let n = integer(v)
+                let n = whole_number(v)
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| bad(k, "a whole number >= 0"))?;
                 o.batch_size = Some(n);
@@ -233,15 +205,6 @@ fn options(p: &Payload) -> Result<ChangeStreamOptions, SyncError> {
         }
     }
     Ok(o)
-}
-
-fn integer(v: &Bson) -> Option<i64> {
-    match v {
-        Bson::Int32(i) => Some((*i).into()),
-        Bson::Int64(i) => Some(*i),
-        Bson::Double(d) if d.fract() == 0.0 => Some(*d as i64),
-        _ => None,
-    }
 }
 
 /// A resume token (an event's `_id`) as the driver takes it.

@@ -789,11 +789,9 @@ impl Capped {
                 CAPPED_TTL,
             ),
             // Unknown (a slow or failing local server): copied one batch at
-            // a time, as a capped one, which keeps the order whatever it is,
-            // and read again in a while. Copied in parallel, a capped
-            // collection's batches could land out of order on Atlas (seen
-            // on the Python test server, whose listing sometimes took longer
-            // than `CAPPED_READ`).
+            // a time, as a capped one, which keeps the order whatever it is
+            // (in parallel, a capped collection's batches could land out of
+            // order on Atlas), and read again in a while.
             _ => (true, CAPPED_RETRY),
         };
         self.0.insert(ns.to_string(), (c, Instant::now() + kept));
