@@ -8,7 +8,7 @@
 const { EventEmitter } = require('node:events')
 const { Readable } = require('node:stream')
 const { encode, decode } = require('./bson')
-const { fromNative, MongoAPIError, MongoRuntimeError } = require('./errors')
+const { MongoAPIError, MongoRuntimeError } = require('./errors')
 
 const CLOSED = 'ChangeStream is closed'
 
@@ -206,12 +206,7 @@ class ChangeStream extends EventEmitter {
   }
 
   async _native(op, args) {
-    const native = this._sync._native()
-    try {
-      return decode(await native.read(this._db, this._coll, op, encode(op, args)))
-    } catch (e) {
-      throw fromNative(e)
-    }
+    return decode(await this._sync._call((native) => native.read(this._db, this._coll, op, encode(op, args))))
   }
 
   /**

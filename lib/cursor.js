@@ -94,7 +94,14 @@ class BaseCursor {
 
   /** The batch size the call asked for (undefined: the engine's default). */
   _batchSize() {
-    return undefined
+    return this._options && this._options.batchSize
+  }
+
+  /** Sets option `k` of a find or aggregate cursor not read yet, as the driver's builders. */
+  _set(k, v) {
+    if (this._buffer !== null) throw new MongoCursorInUseError()
+    this._options[k] = v
+    return this
   }
 
   /** Reads batches until one document is buffered or the cursor is exhausted; one read at a time. */
@@ -317,15 +324,6 @@ class FindCursor extends BaseCursor {
     if (this._options.sort !== undefined) this._options.sort = normalizeSort(this._options.sort)
   }
 
-  _batchSize() {
-    return this._options.batchSize
-  }
-
-  _set(k, v) {
-    if (this._buffer !== null) throw new MongoCursorInUseError()
-    this._options[k] = v
-    return this
-  }
 
   sort(s, dir) {
     return this._set('sort', normalizeSort(dir === undefined ? s : { [s]: dir }))
@@ -424,11 +422,6 @@ class AggregationCursor extends BaseCursor {
     this._options = { ...options }
   }
 
-  _set(k, v) {
-    if (this._buffer !== null) throw new MongoCursorInUseError()
-    this._options[k] = v
-    return this
-  }
 
   /** Adds a stage to the pipeline (before the cursor is read), as the driver's. */
   addStage(stage) {
@@ -483,10 +476,6 @@ class AggregationCursor extends BaseCursor {
   _command(coll) {
     const { batchSize, ...rest } = this._options
     return { aggregate: coll, pipeline: this._pipeline, cursor: {}, ...rest }
-  }
-
-  _batchSize() {
-    return this._options.batchSize
   }
 
   /** A new, unread cursor of the same pipeline and options (not its map), as the driver's. */
