@@ -7,6 +7,7 @@
 const { makeDocs } = require('../lib/doc')
 const { closedLoop, now } = require('../lib/load')
 const { ratio } = require('../lib/stats')
+const { Forwarder } = require('../lib/forward')
 
 /** The two writer shapes: single inserts, 32 in flight; insertMany of 100, 8 in flight. */
 const MODES = {
@@ -109,41 +110,15 @@ async function forwardRate(ctx, { n, mode }) {
   await lc.insertMany(makeDocs(100, -100))
   await ac.insertMany(makeDocs(100, -100))
   const docs = makeDocs(n)
-  const queue = []
-  let written = false
-  let wake = null
-  const poke = () => {
-    const w = wake
-    wake = null
-    if (w) w()
-  }
-  let forwarded = 0
-  const forwarder = (async () => {
-    for (;;) {
-      if (queue.length === 0) {
-        if (written) return
-        await new Promise((r) => (wake = r))
-        continue
-      }
-      const chunk = queue.splice(0, 1000)
-      await ac.insertMany(chunk)
-      forwarded += chunk.length
-    }
-  })()
+  const fwd = new Forwarder((chunk) => ac.insertMany(chunk), { max: 1000 })
   const t0 = now()
-  try {
-    await closedLoop(Math.ceil(n / batch), conc, async (i) => {
-      const part = docs.slice(i * batch, Math.min(n, (i + 1) * batch))
-      await (batch === 1 ? lc.insertOne({ ...part[0] }) : lc.insertMany(part))
-      for (const d of part) queue.push(d)
-      poke()
-    })
-  } finally {
-    written = true
-    poke()
-    await forwarder
-  }
-  if (forwarded !== n) throw new Error(`forwarder sent ${forwarded} of ${n} documents`)
+  await closedLoop(Math.ceil(n / batch), conc, async (i) => {
+    const part = docs.slice(i * batch, Math.min(n, (i + 1) * batch))
+    await (batch === 1 ? lc.insertOne({ ...part[0] }) : lc.insertMany(part))
+    fwd.push(...part)
+  })
+  await fwd.idle()
+  if (fwd.sent !== n) throw new Error(`forwarder sent ${fwd.sent} of ${n} documents`)
   return (n / (now() - t0)) * 1000
 }
 

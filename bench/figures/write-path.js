@@ -3,8 +3,12 @@
 // the addon (sync enabled, replicator running) against the official driver
 // straight to the same local server, one at a time and 32 at a time; the
 // addon with sync off, which has no journal and no replicator; and the addon
-// with sync on but replication paused, which journals and does not copy.
+// with sync on but replication paused, which journals and does not copy;
+// and, for reference, the driver with each write forwarded to Atlas by the
+// driver (bench/lib/forward.js): the Atlas work of a copy, without the
+// addon's capture, journal or read-back.
 const { makeDocs, makeUpdate } = require('../lib/doc')
+const { Forwarder } = require('../lib/forward')
 const { closedLoop, cpuNow } = require('../lib/load')
 const { percentile, ratio } = require('../lib/stats')
 
@@ -82,11 +86,46 @@ async function run(ctx, { sizes, runIndex }) {
   // without the replicator's work beside it.
   const { sync: held } = await ctx.openSync(db)
   await held.pause()
+  // The driver with every write sent on to Atlas after it resolved, in the
+  // replicator's batching window (5 ms): inserts by insertMany, updates as
+  // the same update operators in one ordered bulkWrite (cheaper for Atlas
+  // than the addon's replace of the whole document, and not safe to retry).
+  const fwdIns = ctx.atlas.db(db).collection('ins_fwd')
+  const fwdUpd = ctx.atlas.db(db).collection('upd_fwd')
+  const insFwd = new Forwarder((docs) => fwdIns.insertMany(docs), { lingerMs: 5 })
+  const updFwd = new Forwarder(
+    (ops) => fwdUpd.bulkWrite(ops.map(([filter, update]) => ({ updateOne: { filter, update } }))),
+    { lingerMs: 5 },
+  )
+  const fwdLocal = (name) => ctx.local.db(db).collection(name)
+  const forwarded = {
+    name: 'forwarded',
+    ins: {
+      insertOne: async (doc) => {
+        const r = await fwdLocal('ins_fwd').insertOne(doc)
+        insFwd.push(doc)
+        return r
+      },
+    },
+    upd: {
+      collectionName: 'upd_fwd',
+      updateOne: async (filter, update) => {
+        const r = await fwdLocal('upd_fwd').updateOne(filter, update)
+        updFwd.push([filter, update])
+        return r
+      },
+    },
+    flush: async () => {
+      await insFwd.idle()
+      await updFwd.idle()
+    },
+  }
   const impls = [
     { name: 'addon', ins: sync.db(db).collection('ins_addon'), upd: sync.db(db).collection('upd_addon'), flush },
     { name: 'driver', ins: ctx.local.db(db).collection('ins_driver'), upd: ctx.local.db(db).collection('upd_driver'), flush: null },
     { name: 'nosync', ins: off.db(db).collection('ins_nosync'), upd: off.db(db).collection('upd_nosync'), flush: null },
     { name: 'paused', ins: held.db(db).collection('ins_paused'), upd: held.db(db).collection('upd_paused'), flush: null },
+    forwarded,
   ]
   if (runIndex % 2 === 1) impls.reverse() // alternate who goes first
   // Documents for the updates, inserted with the driver into both collections.
@@ -98,6 +137,7 @@ async function run(ctx, { sizes, runIndex }) {
     for (let k = 0; k < nUpd; k += 1000) {
       const docs = makeDocs(Math.min(1000, nUpd - k), k)
       await coll.insertMany(docs)
+      if (impl === forwarded) await fwdUpd.insertMany(docs.map((d) => ({ ...d })))
       for (const d of docs) ids[impl.name].push(d._id)
     }
   }
@@ -118,6 +158,8 @@ async function run(ctx, { sizes, runIndex }) {
       m[`${op}.c${conc}.nosyncRatio.p50`] = ratio(m[`${op}.c${conc}.nosync.p50`], d('p50'))
       m[`${op}.c${conc}.nosyncRatio.ops`] = ratio(m[`${op}.c${conc}.nosync.opsPerSec`], d('opsPerSec'))
       m[`${op}.c${conc}.pausedRatio.p50`] = ratio(m[`${op}.c${conc}.paused.p50`], d('p50'))
+      m[`${op}.c${conc}.forwardedRatio.p50`] = ratio(m[`${op}.c${conc}.forwarded.p50`], d('p50'))
+      m[`${op}.c${conc}.forwardedRatio.p99`] = ratio(m[`${op}.c${conc}.forwarded.p99`], d('p99'))
     }
   }
   return m
@@ -139,6 +181,8 @@ function rows(S, r) {
       out.push(r.value(`${label}: CPU/op, addon with sync off`, `${p}.nosync.cpuUsPerOp`, 'µs'))
       out.push(r.ratio(`${label}: p50 ratio, addon with sync off`, `${p}.nosyncRatio.p50`, `${p}.nosync.p50`, `${p}.driver.p50`, 'ms', null, ['sync off', 'driver']))
       out.push(r.ratio(`${label}: p50 ratio, addon with replication paused`, `${p}.pausedRatio.p50`, `${p}.paused.p50`, `${p}.driver.p50`, 'ms', null, ['paused', 'driver']))
+      out.push(r.ratio(`${label}: p50 ratio, driver with each write forwarded to Atlas (reference)`, `${p}.forwardedRatio.p50`, `${p}.forwarded.p50`, `${p}.driver.p50`, 'ms', null, ['forwarded', 'driver']))
+      out.push(r.ratio(`${label}: p99 ratio, driver with each write forwarded to Atlas (reference)`, `${p}.forwardedRatio.p99`, `${p}.forwarded.p99`, `${p}.driver.p99`, 'ms', null, ['forwarded', 'driver']))
       if (conc === 32) {
         out.push(r.ratio(`${label}: throughput ratio, addon with sync off`, `${p}.nosyncRatio.ops`, `${p}.nosync.opsPerSec`, `${p}.driver.opsPerSec`, 'ops/s', null, ['sync off', 'driver']))
       }
