@@ -17,28 +17,47 @@ const CONC = [1, 32]
 const WARMUP = 50
 /** Slices each measurement is cut into, interleaved across implementations. */
 const CHUNKS = 4
+/**
+ * Untimed calls each implementation makes right before each of its timed
+ * slices. After another implementation's slice the machine takes a while to
+ * settle into this one's pattern (which threads run, where the scheduler
+ * puts them): measured over slices of 250 sequential updates, the first 100
+ * calls after a slice of the other kind ran 10-40 % slower and the rest
+ * kept drifting down (BENCHMARKS.md, session 15). Without these, short
+ * slices measure each implementation half-way out of the previous one.
+ */
+const SLICE_WARMUP = 300
 
 /**
- * The call one implementation makes for operation i of (op), after a warm-up.
+ * The calls one implementation makes: `timed(i)` for operation i of (op),
+ * `warm(j)` for the j-th untimed call before a slice (its own documents,
+ * for inserts), after a first warm-up.
  */
 async function prepare({ op, n, coll, ids }) {
   if (op === 'insertOne') {
     const warm = makeDocs(WARMUP)
     for (const d of warm) await coll.insertOne(d)
     const docs = makeDocs(n)
-    return (i) => coll.insertOne(docs[i])
+    const spare = makeDocs(CHUNKS * SLICE_WARMUP)
+    return { timed: (i) => coll.insertOne(docs[i]), warm: (j) => coll.insertOne(spare[j]) }
   }
-  for (let i = 0; i < WARMUP; i++) await coll.updateOne({ _id: ids[(ids.length - 1 - i) % ids.length] }, makeUpdate(i))
+  const other = (j) => ({ _id: ids[(ids.length - 1 - j) % ids.length] })
+  for (let i = 0; i < WARMUP; i++) await coll.updateOne(other(i), makeUpdate(i))
   const updates = Array.from({ length: n }, (_, i) => makeUpdate(i))
-  return (i) => coll.updateOne({ _id: ids[i % ids.length] }, updates[i])
+  const spare = Array.from({ length: CHUNKS * SLICE_WARMUP }, (_, j) => makeUpdate(j))
+  return {
+    timed: (i) => coll.updateOne({ _id: ids[i % ids.length] }, updates[i]),
+    warm: (j) => coll.updateOne(other(j), spare[j]),
+  }
 }
 
 /**
  * Measures one (op, concurrency) pair for every implementation, in CHUNKS
  * interleaved slices (the order alternating), so that a machine whose speed
- * drifts over seconds slows each of them alike. For the addon, `flush` runs
- * before each slice (an earlier backlog does not count) and after it (CPU
- * including the replication of its writes).
+ * drifts over seconds slows each of them alike; each slice follows
+ * SLICE_WARMUP untimed calls of its own implementation. For the addon,
+ * `flush` runs before those (an earlier backlog does not count) and after
+ * the slice (CPU including the replication of its writes).
  */
 async function measureAll({ op, conc, n, impls, ids, log }) {
   const fns = []
@@ -56,8 +75,11 @@ async function measureAll({ op, conc, n, impls, ids, log }) {
       const { flush, name } = impls[k]
       if (c === 0) log(`  fig 1: ${op} x${conc} ${name} (${n} ops in ${CHUNKS} slices)`)
       if (flush) await flush()
+      // The addon's replicator keeps copying the last of these during the
+      // slice, as it would in a steady run.
+      await closedLoop(SLICE_WARMUP, conc, (j) => fns[k].warm(c * SLICE_WARMUP + j))
       const cpuStart = cpuNow()
-      const r = await closedLoop(count, conc, (i) => fns[k](from + i))
+      const r = await closedLoop(count, conc, (i) => fns[k].timed(from + i))
       if (flush) await flush()
       const a = acc[k]
       for (const x of r.lat) a.lat.push(x)
