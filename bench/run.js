@@ -166,6 +166,7 @@ function tableMarkdown(figs) {
   const lines = ['| fig | metric | median | min–max | target | result |', '| --- | --- | ---: | ---: | --- | --- |']
   for (const f of figs) {
     if (f.errors.length) lines.push(`| ${f.id} | **${f.errors.length} run(s) failed**: ${f.errors[0].replace(/\|/g, '/').split('\n')[0]} | | | | |`)
+    for (const what of f.failedChecks || []) lines.push(`| ${f.id} | **check failed**, ${what.replace(/\|/g, '/')} | | | | |`)
     for (const r of f.rows) {
       const spread = r.n > 1 ? `${fmt(r.min)}–${fmt(r.max)}` : r.n === 1 ? '(1 run)' : ''
       lines.push(`| ${f.id} | ${r.label} | ${fmt(r.median)} | ${spread} | ${r.target} | ${r.result} |`)
@@ -254,6 +255,7 @@ async function main() {
     for (const fig of selected) {
       const runs = []
       const errors = []
+      const failedChecks = []
       for (let runIndex = 0; runIndex < opts.runs; runIndex++) {
         const ts = Date.now()
         log(`fig ${fig.id} run ${runIndex + 1}/${opts.runs}: ${fig.title}`)
@@ -263,12 +265,12 @@ async function main() {
           errors.push(String((e && e.stack) || e))
           log(`fig ${fig.id} run ${runIndex + 1} FAILED: ${(e && e.stack) || e}`)
         } finally {
-          await ctx.endRun()
+          for (const what of await ctx.endRun()) failedChecks.push(`run ${runIndex + 1}: ${what}`)
         }
         log(`fig ${fig.id} run ${runIndex + 1}: ${((Date.now() - ts) / 1000).toFixed(1)} s`)
       }
       const summary = summarize(runs)
-      results[fig.id] = { id: fig.id, title: fig.title, runs, errors, summary }
+      results[fig.id] = { id: fig.id, title: fig.title, runs, errors, failedChecks, summary }
       results[fig.id].rows = fig.rows(summary, rowBuilder(summary), { full: opts.full })
     }
   } finally {
@@ -293,7 +295,13 @@ async function main() {
   fs.writeFileSync(file, JSON.stringify(out, null, 2))
   fs.copyFileSync(file, path.join(opts.out, 'latest.json'))
   log(`bench: wrote ${path.relative(process.cwd(), file)} and latest.json`)
-  if (figs.some((f) => f.errors.length)) process.exitCode = 1
+  // A failed run or a failed check (Atlas does not hold what was written)
+  // fails the benchmark: its speed figures say nothing then.
+  const failed = figs.filter((f) => f.errors.length || f.failedChecks.length)
+  if (failed.length) {
+    log(`bench: FAILED: ${failed.map((f) => `fig ${f.id} (${f.errors.length} run(s) failed, ${f.failedChecks.length} check(s) failed)`).join(', ')}`)
+    process.exitCode = 1
+  }
 }
 
 main().catch((e) => {

@@ -54,7 +54,7 @@ async function run(ctx, { sizes, results }) {
     ctx.log,
   )
   const onAtlas = await ctx.atlas.db(db).collection('backlog').estimatedDocumentCount()
-  if (onAtlas !== n) ctx.log(`  fig 4: WARNING Atlas holds ${onAtlas} of ${n}`)
+  ctx.check(onAtlas === n, `fig 4: Atlas holds ${onAtlas} of ${n} documents after the drain`)
   let raw = results[2] && results[2].summary.rawAtlasRate && results[2].summary.rawAtlasRate.median
   if (!raw) {
     if (!ctx.shared.rawAtlasRate) {

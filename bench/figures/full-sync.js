@@ -50,7 +50,10 @@ async function run(ctx, { sizes }) {
   const report = await sync.verify({ collections: ['fs'] })
   const verifyMs = now() - t
   await sync.close({ timeoutMs: 5000 })
-  if (!report.ok) ctx.log(`  fig 5: WARNING verify found ${report.differences} differences`)
+  ctx.check(
+    report.ok,
+    `fig 5: verify after fullSync found ${report.differences} document, ${report.indexDifferences} index and ${report.optionDifferences} option difference(s)`,
+  )
   const m = {
     n,
     rawLocalInsertRate: (n / localMs) * 1000,

@@ -63,6 +63,7 @@ async function run(ctx, { sizes, full, results, runIndex }) {
     sync.resume()
     await ctx.flush(sync)
     m[`${k}.drainRate`] = (sizes.scaleDocs / (now() - t)) * 1000
+    await ctx.checkVerify(sync, ['ins', 'drain'], `fig 6 workers=${cfg.workers} batchSize=${cfg.batchSize}: insertOne x32 and the drained backlog`)
     await sync.close({ timeoutMs: 5000 })
     const r = await replicate(ctx, { n: sizes.scaleDocs, mode: 'many', syncExtra: cfg, tag: `scalerepl${k}` })
     m[`${k}.replRate`] = r.replRate

@@ -184,6 +184,11 @@ async function run(ctx, { sizes, runIndex }) {
       m[`${op}.c${conc}.forwardedRatio.p99`] = ratio(m[`${op}.c${conc}.forwarded.p99`], d('p99'))
     }
   }
+  // Every slice ended with a flush; Atlas must now hold exactly what the
+  // addon's collections hold locally (every update document was updated
+  // through the addon at least once: the concurrent run covers all ids).
+  await flush()
+  await ctx.checkVerify(sync, ['ins_addon', 'upd_addon'], 'fig 1: the addon\'s collections after flush')
   return m
 }
 

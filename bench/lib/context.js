@@ -111,7 +111,7 @@ class Context {
     this.flushTimeoutMs = flushTimeoutMs
     this.servers = []
     this.counter = 0
-    this.run = { dbs: [], dirs: [], syncs: [] }
+    this.run = { dbs: [], dirs: [], syncs: [], failedChecks: [] }
     this.shared = {} // measurements reused across figures (e.g. the raw Atlas rate)
   }
 
@@ -199,10 +199,37 @@ class Context {
     await sync.flush({ timeoutMs: this.flushTimeoutMs })
   }
 
-  /** Closes the run's addon instances, drops its databases on both servers, removes its journals. */
+  /**
+   * A correctness check of the run (Atlas holds what was written): when
+   * `ok` is false, `what` is logged and kept; the run's figures still
+   * count, but the table names the failure and `npm run bench` exits 1.
+   */
+  check(ok, what) {
+    if (ok) return
+    this.run.failedChecks.push(what)
+    this.log(`  CHECK FAILED: ${what}`)
+  }
+
+  /**
+   * `sync.verify()` of `collections` (after a flush: every write is on
+   * Atlas), as a check named `what`.
+   */
+  async checkVerify(sync, collections, what) {
+    const report = await sync.verify({ collections })
+    this.check(
+      report.ok,
+      `${what}: verify found ${report.differences} document, ${report.indexDifferences} index and ${report.optionDifferences} option difference(s)`,
+    )
+    return report
+  }
+
+  /**
+   * Closes the run's addon instances, drops its databases on both servers,
+   * removes its journals. Returns the run's failed checks.
+   */
   async endRun() {
-    const { dbs, dirs, syncs } = this.run
-    this.run = { dbs: [], dirs: [], syncs: [] }
+    const { dbs, dirs, syncs, failedChecks } = this.run
+    this.run = { dbs: [], dirs: [], syncs: [], failedChecks: [] }
     for (const s of syncs) {
       try {
         await s.close({ timeoutMs: 1000 })
@@ -220,6 +247,7 @@ class Context {
       }
     }
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true })
+    return failedChecks
   }
 
   /**
