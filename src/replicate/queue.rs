@@ -9,7 +9,9 @@
 //! - memory is bounded: the reader stops reading the journal while
 //!   `is_full()`; everything else stays on disk.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::journal::{now_ms, DocKey, Entry};
@@ -90,18 +92,18 @@ fn made_at(at_ms: i64) -> Instant {
 impl Queue {
     pub fn new(max_dirty: usize) -> Queue {
         Queue {
-            dirty: HashMap::new(),
+            dirty: HashMap::default(),
             order: VecDeque::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashSet::default(),
             waiting: BTreeMap::new(),
-            waiting_by_key: HashMap::new(),
-            superseded: HashSet::new(),
+            waiting_by_key: HashMap::default(),
+            superseded: HashSet::default(),
             deferred: Vec::new(),
             cursor: 0,
             max_dirty,
             dirty_since: None,
             held_bytes: 0,
-            one_at_a_time: HashSet::new(),
+            one_at_a_time: HashSet::default(),
         }
     }
 
