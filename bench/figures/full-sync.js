@@ -50,10 +50,7 @@ async function run(ctx, { sizes }) {
   const report = await sync.verify({ collections: ['fs'] })
   const verifyMs = now() - t
   await sync.close({ timeoutMs: 5000 })
-  ctx.check(
-    report.ok,
-    `fig 5: verify after fullSync found ${report.differences} document, ${report.indexDifferences} index and ${report.optionDifferences} option difference(s)`,
-  )
+  ctx.checkReport(report, 'fig 5: after fullSync')
   const m = {
     n,
     rawLocalInsertRate: (n / localMs) * 1000,

@@ -216,11 +216,16 @@ class Context {
    */
   async checkVerify(sync, collections, what) {
     const report = await sync.verify({ collections })
+    this.checkReport(report, what)
+    return report
+  }
+
+  /** A `sync.verify()` report already taken, as a check named `what`. */
+  checkReport(report, what) {
     this.check(
       report.ok,
       `${what}: verify found ${report.differences} document, ${report.indexDifferences} index and ${report.optionDifferences} option difference(s)`,
     )
-    return report
   }
 
   /**

@@ -10,9 +10,9 @@
 //!   `is_full()`; everything else stays on disk.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use crate::journal::{now_ms, DocKey, Entry};
 
