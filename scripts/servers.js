@@ -47,6 +47,31 @@ function freePort() {
   })
 }
 
+/**
+ * Servers started here and not yet stopped. If this process exits with any
+ * still running (an uncaught error, `process.exit` from a failed step, a
+ * reader of its output that went away), they are killed and their temporary
+ * storage removed, so that no server outlives the tests or the benchmark
+ * that started it. (Nothing can run on SIGKILL; callers that handle signals
+ * exit through `process.exit`, which runs this.)
+ */
+const running = new Set()
+
+function killRunning() {
+  for (const server of running) {
+    try {
+      server.proc.kill('SIGKILL')
+    } catch {}
+    if (server.ownDir) {
+      try {
+        fs.rmSync(server.dir, { recursive: true, force: true })
+        fs.rmSync(server.cfg, { force: true })
+      } catch {}
+    }
+  }
+  running.clear()
+}
+
 function canConnect(port) {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1')
@@ -66,17 +91,25 @@ function canConnect(port) {
 async function startServer({ name = 'server', port, dir, args: extra = [], log = () => {} } = {}) {
   const { bin } = ensureServerBinary()
   port = port || (await freePort())
+  const ownDir = !dir
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), `dms-${name}-`))
   const cfg = path.join(dir, '..', `${path.basename(dir)}.toml`)
   fs.writeFileSync(cfg, '') // an empty config: no auto-discovered secantusd.toml
   const args = ['--config', cfg, '--host', '127.0.0.1', '--port', String(port), '--storage-path', dir]
   args.push('--cache-size', '512M', ...extra)
   const server = { name, port, dir, uri: `mongodb://127.0.0.1:${port}/?directConnection=true`, proc: null }
+  const tracked = { dir, cfg, ownDir, proc: null }
   const launch = async () => {
     const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     proc.stdout.on('data', (d) => log(`[${name}] ${d}`))
     proc.stderr.on('data', (d) => log(`[${name}] ${d}`))
     server.proc = proc
+    tracked.proc = proc
+    if (!process.listeners('exit').includes(killRunning)) process.on('exit', killRunning)
+    running.add(tracked)
+    proc.once('exit', () => {
+      if (tracked.proc === proc) running.delete(tracked)
+    })
     const deadline = Date.now() + 60000
     while (Date.now() < deadline) {
       if (proc.exitCode !== null) throw new Error(`${name} server exited with code ${proc.exitCode}`)
