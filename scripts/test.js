@@ -4,6 +4,8 @@
 // stop the servers whatever happens. With TEST_LOCAL_URI and TEST_ATLAS_URI
 // set, those servers are used instead of starting any.
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { startServer, ensureServerBinary } = require('./servers')
 
@@ -44,6 +46,11 @@ async function main() {
     env.TEST_ATLAS_URI = atlas.uri
     console.log(`\ntest servers: local ${local.uri}, atlas ${atlas.uri}`)
   }
+  // Everything the tests put in the temporary directory (data directories,
+  // servers of their own) goes under one directory of this run, removed
+  // after a passing run and kept, for a look, after a failing one.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'dms-run-'))
+  env.TMPDIR = scratch
   let status = 1
   const stopAll = async () => Promise.all([local && local.remove(), atlas && atlas.remove()])
   process.on('SIGINT', () => stopAll().then(() => process.exit(130)))
@@ -53,6 +60,8 @@ async function main() {
   } finally {
     await stopAll()
   }
+  if (status === 0) fs.rmSync(scratch, { recursive: true, force: true })
+  else console.error(`\nnpm test: the tests' temporary files are kept in ${scratch}`)
   process.exit(status)
 }
 

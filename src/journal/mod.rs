@@ -1219,6 +1219,7 @@ mod tests {
         let found = j.ready_of(more).await.unwrap();
         assert!(found.iter().all(|(_, r, _)| !*r));
         j.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     pub(super) fn temp_dir(name: &str) -> PathBuf {
@@ -1381,6 +1382,8 @@ mod tests {
         let (e, _, short) = j.read_after_then_pause(0, 1000, usize::MAX).await.unwrap();
         assert_eq!(e.len(), 40);
         assert!(!short, "read to the end");
+        j.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1412,6 +1415,9 @@ mod tests {
             other.swap_meta("r", None, v("other"))
         );
         assert!(x.unwrap() ^ y.unwrap());
+        j.close();
+        other.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
