@@ -241,22 +241,25 @@ async function main() {
   meta.retryWrites = opts.retryWrites
   const ctx = new Context({ log, syncOptions: opts.sync, retryWrites: opts.retryWrites, flushTimeoutMs: opts.full ? 3600000 : 600000 })
   let interrupted = false
-  process.on('SIGINT', () => {
-    if (interrupted) process.exit(130)
-    interrupted = true
-    log('bench: interrupted; stopping the servers')
-    ctx.close().finally(() => process.exit(130))
-  })
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+    process.on(signal, () => {
+      if (interrupted) process.exit(code)
+      interrupted = true
+      log(`bench: ${signal}; stopping the servers`)
+      ctx.close().finally(() => process.exit(code))
+    })
+  }
   const results = {}
   const t0 = Date.now()
   try {
     await ctx.start()
     meta.server = { kind: ctx.serverKind, version: ctx.serverVersion, info: ctx.serverInfo, retryWrites: ctx.retryWritesOff ? 'off' : 'on' }
     for (const fig of selected) {
+      if (interrupted) break
       const runs = []
       const errors = []
       const failedChecks = []
-      for (let runIndex = 0; runIndex < opts.runs; runIndex++) {
+      for (let runIndex = 0; runIndex < opts.runs && !interrupted; runIndex++) {
         const ts = Date.now()
         log(`fig ${fig.id} run ${runIndex + 1}/${opts.runs}: ${fig.title}`)
         try {
@@ -276,6 +279,9 @@ async function main() {
   } finally {
     await ctx.close()
   }
+  // Interrupted: no table and no results file (they would hold a figure cut
+  // short by the servers stopping); the signal's handler exits.
+  if (interrupted) return
   meta.finishedAt = new Date().toISOString()
   meta.loadAvgAtEnd = os.loadavg()[0]
   const addonEnd = addonBuild()
