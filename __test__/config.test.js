@@ -6,8 +6,10 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
+const { MongoClient } = require('mongodb')
 const { createSync } = require('..')
 const { LOCAL, ATLAS, uniqueDb, withDb, tempDir, driver, closeDrivers } = require('./helpers')
+const { startProxy } = require('./proxy')
 
 after(closeDrivers)
 
@@ -70,9 +72,10 @@ test('credentials never appear in configuration errors', () => {
 test('a connection string written for the Node driver works unchanged', async () => {
   // Options the official driver takes and the Rust driver refuses: old
   // spellings (j, fsync, wtimeout), socketTimeoutMS, Node's socket and JS
-  // knobs, compressors it needs optional packages for, maxStalenessSeconds
-  // without a secondary read preference. The official driver takes each
-  // string as it is (checked here), so createSync must too.
+  // knobs, maxStalenessSeconds without a secondary read preference; and
+  // compressors it needs optional packages for, built in here. The
+  // official driver takes each string as it is (checked here), so
+  // createSync must too.
   const nodeOptions = 'j=true&wtimeout=5000&socketTimeoutMS=45000&timeoutMS=0&family=4&autoSelectFamily=true&noDelay=true&minHeartbeatFrequencyMS=500&monitorCommands=false&enableUtf8Validation=true&maxStalenessSeconds=120&compressors=snappy,zlib&zlibCompressionLevel=6&tlsAllowInvalidHostnames=false'
   const env = {
     ...base(),
@@ -89,9 +92,21 @@ test('a connection string written for the Node driver works unchanged', async ()
   const r = createInChild(env)
   assert.equal(r.ok, true, `refused: ${r.message}`)
   // What has no effect here is named once, not silently dropped.
-  assert.match(r.stderr, /MONGODB_URI: options of the Node driver with no effect here: timeoutMS=0, family=4, autoSelectFamily=true, noDelay=true, minHeartbeatFrequencyMS=500, monitorCommands=false, enableUtf8Validation=true, maxStalenessSeconds=120, compressors snappy/)
-  assert.match(r.stderr, /MONGODB_ATLAS_URI: options of the Node driver with no effect here: compressors zstd/)
+  assert.match(r.stderr, /MONGODB_URI: options of the Node driver with no effect here: timeoutMS=0, family=4, autoSelectFamily=true, noDelay=true, minHeartbeatFrequencyMS=500, monitorCommands=false, enableUtf8Validation=true, maxStalenessSeconds=120\n/)
+  // The compressors are all used (see the test of the wire below).
+  assert.doesNotMatch(r.stderr, /no effect here:.*compressors/)
+  assert.doesNotMatch(r.stderr, /MONGODB_ATLAS_URI: options of the Node driver with no effect here/)
   assert.match(r.stderr, /MONGODB_ATLAS_URI: socketTimeoutMS is not applied; each Atlas batch is bounded by SYNC_ATLAS_TIMEOUT_MS/)
+
+  // A compressor the Node driver does not know fails there and here.
+  for (const name of ['lz4', 'ZSTD']) {
+    const uri = `${ATLAS.replace('//', '//u:Hidden7@')}&compressors=zstd,${name}`
+    assert.throws(() => new MongoClient(uri), new RegExp(`${name} is not a valid compression mechanism`))
+    const c = createInChild({ ...base(), MONGODB_ATLAS_URI: uri })
+    assert.equal(c.code, 'ERR_SYNC_CONFIG', c.message)
+    assert.match(c.message, new RegExp(`MONGODB_ATLAS_URI.*compressors: ${name} is not a valid compression mechanism; must be one of none, snappy, zlib, zstd`))
+    assert.doesNotMatch(c.message + c.stderr, /Hidden7/)
+  }
 
   // What cannot be honoured is refused by name, password hidden.
   const bad = createInChild({ ...base(), MONGODB_ATLAS_URI: 'mongodb://u:Hidden7@127.0.0.1:1/?tls=true&tlsAllowInvalidHostnames=true' })
@@ -101,6 +116,59 @@ test('a connection string written for the Node driver works unchanged', async ()
   const nan = createInChild({ ...base(), MONGODB_URI: `${LOCAL}&socketTimeoutMS=soon` })
   assert.equal(nan.code, 'ERR_SYNC_CONFIG')
   assert.match(nan.message, /MONGODB_URI.*socketTimeoutMS to be a whole number of milliseconds/)
+})
+
+/** The compressor ids of the OP_COMPRESSED messages (opCode 2012 wrapping an OP_MSG, 2013) in `bytes`. */
+function compressedWith(bytes) {
+  const ids = new Set()
+  for (let p = bytes.indexOf(Buffer.from([0xdc, 0x07, 0, 0, 0xdd, 0x07, 0, 0])); p >= 0; p = bytes.indexOf(Buffer.from([0xdc, 0x07, 0, 0, 0xdd, 0x07, 0, 0]), p + 1)) {
+    if (p + 12 < bytes.length) ids.add(bytes[p + 12])
+  }
+  return ids
+}
+
+test('compressors in the connection strings compress what the engine sends, where the server agrees', async () => {
+  // The bytes the engine sends each server are watched through a proxy:
+  // its calls to local, its replicator's reads of local and writes to
+  // Atlas. MongoDB and Atlas offer snappy, zlib and zstd in their hello
+  // reply, and then every message after the handshake travels as
+  // OP_COMPRESSED with the compressor's id. (The Python SecantusDB offers
+  // none: with it the test checks that nothing is sent compressed, as a
+  // server that did not agree could not read it, and that all arrives.)
+  const port = (uri) => Number(new URL(uri).port)
+  for (const [name, id] of [['zstd', 3], ['snappy', 1], ['zlib', 2]]) {
+    const db = uniqueDb(`comp_${name}`)
+    const [lp, ap] = await Promise.all([startProxy(port(LOCAL)), startProxy(port(ATLAS))])
+    lp.state.tap = []
+    ap.state.tap = []
+    const sync = await createSync({
+      localUri: withDb(`${lp.uri}&compressors=${name}`, db),
+      atlasUri: `${ap.uri}&compressors=${name}`,
+      dataDir: tempDir(),
+      logLevel: 'warn',
+    })
+    try {
+      const c = sync.collection('c')
+      await c.insertMany(Array.from({ length: 200 }, (_, i) => ({ _id: i, text: 'lorem ipsum dolor '.repeat(40), n: i })))
+      await c.updateMany({ n: { $lt: 100 } }, { $set: { done: true } })
+      await sync.flush({ timeoutMs: 60000 })
+      const atlas = (await driver(ATLAS)).db(db).collection('c')
+      assert.equal(await atlas.countDocuments(), 200, `${name}: every document on Atlas`)
+      assert.equal(await atlas.countDocuments({ done: true }), 100, `${name}: the update on Atlas`)
+      for (const [side, proxy, uri] of [['local', lp, LOCAL], ['Atlas', ap, ATLAS]]) {
+        const hello = await (await driver(uri)).db('admin').command({ hello: 1, compression: [name] })
+        const sent = compressedWith(Buffer.concat(proxy.state.tap))
+        if ((hello.compression || []).includes(name)) {
+          assert.deepEqual([...sent], [id], `${name}: what the engine sent ${side} went compressed with ${name}`)
+        } else {
+          assert.equal(sent.size, 0, `${name}: ${side} did not agree to compress, and nothing was sent compressed`)
+        }
+      }
+    } finally {
+      await sync.close()
+      await Promise.all([lp.close(), ap.close()])
+    }
+  }
 })
 
 test('sync enabled without MONGODB_ATLAS_URI says what to set', () => {

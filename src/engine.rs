@@ -762,7 +762,7 @@ mod tests {
         let wc = o.write_concern.expect("a write concern");
         assert_eq!(wc.journal, Some(true));
         assert_eq!(wc.w_timeout, Some(Duration::from_millis(250)));
-        assert_eq!(o.compressors.map(|c| c.len()), Some(1));
+        assert_eq!(o.compressors.map(|c| c.len()), Some(2));
         assert_eq!(o.default_database.as_deref(), Some("db"));
     }
 }

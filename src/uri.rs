@@ -22,9 +22,9 @@
 //!   `monitorCommands`, `enableUtf8Validation`;
 //! - `maxStalenessSeconds` without a non-primary `readPreference` selects
 //!   nothing, and is taken out;
-//! - `compressors` keeps the ones this build speaks (`zlib`); `snappy` and
-//!   `zstd`, which the Node driver only uses with optional packages, are
-//!   named in the log;
+//! - `compressors` passes `snappy`, `zlib` and `zstd` (all built in, where
+//!   the Node driver needs optional packages for two of them) and drops
+//!   `none`; any other name is refused, as the Node driver refuses it;
 //! - `tlsAllowInvalidHostnames=true` is refused with an error that names it:
 //!   the Rust driver's TLS always checks host names, and accepting it would
 //!   silently check more than asked or, mapped to `tlsInsecure`, less.
@@ -61,7 +61,7 @@ const NODE_ONLY: &[&str] = &[
 ];
 
 /// Compressors this build's driver speaks.
-const COMPRESSORS: &[&str] = &["zlib"];
+const COMPRESSORS: &[&str] = &["snappy", "zlib", "zstd"];
 
 /// Rewrites `uri` (the value of `var`) for the Rust driver; see the module
 /// documentation.
@@ -132,12 +132,18 @@ pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
                 ))
             }
             "compressors" => {
-                let (keep, drop): (Vec<&str>, Vec<&str>) = value
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .partition(|c| COMPRESSORS.iter().any(|k| c.eq_ignore_ascii_case(k)));
-                if !drop.is_empty() {
-                    not_applied.push(format!("compressors {}", drop.join(",")));
+                let mut keep = Vec::new();
+                for c in value.split(',').filter(|c| !c.is_empty()) {
+                    match c {
+                        "none" => {}
+                        c if COMPRESSORS.contains(&c) => keep.push(c),
+                        other => {
+                            return Err(bad(&format!(
+                                "compressors: {other} is not a valid compression mechanism; \
+                                 must be one of none, snappy, zlib, zstd"
+                            )))
+                        }
+                    }
                 }
                 if !keep.is_empty() {
                     out.push(format!("compressors={}", keep.join(",")));
@@ -225,10 +231,24 @@ mod tests {
             r.not_applied,
             vec!["timeoutMS=5", "family=4", "noDelay=true"]
         );
-        let r = rust("mongodb://h/?compressors=snappy,zlib,zstd");
-        assert_eq!(r.uri, "mongodb://h/?compressors=zlib");
-        assert_eq!(r.not_applied, vec!["compressors snappy,zstd"]);
-        assert_eq!(rust("mongodb://h/?compressors=snappy").uri, "mongodb://h/");
+        let r = rust("mongodb://h/?compressors=zstd,snappy,zlib");
+        assert_eq!(r.uri, "mongodb://h/?compressors=zstd,snappy,zlib");
+        assert!(r.not_applied.is_empty());
+        assert_eq!(
+            rust("mongodb://h/?compressors=none,zstd").uri,
+            "mongodb://h/?compressors=zstd"
+        );
+        assert_eq!(rust("mongodb://h/?compressors=none").uri, "mongodb://h/");
+        for bad in ["lz4", "zstd,lz4", "ZSTD"] {
+            let e = for_rust(
+                "MONGODB_URI",
+                &format!("mongodb://u:secret@h/?compressors={bad}"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("is not a valid compression mechanism"), "{e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]
