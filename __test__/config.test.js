@@ -104,7 +104,7 @@ test('a connection string written for the Node driver works unchanged', async ()
     assert.throws(() => new MongoClient(uri), new RegExp(`${name} is not a valid compression mechanism`))
     const c = createInChild({ ...base(), MONGODB_ATLAS_URI: uri })
     assert.equal(c.code, 'ERR_SYNC_CONFIG', c.message)
-    assert.match(c.message, new RegExp(`MONGODB_ATLAS_URI.*compressors: ${name} is not a valid compression mechanism; must be one of none, snappy, zlib, zstd`))
+    assert.match(c.message, new RegExp(`MONGODB_ATLAS_URI=.*expected compressors from none, snappy, zlib, zstd \\("${name}" is not a valid compression mechanism\\)`))
     assert.doesNotMatch(c.message + c.stderr, /Hidden7/)
   }
 
@@ -127,15 +127,18 @@ function compressedWith(bytes) {
   return ids
 }
 
-test('compressors in the connection strings compress what the engine sends, where the server agrees', async () => {
+test('compressors in the connection strings compress what the engine sends, where the server agrees', async (t) => {
   // The bytes the engine sends each server are watched through a proxy:
   // its calls to local, its replicator's reads of local and writes to
   // Atlas. MongoDB and Atlas offer snappy, zlib and zstd in their hello
   // reply, and then every message after the handshake travels as
   // OP_COMPRESSED with the compressor's id. (The Python SecantusDB offers
-  // none: with it the test checks that nothing is sent compressed, as a
-  // server that did not agree could not read it, and that all arrives.)
+  // none: with it the test checks only that nothing is sent compressed, as
+  // a server that did not agree could not read it, and that all arrives,
+  // and says it was skipped.)
   const port = (uri) => Number(new URL(uri).port)
+  const plain = Buffer.from('dolor lorem ipsum dolor lorem')
+  let offered = 0
   for (const [name, id] of [['zstd', 3], ['snappy', 1], ['zlib', 2]]) {
     const db = uniqueDb(`comp_${name}`)
     const [lp, ap] = await Promise.all([startProxy(port(LOCAL)), startProxy(port(ATLAS))])
@@ -157,9 +160,12 @@ test('compressors in the connection strings compress what the engine sends, wher
       assert.equal(await atlas.countDocuments({ done: true }), 100, `${name}: the update on Atlas`)
       for (const [side, proxy, uri] of [['local', lp, LOCAL], ['Atlas', ap, ATLAS]]) {
         const hello = await (await driver(uri)).db('admin').command({ hello: 1, compression: [name] })
-        const sent = compressedWith(Buffer.concat(proxy.state.tap))
+        const bytes = Buffer.concat(proxy.state.tap)
+        const sent = compressedWith(bytes)
         if ((hello.compression || []).includes(name)) {
+          offered += 1
           assert.deepEqual([...sent], [id], `${name}: what the engine sent ${side} went compressed with ${name}`)
+          assert.equal(bytes.includes(plain), false, `${name}: the documents' text did not cross to ${side} in the clear`)
         } else {
           assert.equal(sent.size, 0, `${name}: ${side} did not agree to compress, and nothing was sent compressed`)
         }
@@ -169,6 +175,7 @@ test('compressors in the connection strings compress what the engine sends, wher
       await Promise.all([lp.close(), ap.close()])
     }
   }
+  if (offered === 0) t.skip('the test servers offer no compression (the Python SecantusDB): only checked that nothing was sent compressed')
 })
 
 test('sync enabled without MONGODB_ATLAS_URI says what to set', () => {

@@ -28,7 +28,7 @@ function child(how) {
     p.stdout.on('data', (d) => (out += d))
     p.stderr.on('data', (d) => (err += d))
     p.on('error', reject)
-    p.on('exit', (status) => {
+    p.on('close', (status) => {
       const line = out.split('\n').find((l) => l.startsWith('{'))
       if (!line) return reject(new Error(`the child reported no server (exit ${status}): ${err}`))
       resolve({ status, server: JSON.parse(line), stderr: err })
@@ -36,12 +36,13 @@ function child(how) {
   })
 }
 
+/** Whether `pid` still runs (a zombie waiting to be reaped does not). */
 const alive = (pid) => {
   try {
-    process.kill(pid, 0)
-    return true
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
   } catch (e) {
-    if (e.code === 'ESRCH') return false
+    if (e.code === 'ENOENT') return false
     throw e
   }
 }

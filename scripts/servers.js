@@ -62,12 +62,15 @@ function killRunning() {
     try {
       server.proc.kill('SIGKILL')
     } catch {}
-    if (server.ownDir) {
+    // The server may still be dying (SIGKILL is delivered, not awaited):
+    // a file it creates meanwhile fails one pass of the removal.
+    const rm = (p) => {
       try {
-        fs.rmSync(server.dir, { recursive: true, force: true })
-        fs.rmSync(server.cfg, { force: true })
+        fs.rmSync(p, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
       } catch {}
     }
+    if (server.ownDir) rm(server.dir)
+    rm(server.cfg)
   }
   running.clear()
 }

@@ -16,7 +16,8 @@ function run(cmd, args, opts = {}) {
   console.log(`\n$ ${cmd} ${args.join(' ')}`)
   const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', ...opts })
   if (r.error) throw r.error
-  return r.status
+  // Killed by a signal: no status, and not a pass.
+  return r.status ?? 1
 }
 
 function step(cmd, args, opts) {
@@ -46,14 +47,20 @@ async function main() {
     env.TEST_ATLAS_URI = atlas.uri
     console.log(`\ntest servers: local ${local.uri}, atlas ${atlas.uri}`)
   }
-  // Everything the tests put in the temporary directory (data directories,
+  // What the JS tests put in the temporary directory (data directories,
   // servers of their own) goes under one directory of this run, removed
-  // after a passing run and kept, for a look, after a failing one.
+  // after a passing run and kept, for a look, otherwise.
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'dms-run-'))
+  const kept = () => console.error(`\nnpm test: the tests' temporary files are kept in ${scratch}`)
   env.TMPDIR = scratch
   let status = 1
   const stopAll = async () => Promise.all([local && local.remove(), atlas && atlas.remove()])
-  process.on('SIGINT', () => stopAll().then(() => process.exit(130)))
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+    process.on(signal, () => {
+      kept()
+      stopAll().then(() => process.exit(code))
+    })
+  }
   try {
     const files = only.length ? only : [path.join('__test__')]
     status = run(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=600000', ...files], { env })
@@ -61,7 +68,7 @@ async function main() {
     await stopAll()
   }
   if (status === 0) fs.rmSync(scratch, { recursive: true, force: true })
-  else console.error(`\nnpm test: the tests' temporary files are kept in ${scratch}`)
+  else kept()
   process.exit(status)
 }
 

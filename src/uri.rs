@@ -63,6 +63,31 @@ const NODE_ONLY: &[&str] = &[
 /// Compressors this build's driver speaks.
 const COMPRESSORS: &[&str] = &["snappy", "zlib", "zstd"];
 
+/// `%XX` escapes of a query value decoded (as `URLSearchParams` does).
+fn percent_decoded(value: &str) -> String {
+    let b = value.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Rewrites `uri` (the value of `var`) for the Rust driver; see the module
 /// documentation.
 pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
@@ -132,15 +157,22 @@ pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
                 ))
             }
             "compressors" => {
+                // As the Node driver reads it: decoded, every name known.
+                let value = percent_decoded(value);
+                if value.is_empty() {
+                    return Err(bad(
+                        "compressors to name one or more of none, snappy, zlib, zstd",
+                    ));
+                }
                 let mut keep = Vec::new();
-                for c in value.split(',').filter(|c| !c.is_empty()) {
+                for c in value.split(',') {
                     match c {
                         "none" => {}
                         c if COMPRESSORS.contains(&c) => keep.push(c),
                         other => {
                             return Err(bad(&format!(
-                                "compressors: {other} is not a valid compression mechanism; \
-                                 must be one of none, snappy, zlib, zstd"
+                                "compressors from none, snappy, zlib, zstd \
+                                 (\"{other}\" is not a valid compression mechanism)"
                             )))
                         }
                     }
@@ -239,16 +271,34 @@ mod tests {
             "mongodb://h/?compressors=zstd"
         );
         assert_eq!(rust("mongodb://h/?compressors=none").uri, "mongodb://h/");
-        for bad in ["lz4", "zstd,lz4", "ZSTD"] {
+        assert_eq!(
+            rust("mongodb://h/?compressors=zstd%2Czlib").uri,
+            "mongodb://h/?compressors=zstd,zlib"
+        );
+        let refused = |value: &str| {
             let e = for_rust(
                 "MONGODB_URI",
-                &format!("mongodb://u:secret@h/?compressors={bad}"),
+                &format!("mongodb://u:secret@h/?compressors={value}"),
             )
             .unwrap_err()
             .to_string();
-            assert!(e.contains("is not a valid compression mechanism"), "{e}");
             assert!(!e.contains("secret"), "{e}");
+            e
+        };
+        for (value, name) in [
+            ("lz4", "lz4"),
+            ("zstd,lz4", "lz4"),
+            ("ZSTD", "ZSTD"),
+            ("zstd,", ""),
+            ("zstd,%20zlib", " zlib"),
+        ] {
+            let e = refused(value);
+            assert!(
+                e.contains(&format!("\"{name}\" is not a valid compression mechanism")),
+                "{e}"
+            );
         }
+        assert!(refused("").contains("compressors to name one or more of"));
     }
 
     #[test]
