@@ -118,10 +118,13 @@ test('a connection string written for the Node driver works unchanged', async ()
   assert.match(nan.message, /MONGODB_URI.*socketTimeoutMS to be a whole number of milliseconds/)
 })
 
-/** The compressor ids of the OP_COMPRESSED messages (opCode 2012 wrapping an OP_MSG, 2013) in `bytes`. */
+/** OP_COMPRESSED (opCode 2012) wrapping an OP_MSG (2013), little-endian. */
+const OP_COMPRESSED_MSG = Buffer.from([0xdc, 0x07, 0, 0, 0xdd, 0x07, 0, 0])
+
+/** The compressor ids of the OP_COMPRESSED messages in `bytes`. */
 function compressedWith(bytes) {
   const ids = new Set()
-  for (let p = bytes.indexOf(Buffer.from([0xdc, 0x07, 0, 0, 0xdd, 0x07, 0, 0])); p >= 0; p = bytes.indexOf(Buffer.from([0xdc, 0x07, 0, 0, 0xdd, 0x07, 0, 0]), p + 1)) {
+  for (let p = bytes.indexOf(OP_COMPRESSED_MSG); p >= 0; p = bytes.indexOf(OP_COMPRESSED_MSG, p + 1)) {
     if (p + 12 < bytes.length) ids.add(bytes[p + 12])
   }
   return ids

@@ -58,17 +58,17 @@ function freePort() {
 const running = new Set()
 
 function killRunning() {
+  // The server may still be dying (SIGKILL is delivered, not awaited): a
+  // file it creates meanwhile fails one pass of the removal.
+  const rm = (p) => {
+    try {
+      fs.rmSync(p, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
+    } catch {}
+  }
   for (const server of running) {
     try {
       server.proc.kill('SIGKILL')
     } catch {}
-    // The server may still be dying (SIGKILL is delivered, not awaited):
-    // a file it creates meanwhile fails one pass of the removal.
-    const rm = (p) => {
-      try {
-        fs.rmSync(p, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 })
-      } catch {}
-    }
     if (server.ownDir) rm(server.dir)
     rm(server.cfg)
   }

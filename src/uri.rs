@@ -63,31 +63,6 @@ const NODE_ONLY: &[&str] = &[
 /// Compressors this build's driver speaks.
 const COMPRESSORS: &[&str] = &["snappy", "zlib", "zstd"];
 
-/// `%XX` escapes of a query value decoded (as `URLSearchParams` does).
-fn percent_decoded(value: &str) -> String {
-    let b = value.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Rewrites `uri` (the value of `var`) for the Rust driver; see the module
 /// documentation.
 pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
@@ -158,7 +133,7 @@ pub fn for_rust(var: &str, uri: &str) -> Result<RustUri, SyncError> {
             }
             "compressors" => {
                 // As the Node driver reads it: decoded, every name known.
-                let value = percent_decoded(value);
+                let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
                 if value.is_empty() {
                     return Err(bad(
                         "compressors to name one or more of none, snappy, zlib, zstd",
