@@ -221,6 +221,49 @@ test('full copies local to Atlas and deletes Atlas-only documents', async () => 
   assert.equal(await atlas.db(db).collection('full').countDocuments({ _id: 'atlas-only' }), 0)
 })
 
+/**
+ * What Atlas itself received during a self-test, seen without the addon: a
+ * change stream on Atlas's scratch collection, opened before the command
+ * runs (the command's own verify and the empty collection it leaves behind
+ * would both pass if nothing had reached Atlas). `collect(run, done)` reads
+ * it until `done(docs)` or 30 s and returns `docs`: by `_id`, the states
+ * Atlas held for the run's documents (from insert and replace events; the
+ * engine copies every change as one of those or a delete) and whether
+ * Atlas deleted the document after.
+ */
+async function watchAtlas() {
+  const stream = atlas.db(db).collection(SCRATCH).watch()
+  await stream.tryNext() // the stream is open from here on
+  return async function collect(run, done) {
+    const docs = new Map()
+    const deadline = Date.now() + 30000
+    try {
+      while (!done(docs) && Date.now() < deadline) {
+        const e = await stream.tryNext()
+        if (!e) continue
+        const id = e.documentKey._id.toHexString()
+        if ((e.operationType === 'insert' || e.operationType === 'replace') && e.fullDocument.run === run) {
+          const d = docs.get(id) ?? { states: [], deleted: false }
+          d.states.push(e.fullDocument)
+          d.deleted = false
+          docs.set(id, d)
+        } else if (e.operationType === 'delete' && docs.has(id)) {
+          docs.get(id).deleted = true
+        }
+      }
+    } finally {
+      await stream.close()
+    }
+    return docs
+  }
+}
+
+/** The last state Atlas held of each document, by its `field`, sorted; and whether all were deleted after. */
+function lastStates(docs, field) {
+  const values = [...docs.values()].map((d) => d.states.at(-1)[field]).sort((a, b) => a - b)
+  return { values, allDeleted: [...docs.values()].every((d) => d.deleted) }
+}
+
 /** How many documents of a self-test run are left on each server. */
 async function leftOver(run) {
   const q = { run }
@@ -228,6 +271,7 @@ async function leftOver(run) {
 }
 
 test('test-basic passes every step, proves Atlas equal with verify, and removes its documents', async () => {
+  const collect = await watchAtlas()
   const r = await cli(['test-basic', '--json'])
   assert.equal(r.code, 0, show(r))
   assert.equal(r.json.ok, true)
@@ -241,6 +285,13 @@ test('test-basic passes every step, proves Atlas equal with verify, and removes 
   assert.equal(r.json.verify.collections[0].localCount, r.json.verify.collections[0].atlasCount)
   assert.deepEqual(await leftOver(r.json.run), [0, 0])
   await assertSame(local, atlas, db, [SCRATCH])
+  // Atlas held what the steps left locally (n = 4, 11, 20; the document
+  // deleteOne removed may have been copied before it or not at all), then
+  // the cleanup deleted every one of them.
+  const held = (docs) => lastStates(docs, 'n').values.filter((n) => n !== 3)
+  const docs = await collect(r.json.run, (d) => held(d).join() === '4,11,20' && lastStates(d, 'n').allDeleted)
+  assert.deepEqual(held(docs), [4, 11, 20], 'the states Atlas held before the cleanup')
+  assert.ok(lastStates(docs, 'n').allDeleted, 'the cleanup reached Atlas')
 })
 
 test('test-performance reports throughput and latency percentiles, with progress lines on a non-TTY stderr', async () => {
@@ -252,7 +303,7 @@ test('test-performance reports throughput and latency percentiles, with progress
     assert.ok(x.opsPerSec > 0, kind)
     assert.ok(x.p50Ms > 0 && x.p50Ms <= x.p99Ms && x.p99Ms <= x.maxMs, `${kind}: ${JSON.stringify(x)}`)
   }
-  assert.ok(r.json.flushMs >= 0)
+  assert.ok(Number.isFinite(r.json.flushMs) && r.json.flushMs >= 0, show(r))
   assert.match(r.stderr, /^insertOne: 20\/20 \(100%\)/m)
   assert.match(r.stderr, /^updateOne: 20\/20 \(100%\)/m)
   assert.ok(!r.stderr.includes('\r'), 'no terminal redraws when stderr is not a TTY')
@@ -260,6 +311,7 @@ test('test-performance reports throughput and latency percentiles, with progress
 })
 
 test('test-resilience: writes go on while paused, the queue shows in health, and Atlas ends equal', async () => {
+  const collect = await watchAtlas()
   const r = await cli(['test-resilience', '--json'])
   assert.equal(r.code, 0, show(r))
   assert.equal(r.json.ok, true)
@@ -269,4 +321,10 @@ test('test-resilience: writes go on while paused, the queue shows in health, and
   assert.equal(typeof r.json.drainMs, 'number')
   assert.deepEqual(await leftOver(r.json.run), [0, 0])
   await assertSame(local, atlas, db, [SCRATCH])
+  // The 50 documents written while paused all reached Atlas after the
+  // resume, and the cleanup deleted them there.
+  const all = Array.from({ length: 50 }, (_, i) => i).join()
+  const docs = await collect(r.json.run, (d) => lastStates(d, 'i').values.join() === all && lastStates(d, 'i').allDeleted)
+  assert.equal(lastStates(docs, 'i').values.join(), all, 'the documents Atlas held')
+  assert.ok(lastStates(docs, 'i').allDeleted, 'the cleanup reached Atlas')
 })

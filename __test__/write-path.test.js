@@ -406,7 +406,9 @@ test('local write errors reject with the driver error: code, name, message', asy
   })
   await assert.rejects(c.updateOne({ _id: 1 }, { n: 1 }), { name: 'MongoInvalidArgumentError', message: 'Update document requires atomic operators' })
   await assert.rejects(c.replaceOne({ _id: 1 }, { $set: { n: 1 } }), { name: 'MongoInvalidArgumentError' })
-  await assert.rejects(c.updateOne({ _id: 1 }, { $inc: { s: 'x' } }), (e) => e.name === 'MongoServerError' && typeof e.code === 'number')
+  const typeErr = await local.db(db).collection('errors').updateOne({ _id: 1 }, { $inc: { s: 'x' } }).catch((e) => e)
+  assert.equal(typeof typeErr.code, 'number', 'the premise: the driver is refused too')
+  await assert.rejects(c.updateOne({ _id: 1 }, { $inc: { s: 'x' } }), { name: 'MongoServerError', code: typeErr.code, message: typeErr.message })
   await assert.rejects(c.bulkWrite([{ insertOne: { document: { _id: 10 } } }, { insertOne: { document: { _id: 10 } } }, { insertOne: { document: { _id: 11 } } }]), (e) => {
     assert.equal(e.name, 'MongoBulkWriteError')
     assert.equal(e.writeErrors[0].index, 1)
@@ -517,6 +519,10 @@ test('aggregate stages that write ($out, $merge) are refused while sync is on', 
   const c = sync.db(db).collection('agg')
   await c.insertOne({ a: 1 })
   await assert.rejects(c.aggregate([{ $out: 'elsewhere' }]).toArray(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /\$out/ })
+  await assert.rejects(c.aggregate([{ $match: {} }, { $merge: { into: 'elsewhere' } }]).toArray(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /\$merge/ })
+  await assert.rejects(c.aggregate([{ $merge: 'elsewhere' }]).toArray(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /\$merge/ })
+  // Refused before anything ran: nothing was written locally either.
+  assert.deepEqual(await local.db(db).listCollections({ name: 'elsewhere' }).toArray(), [])
 })
 
 test('cursors chain like the driver: sort/skip/limit/project/map and async iteration', async () => {
@@ -565,7 +571,8 @@ test('cursors end as the driver\'s do: after a for await loop, on a map to null,
   const cur = c.find({}).batchSize(2)
   const all = cur.toArray()
   cur.rewind()
-  assert.ok(Array.isArray(await all))
+  const read = (await all).map((d) => d._id)
+  assert.deepEqual(read, [0, 1, 2, 3, 4].slice(0, read.length), 'what it had read, in order')
   assert.deepEqual((await cur.toArray()).map((d) => d._id), [0, 1, 2, 3, 4], 'and it reads from the start again')
 })
 
@@ -693,14 +700,21 @@ test('find and aggregate read large results a batch at a time, like the driver',
 })
 
 test('the metrics and health read as the mission describes', async () => {
+  await sync.flush({ timeoutMs: 30000 })
   const m = await sync.metrics()
   for (const k of ['queueSize', 'captured', 'synced', 'failed', 'retried', 'deadLettered', 'successRate', 'lagMs', 'connections']) {
     assert.ok(k in m, `metrics has ${k}`)
   }
   assert.ok(m.captured > 0)
+  assert.ok(m.synced > 0 && m.synced <= m.captured, JSON.stringify(m))
+  assert.equal(m.queueSize, 0, 'flushed')
+  assert.equal(m.deadLettered, 0)
+  assert.deepEqual(m.connections, { local: 'up', atlas: 'up' })
   const h = await sync.health()
   assert.equal(h.status, 'healthy', JSON.stringify(h))
   assert.equal(h.checks.localConnection.pass, true)
+  assert.equal(h.checks.atlasConnection.pass, true)
+  assert.equal(h.checks.queueSize.value, 0)
   const text = await sync.metrics({ format: 'prometheus' })
   assert.match(text, /# TYPE dual_sync_queue_size gauge\ndual_sync_queue_size \d+/)
 })
