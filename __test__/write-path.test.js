@@ -382,6 +382,50 @@ test('insertOne and bulkWrite give documents without _id a new ObjectId, like th
   assert.deepEqual(found, { _id: 'mine', b: 2 })
 })
 
+test('a write that names no filter is refused as the driver refuses it, and changes nothing here or on Atlas', async () => {
+  // updateMany(undefined, ...) used to update every document, and
+  // bulkWrite([{ deleteMany: {} }]) to delete every one, then on Atlas.
+  const ours = sync.db(db).collection('nofilter')
+  const theirs = local.db(db).collection('nofilter_driver')
+  const seed = [{ _id: 1, v: 0 }, { _id: 2, v: 0 }]
+  await ours.insertMany(seed.map((d) => ({ ...d })))
+  await theirs.insertMany(seed.map((d) => ({ ...d })))
+  // The driver refuses these itself.
+  const cases = {
+    updateOne: (c) => c.updateOne(undefined, { $set: { v: 1 } }),
+    updateMany: (c) => c.updateMany(undefined, { $set: { v: 1 } }),
+    replaceOne: (c) => c.replaceOne(undefined, { v: 1 }),
+    findOneAndUpdate: (c) => c.findOneAndUpdate(undefined, { $set: { v: 1 } }),
+    findOneAndReplace: (c) => c.findOneAndReplace(undefined, { v: 1 }),
+    findOneAndDelete: (c) => c.findOneAndDelete(),
+    'bulkWrite updateMany': (c) => c.bulkWrite([{ updateMany: { update: { $set: { v: 1 } } } }]),
+    'bulkWrite replaceOne': (c) => c.bulkWrite([{ replaceOne: { replacement: { v: 1 } } }]),
+  }
+  // The driver sends these without a filter and MongoDB refuses them (code
+  // 40414, 'delete.deletes.q' is missing); they are refused before sending.
+  const refusedByServer = {
+    'bulkWrite deleteMany': (c) => c.bulkWrite([{ deleteMany: {} }]),
+    'bulkWrite deleteOne': (c) => c.bulkWrite([{ deleteOne: {} }]),
+  }
+  for (const [name, call] of Object.entries({ ...cases, ...refusedByServer })) {
+    if (name in cases) await assert.rejects(call(theirs), `the premise: the driver refuses ${name}`)
+    await assert.rejects(call(ours), (e) => {
+      assert.equal(e.name, 'MongoInvalidArgumentError', name)
+      assert.match(e.message, /a filter is required/, name)
+      return true
+    })
+  }
+  assert.deepEqual(await local.db(db).collection('nofilter').find().toArray(), seed)
+  // As the driver: deleteOne() and deleteMany() with no filter at all mean {}.
+  assert.deepEqual(await ours.deleteOne(), await theirs.deleteOne())
+  // ... and bulkWrite takes an insertOne's document in place of { document }.
+  const legacy = [{ insertOne: { _id: 9, a: 1 } }]
+  assert.equal((await ours.bulkWrite(legacy)).insertedCount, (await theirs.bulkWrite(legacy)).insertedCount)
+  await sync.flush({ timeoutMs: 30000 })
+  assert.deepEqual(await local.db(db).collection('nofilter').find().toArray(), [{ _id: 2, v: 0 }, { _id: 9, a: 1 }])
+  await assertSame(local, atlas, db, ['nofilter'])
+})
+
 test('local write errors reject with the driver error: code, name, message', async () => {
   const c = sync.db(db).collection('errors')
   await c.insertOne({ _id: 1 })

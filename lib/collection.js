@@ -19,8 +19,22 @@ function needDocument(method, what, v) {
   return v
 }
 
+/**
+ * The filter of a read or a delete: as the driver, none given means every
+ * document (`find()`, `deleteMany()`).
+ */
 function needFilter(method, filter) {
   if (filter === undefined) return {}
+  return needDocument(method, 'filter', filter)
+}
+
+/**
+ * The filter of an update, a replace or a findOneAnd*: as the driver, one
+ * must be given (`updateMany(undefined, ...)` would otherwise change every
+ * document, here and then on Atlas).
+ */
+function needWriteFilter(method, filter) {
+  if (filter === undefined) throw new MongoInvalidArgumentError(`${method}: a filter is required (use {} for every document); got undefined`)
   return needDocument(method, 'filter', filter)
 }
 
@@ -157,19 +171,19 @@ class Collection {
   }
 
   async updateOne(filter, update, options) {
-    const args = { filter: needFilter('updateOne', filter), update: needUpdate('updateOne', update) }
+    const args = { filter: needWriteFilter('updateOne', filter), update: needUpdate('updateOne', update) }
     args.options = checkOptions('updateOne', options)
     return updateResult(await this._write('updateOne', args))
   }
 
   async updateMany(filter, update, options) {
-    const args = { filter: needFilter('updateMany', filter), update: needUpdate('updateMany', update) }
+    const args = { filter: needWriteFilter('updateMany', filter), update: needUpdate('updateMany', update) }
     args.options = checkOptions('updateMany', options)
     return updateResult(await this._write('updateMany', args))
   }
 
   async replaceOne(filter, replacement, options) {
-    const args = { filter: needFilter('replaceOne', filter), replacement: needReplacement('replaceOne', replacement) }
+    const args = { filter: needWriteFilter('replaceOne', filter), replacement: needReplacement('replaceOne', replacement) }
     args.options = checkOptions('replaceOne', options)
     return updateResult(await this._write('replaceOne', args))
   }
@@ -192,20 +206,20 @@ class Collection {
   }
 
   async findOneAndUpdate(filter, update, options) {
-    const args = { filter: needFilter('findOneAndUpdate', filter), update: needUpdate('findOneAndUpdate', update) }
+    const args = { filter: needWriteFilter('findOneAndUpdate', filter), update: needUpdate('findOneAndUpdate', update) }
     return this._findOneAnd('findOneAndUpdate', args, options)
   }
 
   async findOneAndReplace(filter, replacement, options) {
     const args = {
-      filter: needFilter('findOneAndReplace', filter),
+      filter: needWriteFilter('findOneAndReplace', filter),
       replacement: needReplacement('findOneAndReplace', replacement),
     }
     return this._findOneAnd('findOneAndReplace', args, options)
   }
 
   async findOneAndDelete(filter, options) {
-    return this._findOneAnd('findOneAndDelete', { filter: needFilter('findOneAndDelete', filter) }, options)
+    return this._findOneAnd('findOneAndDelete', { filter: needWriteFilter('findOneAndDelete', filter) }, options)
   }
 
   async bulkWrite(operations, options) {
@@ -537,11 +551,16 @@ function checkBulkOp(op, i) {
   const body = op[name]
   const where = `bulkWrite operation ${i} (${name})`
   if (name === 'insertOne') {
-    needDocument(where, 'document', body.document)
-    withId(body.document)
-    return { insertOne: { document: body.document } }
+    // The driver still takes the document itself in place of { document }
+    // (its legacy form); so does this.
+    const document = body.document == null ? body : body.document
+    needDocument(where, 'document', document)
+    withId(document)
+    return { insertOne: { document } }
   }
-  const filter = needFilter(where, body.filter)
+  // Every operation but an insert names its documents: the driver refuses
+  // an update or replace without a filter, and the server a delete without one.
+  const filter = needWriteFilter(where, body.filter)
   const known = ['filter', 'collation', 'hint']
   if (name === 'updateOne' || name === 'updateMany') known.push('update', 'upsert', 'arrayFilters')
   if (name === 'replaceOne') known.push('replacement', 'upsert')
