@@ -312,6 +312,38 @@ test('an update that finishes after a racing insert of the same _id wins on Atla
   await assertSame(local, atlas, db, ['c'])
 })
 
+test('an _id the local server cannot read back does not hold up replication: it is dead-lettered with the reason, the rest is copied', async () => {
+  // The insert of { _id: { $bad: 1 } } is refused (as with the driver) but
+  // leaves its journal entry; reading that _id back makes the server refuse
+  // the whole `_id: {$in}` query. That used to be retried forever: nothing
+  // after it reached Atlas, flush() never resolved, health said healthy.
+  const db = uniqueDb('unreadable')
+  const sync = await createSync(syncOptions(db, { ...FAST, workers: 1 }))
+  const c = sync.collection('c')
+  const theirs = (await driver(LOCAL)).db(db).collection('driver')
+  const bad = [{ _id: 7 }, { _id: { $bad: 1 } }, { _id: 8 }]
+  const driverErr = await theirs.insertMany(bad.map((d) => ({ ...d })), { ordered: false }).catch((e) => e)
+  await assert.rejects(c.insertMany(bad, { ordered: false }), (e) => {
+    assert.equal(e.name, driverErr.name)
+    assert.equal(e.insertedCount, driverErr.insertedCount)
+    return true
+  })
+  await c.insertOne({ _id: 9 })
+  await sync.collection('other').insertOne({ _id: 'after' })
+  await sync.flush({ timeoutMs: 30000 })
+  const atlas = await driver(ATLAS)
+  assert.deepEqual(await atlas.db(db).collection('c').find().sort({ _id: 1 }).toArray(), [{ _id: 7 }, { _id: 8 }, { _id: 9 }])
+  assert.equal(await atlas.db(db).collection('other').countDocuments({ _id: 'after' }), 1)
+  const m = await sync.metrics()
+  assert.equal(m.deadLettered, 1)
+  assert.equal(m.queueSize, 0)
+  const h = await sync.health()
+  assert.equal(h.checks.deadLetters.value, 1, JSON.stringify(h.checks.deadLetters))
+  assert.match(m.lastError.message, /reading the local document failed/)
+  await sync.close()
+  await assertSame(await driver(LOCAL), atlas, db, ['c', 'other'])
+})
+
 test('writes that name one numeric _id in different types (5, 5L, 5.0, Decimal128 "5.00", also inside an embedded _id) change one document on Atlas', async () => {
   // The server compares numbers by value across types. The journal must
   // too: when two spellings were two documents, the one whose read-back

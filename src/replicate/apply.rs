@@ -37,6 +37,10 @@ pub enum DocResult {
     Ok,
     /// Atlas refused this document: server code and message.
     Refused(i32, String),
+    /// The local server refused to read this document back by its `_id`
+    /// (e.g. an `_id` that no query can name, left by an insert the server
+    /// refused): server code and message. Nothing was sent to Atlas for it.
+    Unreadable(i32, String),
 }
 
 /// An `_id` as the server compares it: the bytes of its canonical form
@@ -99,7 +103,7 @@ pub async fn apply(
         .filter(|(_, k)| k.is_none())
         .map(|(i, _)| i.key)
         .collect();
-    let by_id = read_local(local, db, coll, &unknown)
+    let (by_id, unreadable) = read_local(local, db, coll, &unknown)
         .await
         .map_err(|e| (Side::Local, e))?;
     let atlas_db = atlas.database(db);
@@ -129,6 +133,11 @@ pub async fn apply(
         // Not `remove`: two keys of one document (journals written before
         // keys were canonical) may both be in this batch.
         let c = canon_id(&id);
+        if let Some((code, msg)) = unreadable.get(&c) {
+            // Not "gone": nothing is deleted on Atlas for a read that failed.
+            results[i] = DocResult::Unreadable(*code, msg.clone());
+            continue;
+        }
         match by_id.get(&c).cloned() {
             Some(d) => send(i, d),
             None => deletes.push((i, id)),
@@ -185,31 +194,78 @@ pub async fn apply(
     Ok(results)
 }
 
-/// The current local documents of `keys`, by canonical `_id`.
+/// Documents read back, and `_id`s the server refused to read (code,
+/// message), both by canonical `_id`.
+type ReadBack = (
+    HashMap<Canon, RawDocumentBuf>,
+    HashMap<Canon, (i32, String)>,
+);
+
+/// The current local documents of `keys`, by canonical `_id`, read with one
+/// `_id: {$in}` query. If the server refuses that query itself (not a
+/// network or availability error: a server error that will come back the
+/// same, such as "cannot nest $ under $in" for an `_id` like `{$x: 1}`,
+/// which an insert the server refused can leave in the journal), each `_id`
+/// is read alone, so the ones it cannot read are set aside and the others
+/// are still copied.
 async fn read_local(
     local: &Client,
     db: &str,
     coll: &str,
     keys: &[&DocKey],
-) -> mongodb::error::Result<HashMap<Canon, RawDocumentBuf>> {
+) -> mongodb::error::Result<ReadBack> {
     if keys.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Default::default());
     }
+    let docs = local.database(db).collection::<RawDocumentBuf>(coll);
     let ids: Vec<Bson> = keys.iter().filter_map(|k| id_of(k)).collect();
-    let found: Vec<RawDocumentBuf> = local
-        .database(db)
-        .collection::<RawDocumentBuf>(coll)
-        .find(doc! { "_id": { "$in": ids } })
-        .await?
-        .try_collect()
-        .await?;
+    let found: Vec<RawDocumentBuf> = match docs.find(doc! { "_id": { "$in": &ids } }).await {
+        Ok(cursor) => cursor.try_collect().await?,
+        Err(e) if refused_query(&e) => return read_one_by_one(&docs, ids).await,
+        Err(e) => return Err(e),
+    };
     let mut by_id = HashMap::with_capacity(found.len());
     for d in found {
         if let Some(id) = raw_id(&d) {
             by_id.insert(canon_id(&id), d);
         }
     }
-    Ok(by_id)
+    Ok((by_id, HashMap::new()))
+}
+
+/// [`read_local`] one `_id` at a time, after the server refused the query
+/// for all of them.
+async fn read_one_by_one(
+    docs: &mongodb::Collection<RawDocumentBuf>,
+    ids: Vec<Bson>,
+) -> mongodb::error::Result<ReadBack> {
+    let mut out: ReadBack = Default::default();
+    for id in ids {
+        match docs.find_one(doc! { "_id": { "$in": [id.clone()] } }).await {
+            Ok(Some(d)) => {
+                out.0.insert(canon_id(&id), d);
+            }
+            Ok(None) => {}
+            Err(e) if refused_query(&e) => {
+                let code = match e.kind.as_ref() {
+                    mongodb::error::ErrorKind::Command(c) => c.code,
+                    _ => 0,
+                };
+                out.1
+                    .insert(canon_id(&id), (code, crate::error::describe(&e)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The server answered the read with an error of the query itself, which
+/// asking again will not change (as opposed to a lost connection, a server
+/// not reachable, or a retryable state such as a stepdown).
+fn refused_query(e: &mongodb::error::Error) -> bool {
+    matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(_))
+        && crate::error::disposition(e) != crate::error::Disposition::Transient
 }
 
 fn chunk_by_size(docs: Vec<(usize, RawDocumentBuf)>) -> Vec<Vec<(usize, RawDocumentBuf)>> {
