@@ -231,7 +231,6 @@ class Collection {
     const ops = operations.map((op, i) => checkBulkOp(op, i))
     const r = await this._write('bulkWrite', { ops, options: opts })
     const result = {
-      ok: 1,
       insertedCount: r.insertedCount,
       matchedCount: r.matchedCount,
       modifiedCount: r.modifiedCount,
@@ -243,6 +242,8 @@ class Collection {
       hasWriteErrors: () => r.writeErrors.length > 0,
       getWriteErrors: () => r.writeErrors,
     }
+    // As the driver's, where `ok` is a getter: read, but not an own field.
+    Object.defineProperty(result, 'ok', { value: 1, enumerable: false })
     addLegacyResult(result, r)
     if (r.writeErrors.length > 0) {
       const first = r.writeErrors[0]

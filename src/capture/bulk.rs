@@ -2,7 +2,7 @@
 //! methods (so each is pinned and journaled the same way); runs of
 //! `insertOne` go to the server as one `insertMany`.
 
-use mongodb::bson::{doc, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+use mongodb::bson::{doc, Document, RawBson, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongodb::error::{ErrorKind, WriteFailure};
 
 use super::payload::Payload;
@@ -35,9 +35,30 @@ fn invalid(i: usize, msg: &str) -> SyncError {
     SyncError::invalid(format!("bulkWrite: operation {i} {msg}"))
 }
 
+/// bulkWrite's own options that hold for each of its operations (the
+/// driver sends them with every command of the bulk): `let` and `comment`
+/// for all of them, `bypassDocumentValidation` for those that write
+/// documents. Inserts take the last two only.
+fn shared_options(opts: &Document) -> Result<Vec<(&'static str, RawBson)>, SyncError> {
+    let mut out = Vec::new();
+    for k in ["let", "comment", "bypassDocumentValidation"] {
+        if let Some(v) = opts.get(k) {
+            let v = RawBson::try_from(v.clone())
+                .map_err(|e| SyncError::invalid(format!("bulkWrite: option '{k}': {e}")))?;
+            out.push((k, v));
+        }
+    }
+    Ok(out)
+}
+
 /// Splits `{ updateOne: { filter, update, upsert, ... } }` into the method
-/// name and a payload `{ filter, update, options: { upsert, ... } }`.
-fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError> {
+/// name and a payload `{ filter, update, options: { upsert, ... } }`, with
+/// bulkWrite's `shared` options added.
+fn to_payload(
+    i: usize,
+    op: &RawDocument,
+    shared: &[(&'static str, RawBson)],
+) -> Result<(String, Payload), SyncError> {
     let mut it = op.iter();
     let (name, body) = match (it.next(), it.next()) {
         (Some(Ok((name, RawBsonRef::Document(body)))), None) if OPS.contains(&name) => (name, body),
@@ -56,6 +77,17 @@ fn to_payload(i: usize, op: &RawDocument) -> Result<(String, Payload), SyncError
             "filter" | "update" | "replacement" => payload.append(k, v.to_raw_bson()),
             "document" => payload.append("doc", v.to_raw_bson()),
             _ => options.append(k, v.to_raw_bson()),
+        }
+    }
+    let deletes = name == "deleteOne" || name == "deleteMany";
+    for (k, v) in shared {
+        let applies = match *k {
+            "let" => name != "insertOne",
+            "bypassDocumentValidation" => !deletes,
+            _ => true,
+        };
+        if applies && options.get(k).ok().flatten().is_none() {
+            options.append(*k, v.clone());
         }
     }
     payload.append("options", options);
@@ -95,9 +127,10 @@ pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
     }
     let (opts, _) = p.options::<Document>()?;
     let ordered = opts.get_bool("ordered").unwrap_or(true);
+    let shared = shared_options(&opts)?;
     let mut parsed = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
-        parsed.push(to_payload(i, op)?);
+        parsed.push(to_payload(i, op, &shared)?);
     }
     let mut tot = Totals::default();
     let mut i = 0;
@@ -107,7 +140,7 @@ pub async fn bulk_write(t: &Target<'_>, p: Payload) -> Result<Document, SyncErro
             .find(|&j| parsed[j].0 != "insertOne")
             .unwrap_or(parsed.len());
         let stop = if run_end > i {
-            let r = insert_run(t, &parsed[i..run_end], i, ordered, &mut tot).await?;
+            let r = insert_run(t, &parsed[i..run_end], i, ordered, &shared, &mut tot).await?;
             i = run_end;
             r
         } else {
@@ -175,6 +208,7 @@ async fn insert_run(
     run: &[(String, Payload)],
     first: usize,
     ordered: bool,
+    shared: &[(&'static str, RawBson)],
     tot: &mut Totals,
 ) -> Result<bool, SyncError> {
     let mut docs = Vec::with_capacity(run.len());
@@ -190,7 +224,11 @@ async fn insert_run(
         arr.push(d);
     }
     payload.append("docs", arr);
-    payload.append("options", mongodb::bson::rawdoc! { "ordered": ordered });
+    let mut options = mongodb::bson::rawdoc! { "ordered": ordered };
+    for (k, v) in shared.iter().filter(|(k, _)| *k != "let") {
+        options.append(*k, v.clone());
+    }
+    payload.append("options", options);
     let p = Payload::from_bytes(payload.into_bytes(), "bulkWrite")?;
     match write::insert_many(t, p).await {
         Ok(_) => {

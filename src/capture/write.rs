@@ -220,19 +220,22 @@ fn update_result(r: &UpdateResult) -> Document {
     d
 }
 
-/// The `_id` of the document a single-document write would pick now.
+/// The `_id` of the document a single-document write would pick now. The
+/// write's `let` variables go with it: its filter may use them.
 async fn target_id(
     t: &Target<'_>,
     filter: &Document,
     sort: Option<Document>,
     collation: Option<Collation>,
     hint: Option<Hint>,
+    let_vars: Option<Document>,
 ) -> Result<Option<Bson>, SyncError> {
     let opts = FindOneOptions::builder()
         .projection(doc! { "_id": 1 })
         .sort(sort)
         .collation(collation)
         .hint(hint)
+        .let_vars(let_vars)
         .build();
     let found = t.docs().find_one(filter.clone()).with_options(opts).await?;
     Ok(found.and_then(|d| d.get("_id").cloned()))
@@ -244,12 +247,14 @@ async fn target_ids(
     filter: &Document,
     collation: Option<Collation>,
     hint: Option<Hint>,
+    let_vars: Option<Document>,
 ) -> Result<Vec<Bson>, SyncError> {
     use futures_util::TryStreamExt;
     let opts = FindOptions::builder()
         .projection(doc! { "_id": 1 })
         .collation(collation)
         .hint(hint)
+        .let_vars(let_vars)
         .build();
     let cursor = t.docs().find(filter.clone()).with_options(opts).await?;
     let docs: Vec<Document> = cursor.try_collect().await?;
@@ -288,8 +293,15 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
     fixed.upsert = Some(false);
     for _ in 0..RETARGET_TRIES {
         let sort = opts.sort.clone();
-        let Some(id) =
-            target_id(t, &filter, sort, opts.collation.clone(), opts.hint.clone()).await?
+        let Some(id) = target_id(
+            t,
+            &filter,
+            sort,
+            opts.collation.clone(),
+            opts.hint.clone(),
+            opts.let_vars.clone(),
+        )
+        .await?
         else {
             break;
         };
@@ -415,7 +427,14 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
             .await?;
         return Ok(update_result(&r));
     }
-    let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
+    let ids = target_ids(
+        t,
+        &filter,
+        opts.collation.clone(),
+        opts.hint.clone(),
+        opts.let_vars.clone(),
+    )
+    .await?;
     if ids.is_empty() {
         let r = if opts.upsert == Some(true) {
             let (id, f) = upsert_target(&filter, upsert_id(&change)?);
@@ -465,7 +484,14 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     } else if let Some(id) = t.pinned(&filter, opts.collation.as_ref()).await? {
         t.journaled(&[id], run(filter)).await?
     } else if many {
-        let ids = target_ids(t, &filter, opts.collation.clone(), opts.hint.clone()).await?;
+        let ids = target_ids(
+            t,
+            &filter,
+            opts.collation.clone(),
+            opts.hint.clone(),
+            opts.let_vars.clone(),
+        )
+        .await?;
         let mut n = 0;
         for chunk in ids.chunks(PIN_CHUNK) {
             let pinned = restrict(&filter, Bson::Document(doc! { "$in": chunk.to_vec() }));
@@ -475,8 +501,15 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     } else {
         let mut n = 0;
         for _ in 0..RETARGET_TRIES {
-            let Some(id) =
-                target_id(t, &filter, None, opts.collation.clone(), opts.hint.clone()).await?
+            let Some(id) = target_id(
+                t,
+                &filter,
+                None,
+                opts.collation.clone(),
+                opts.hint.clone(),
+                opts.let_vars.clone(),
+            )
+            .await?
             else {
                 break;
             };
@@ -497,6 +530,14 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
 
 /// One findOneAnd* call: the change and the driver's own options struct
 /// (deserialized from the Node driver's option names).
+/// Sort, collation, hint and `let` variables of a write.
+type Targeting = (
+    Option<Document>,
+    Option<Collation>,
+    Option<Hint>,
+    Option<Document>,
+);
+
 enum FamOp {
     Update(Update, FindOneAndUpdateOptions),
     Replace(RawDocumentBuf, FindOneAndReplaceOptions),
@@ -542,11 +583,27 @@ impl FamOp {
     }
 
     /// `(sort, collation, hint)`: what picks the target document.
-    fn targeting(&self) -> (Option<Document>, Option<Collation>, Option<Hint>) {
+    /// Sort, collation, hint and `let` variables: how it picks its document.
+    fn targeting(&self) -> Targeting {
         match self {
-            FamOp::Update(_, o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
-            FamOp::Replace(_, o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
-            FamOp::Delete(o) => (o.sort.clone(), o.collation.clone(), o.hint.clone()),
+            FamOp::Update(_, o) => (
+                o.sort.clone(),
+                o.collation.clone(),
+                o.hint.clone(),
+                o.let_vars.clone(),
+            ),
+            FamOp::Replace(_, o) => (
+                o.sort.clone(),
+                o.collation.clone(),
+                o.hint.clone(),
+                o.let_vars.clone(),
+            ),
+            FamOp::Delete(o) => (
+                o.sort.clone(),
+                o.collation.clone(),
+                o.hint.clone(),
+                o.let_vars.clone(),
+            ),
         }
     }
 
@@ -630,7 +687,7 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let is_delete = matches!(fam, FamOp::Delete(_));
     let after = fam.returns_after();
     let updates = |existed: bool| (!is_delete).then_some(existed);
-    let (sort, collation, hint) = fam.targeting();
+    let (sort, collation, hint, let_vars) = fam.targeting();
     let pinned = if t.replicated {
         t.pinned(&filter, collation.as_ref()).await?
     } else {
@@ -650,6 +707,7 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
                 .projection(doc! { "_id": 1 })
                 .collation(collation.clone())
                 .hint(hint.clone())
+                .let_vars(let_vars.clone())
                 .build();
             Some(
                 t.docs()
@@ -676,7 +734,15 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     }
     let pinned_op = fam.without_upsert();
     for _ in 0..RETARGET_TRIES {
-        let found = target_id(t, &filter, sort.clone(), collation.clone(), hint.clone()).await?;
+        let found = target_id(
+            t,
+            &filter,
+            sort.clone(),
+            collation.clone(),
+            hint.clone(),
+            let_vars.clone(),
+        )
+        .await?;
         let Some(id) = found else { break };
         let pinned = restrict(&filter, id.clone());
         let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
