@@ -424,13 +424,30 @@ pub fn key_of(ns: &str, id: &Bson) -> DocKey {
 /// written: `"abc"` may match the stored `"ABC"`, whose journal key would
 /// then be missed; the write looks the real `_id` up first.
 pub fn pinned_id(filter: &Document, collated: bool) -> Option<Bson> {
-    let id = match filter.get("_id")? {
+    let Some(v) = filter.get("_id") else {
+        // `{$and: [..., {_id: v}, ...]}` (what query builders emit) pins
+        // `v` as well: it is the one document it can match, and the one an
+        // upsert inserts.
+        let Some(Bson::Array(clauses)) = filter.get("$and") else {
+            return None;
+        };
+        return clauses.iter().find_map(|c| match c {
+            Bson::Document(c) => pinned_id(c, collated),
+            _ => None,
+        });
+    };
+    let id = match v {
         Bson::RegularExpression(_) => return None,
         Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {
-            if d.len() == 1 {
-                d.get("$eq").cloned()?
-            } else {
-                return None;
+            match (d.len(), d.get("$eq"), d.get("$in")) {
+                (1, Some(v), _) => v.clone(),
+                // `$in` of one value is that value, for a match and for
+                // the `_id` an upsert inserts.
+                (1, _, Some(Bson::Array(a))) if a.len() == 1 => match &a[0] {
+                    Bson::RegularExpression(_) => return None,
+                    v => v.clone(),
+                },
+                _ => return None,
             }
         }
         v => v.clone(),
@@ -720,6 +737,16 @@ mod tests {
             Some(Bson::String("a".into()))
         );
         assert_eq!(pinned_id(&doc! {"_id": {"$in": [1, 2]}}, false), None);
+        assert_eq!(
+            pinned_id(&doc! {"_id": {"$in": [50]}}, false),
+            Some(Bson::Int32(50))
+        );
+        assert_eq!(
+            pinned_id(&doc! {"$and": [{"x": 1}, {"_id": 200}]}, false),
+            Some(Bson::Int32(200))
+        );
+        assert_eq!(pinned_id(&doc! {"$and": [{"x": 1}]}, false), None);
+        assert_eq!(pinned_id(&doc! {"$or": [{"_id": 1}]}, false), None);
         assert_eq!(
             pinned_id(&doc! {"_id": {"a": 1}}, false),
             Some(Bson::Document(doc! {"a": 1}))

@@ -18,6 +18,28 @@ const PIN_CHUNK: usize = 1000;
 /// How often a single-document write looks again for its target when the
 /// document it found stopped matching before the write.
 const RETARGET_TRIES: usize = 3;
+/// How often an upsert that found nothing, and then lost the insert to a
+/// concurrent write of the same unique key, looks again (see
+/// [`lost_upsert_race`]).
+const UPSERT_TRIES: usize = 3;
+
+/// Whether an upsert that found no document failed on a unique index: a
+/// concurrent upsert of the same key may have inserted it in between.
+/// MongoDB retries such an upsert itself when the filter is an equality on
+/// the unique index's fields; the `_id` the engine adds to the filter of an
+/// upsert (to journal that document before the write) stops the server
+/// from doing so, so the engine looks for the document again, and updates
+/// the one that is there now. If there is none, the same error comes back.
+fn lost_upsert_race(e: &SyncError, attempt: usize) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    attempt + 1 < UPSERT_TRIES
+        && matches!(e, SyncError::Mongo(m) if match m.kind.as_ref() {
+            ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+            // findAndModify answers with a command error
+            ErrorKind::Command(c) => c.code == 11000,
+            _ => false,
+        })
+}
 
 /// Returns the document with its `_id` first (a new ObjectId if it had
 /// none), as the server stores it, and that `_id`.
@@ -291,39 +313,46 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
     }
     let mut fixed = opts.clone();
     fixed.upsert = Some(false);
-    for _ in 0..RETARGET_TRIES {
-        let sort = opts.sort.clone();
-        let Some(id) = target_id(
-            t,
-            &filter,
-            sort,
-            opts.collation.clone(),
-            opts.hint.clone(),
-            opts.let_vars.clone(),
-        )
-        .await?
-        else {
-            break;
-        };
-        let pinned = restrict(&filter, id.clone());
-        let r = t
-            .journaled(&[id], run_update(t, pinned, &change, &fixed, false))
-            .await?;
-        if r.matched_count > 0 {
+    for attempt in 0.. {
+        for _ in 0..RETARGET_TRIES {
+            let sort = opts.sort.clone();
+            let Some(id) = target_id(
+                t,
+                &filter,
+                sort,
+                opts.collation.clone(),
+                opts.hint.clone(),
+                opts.let_vars.clone(),
+            )
+            .await?
+            else {
+                break;
+            };
+            let pinned = restrict(&filter, id.clone());
+            let r = t
+                .journaled(&[id], run_update(t, pinned, &change, &fixed, false))
+                .await?;
+            if r.matched_count > 0 {
+                return Ok(update_result(&r));
+            }
+        }
+        if opts.upsert != Some(true) {
+            let r = run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?;
             return Ok(update_result(&r));
         }
-    }
-    let r = if opts.upsert == Some(true) {
         let (id, f) = upsert_target(&filter, upsert_id(&change)?);
-        t.journaled(
-            std::slice::from_ref(&id),
-            run_update(t, f, &change, &opts, false),
-        )
-        .await?
-    } else {
-        run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?
-    };
-    Ok(update_result(&r))
+        match t
+            .journaled(
+                std::slice::from_ref(&id),
+                run_update(t, f, &change, &opts, false),
+            )
+            .await
+        {
+            Err(e) if lost_upsert_race(&e, attempt) => continue,
+            r => return Ok(update_result(&r?)),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// The `_id` an upsert that found nothing inserts, and the filter to run it
@@ -733,32 +762,39 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
         return Ok(fam_result(v, n, updates(existed), upserted));
     }
     let pinned_op = fam.without_upsert();
-    for _ in 0..RETARGET_TRIES {
-        let found = target_id(
-            t,
-            &filter,
-            sort.clone(),
-            collation.clone(),
-            hint.clone(),
-            let_vars.clone(),
-        )
-        .await?;
-        let Some(id) = found else { break };
-        let pinned = restrict(&filter, id.clone());
-        let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
-        if v.is_some() {
-            return Ok(fam_result(v, true, updates(true), None));
+    for attempt in 0.. {
+        for _ in 0..RETARGET_TRIES {
+            let found = target_id(
+                t,
+                &filter,
+                sort.clone(),
+                collation.clone(),
+                hint.clone(),
+                let_vars.clone(),
+            )
+            .await?;
+            let Some(id) = found else { break };
+            let pinned = restrict(&filter, id.clone());
+            let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
+            if v.is_some() {
+                return Ok(fam_result(v, true, updates(true), None));
+            }
         }
+        if !fam.upsert() {
+            return Ok(fam_result(None, false, updates(false), None));
+        }
+        let (id, pinned) = upsert_target(&filter, fam.upsert_id()?);
+        let v = match t
+            .journaled(std::slice::from_ref(&id), fam.run(t, pinned))
+            .await
+        {
+            Err(e) if lost_upsert_race(&e, attempt) => continue,
+            v => v?,
+        };
+        let value = if after { v } else { None };
+        return Ok(fam_result(value, true, updates(false), Some(id)));
     }
-    if !fam.upsert() {
-        return Ok(fam_result(None, false, updates(false), None));
-    }
-    let (id, pinned) = upsert_target(&filter, fam.upsert_id()?);
-    let v = t
-        .journaled(std::slice::from_ref(&id), fam.run(t, pinned))
-        .await?;
-    let value = if after { v } else { None };
-    Ok(fam_result(value, true, updates(false), Some(id)))
+    unreachable!("the loop returns")
 }
 
 #[cfg(test)]
