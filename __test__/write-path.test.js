@@ -592,6 +592,15 @@ test('bad arguments get a clear error naming what was wrong, and break nothing',
   assert.throws(() => c.find({}, { session: {} }), { code, message: /session/ })
   await assert.rejects(c.findOneAndUpdate({}, { $set: { a: 1 } }, { returnDocument: 'later' }), { code })
   await assert.rejects(c.bulkWrite([{ insertTwo: {} }]), { code, message: /operation 0/ })
+  // A number option of the wrong kind is named, with what it had to be.
+  await assert.rejects(c.find({}).limit(1.5).toArray(), { code, message: /find: option 'limit' is invalid: .*1\.5/ })
+  await assert.rejects(c.find({}).skip(-1).toArray(), { code, message: /find: option 'skip' is invalid: .*-1/ })
+  await assert.rejects(c.find({}, { batchSize: 1e12 }).toArray(), { code, message: /find: option 'batchSize' is invalid/ })
+  await assert.rejects(c.countDocuments({}, { limit: -1 }), { code, message: /countDocuments: option 'limit' is invalid/ })
+  // A whole number past 32 bits (sent as a double) is read as that number, as by the driver.
+  const big = sync.db(db).collection('biglimit')
+  await big.insertMany([{ n: 1 }, { n: 2 }])
+  assert.deepEqual(await big.find({}).limit(2 ** 53).toArray(), await local.db(db).collection('biglimit').find({}).limit(2 ** 53).toArray())
   assert.throws(() => sync.db(db).collection(''), { code })
   await assert.rejects(sync.db('bad.name').collection('x').insertOne({}), { code, message: /database name/ })
   // the instance still works

@@ -140,8 +140,26 @@ impl Payload {
         let d = self.opt_doc("options")?.unwrap_or_default();
         let mut fields = d.clone();
         fields.remove("maxTimeMS");
-        let parsed = mongodb::bson::from_document::<T>(fields)
-            .map_err(|e| SyncError::invalid(format!("{}: invalid options: {e}", self.method)))?;
+        // JS numbers past 32 bits arrive as doubles (`limit(2 ** 40)`): a
+        // whole one is read as the integer it is.
+        for (k, v) in fields.iter_mut() {
+            if let (false, Bson::Double(x)) = (k == "comment", &*v) {
+                if x.fract() == 0.0 && x.abs() < 9.2e18 {
+                    *v = Bson::Int64(*x as i64);
+                }
+            }
+        }
+        let parsed = mongodb::bson::from_document::<T>(fields.clone()).map_err(|e| {
+            // Name the option: the first one that is refused on its own.
+            let culprit = fields.iter().find_map(|(k, v)| {
+                let one = mongodb::bson::doc! { k: v.clone() };
+                mongodb::bson::from_document::<T>(one).err().map(|e| (k, e))
+            });
+            SyncError::invalid(match culprit {
+                Some((k, e)) => format!("{}: option '{k}' is invalid: {e}", self.method),
+                None => format!("{}: invalid options: {e}", self.method),
+            })
+        })?;
         Ok((parsed, d))
     }
 }
