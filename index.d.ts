@@ -247,7 +247,7 @@ export declare class Sync {
   db(name?: string): Db
   /** `sync.db().collection(name)`. */
   collection<T extends Document = Document>(name: string): Collection<T>
-  /** Resolves when every change captured before the call (documents, and index changes) is on Atlas; rejects with `ERR_SYNC_TIMEOUT` after `timeoutMs` (default 30000). */
+  /** Resolves when every change captured before the call (documents, and index changes) is on Atlas; rejects with `ERR_SYNC_TIMEOUT` after `timeoutMs` (default 30000), or with `ERR_SYNC_CLOSED` when `close()` ends first. */
   flush(options?: { timeoutMs?: number }): Promise<void>
   /** Stops sending batches to Atlas; writes go on and queue up on disk. */
   pause(): void

@@ -279,6 +279,18 @@ test('pause stops replication without stopping writes; resume catches up; flush 
   await sync.close()
 })
 
+test('a flush() still waiting when close() ends rejects with ERR_SYNC_CLOSED, not at its own timeout', async () => {
+  const db = uniqueDb('flushclose')
+  const sync = await createSync(syncOptions(db, FAST))
+  sync.pause()
+  await sync.collection('c').insertOne({ _id: 1 })
+  const waiting = sync.flush({ timeoutMs: 60000 }).then(() => 'resolved', (e) => e.code)
+  await sync.close({ timeoutMs: 200 })
+  // It used to end only at its 60 s timeout, with ERR_SYNC_TIMEOUT.
+  assert.equal(await waiting, 'ERR_SYNC_CLOSED')
+  await assert.rejects(sync.flush(), { code: 'ERR_SYNC_CLOSED' })
+})
+
 test('an update that finishes after a racing insert of the same _id wins on Atlas, not the bytes the insert stored', async () => {
   // The update's intent is logged first, the insert's second; the server
   // may run the insert first. The insert's entry then carries bytes that

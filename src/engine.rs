@@ -53,6 +53,8 @@ pub struct Engine {
     /// `socketTimeoutMS` of `MONGODB_URI`: how long one call waits for the
     /// local server.
     socket_timeout: Option<Duration>,
+    /// Set once `close()` is done: a `flush()` still waiting ends then.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 fn init_logging(level: &str) {
@@ -308,6 +310,7 @@ impl Engine {
             verify_job: Arc::new(VerifyJob::default()),
             verifies: Default::default(),
             socket_timeout,
+            closed: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -398,11 +401,18 @@ impl Engine {
     }
 
     /// Waits until every change captured before the call is on Atlas.
+    /// Waits until everything captured so far is on Atlas, or `timeout`.
+    /// A `close()` meanwhile ends the wait with `Closed` (its own flush ran
+    /// first: what it drained, this one saw drained before).
     pub async fn flush(&self, timeout: Duration) -> Result<(), SyncError> {
         let inner = self.inner()?;
-        match &inner.journal {
-            Some(j) => flush_journal(j, timeout).await,
-            None => Ok(()),
+        let Some(j) = &inner.journal else {
+            return Ok(());
+        };
+        let mut closed = self.closed.subscribe();
+        tokio::select! {
+            r = flush_journal(j, timeout) => r,
+            _ = closed.wait_for(|c| *c) => Err(SyncError::Closed),
         }
     }
 
@@ -597,6 +607,7 @@ impl Engine {
         if let Some(j) = inner.journal.clone() {
             let _ = tokio::task::spawn_blocking(move || j.close()).await;
         }
+        self.closed.send_replace(true);
         tracing::info!("dual-mongo-sync closed");
         Ok(())
     }
