@@ -469,6 +469,7 @@ test('concurrent upserts of one unique key all succeed, as with the driver, and 
     }
     calls.push(...Array.from({ length: 30 }, () => c.updateOne({ email: 'count@x' }, { $inc: { n: 1 } }, { upsert: true })))
     calls.push(...Array.from({ length: 10 }, () => c.findOneAndUpdate({ email: 'fam@x' }, { $inc: { n: 1 } }, { upsert: true })))
+    calls.push(...Array.from({ length: 10 }, () => c.updateMany({ email: 'many@x' }, { $inc: { n: 1 } }, { upsert: true })))
     const settled = await Promise.allSettled(calls)
     const failed = settled.filter((r) => r.status === 'rejected').map((r) => r.reason.message)
     const docs = await c.find({}, { projection: { _id: 0 } }).sort({ email: 1 }).toArray()

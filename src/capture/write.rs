@@ -456,27 +456,35 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
             .await?;
         return Ok(update_result(&r));
     }
-    let ids = target_ids(
-        t,
-        &filter,
-        opts.collation.clone(),
-        opts.hint.clone(),
-        opts.let_vars.clone(),
-    )
-    .await?;
-    if ids.is_empty() {
-        let r = if opts.upsert == Some(true) {
-            let (id, f) = upsert_target(&filter, upsert_id(&change)?);
-            t.journaled(
+    let mut attempt = 0;
+    let ids = loop {
+        let ids = target_ids(
+            t,
+            &filter,
+            opts.collation.clone(),
+            opts.hint.clone(),
+            opts.let_vars.clone(),
+        )
+        .await?;
+        if !ids.is_empty() {
+            break ids;
+        }
+        if opts.upsert != Some(true) {
+            let r = run_update(t, restrict(&filter, nothing()), &change, &opts, true).await?;
+            return Ok(update_result(&r));
+        }
+        let (id, f) = upsert_target(&filter, upsert_id(&change)?);
+        match t
+            .journaled(
                 std::slice::from_ref(&id),
                 run_update(t, f, &change, &opts, true),
             )
-            .await?
-        } else {
-            run_update(t, restrict(&filter, nothing()), &change, &opts, true).await?
-        };
-        return Ok(update_result(&r));
-    }
+            .await
+        {
+            Err(e) if lost_upsert_race(&e, attempt) => attempt += 1,
+            r => return Ok(update_result(&r?)),
+        }
+    };
     let mut fixed = opts;
     fixed.upsert = Some(false);
     let (mut matched, mut modified) = (0u64, 0u64);
