@@ -507,10 +507,12 @@ test('upserts whose filter names the _id as $in of one value or inside $and inse
 test('local write errors reject with the driver error: code, name, message', async () => {
   const c = sync.db(db).collection('errors')
   await c.insertOne({ _id: 1 })
+  const theirs = await local.db(db).collection('errors').insertOne({ _id: 1 }).catch((e) => e)
   await assert.rejects(c.insertOne({ _id: 1 }), (e) => {
     assert.equal(e.name, 'MongoServerError')
     assert.equal(e.code, 11000)
     assert.match(e.message, /duplicate key/i)
+    assert.equal(e.codeName, theirs.codeName, 'codeName as the driver has it (absent for a write error)')
     return true
   })
   await assert.rejects(c.insertMany([{ _id: 2 }, { _id: 1 }, { _id: 3 }]), (e) => {

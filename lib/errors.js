@@ -139,8 +139,12 @@ function fromNative(err) {
   // keyValue, keyPattern, errInfo: BSON values, sent as relaxed Extended JSON.
   if (p.ejson) Object.assign(p, EJSON.deserialize(p.ejson, { relaxed: true }))
   delete p.ejson
+  // A field the server's reply did not carry is absent, as on the driver's
+  // errors (a write error has no codeName), not null.
+  for (const k of ['code', 'codeName']) if (p[k] === null) delete p[k]
   if (Array.isArray(p.writeErrors)) {
     p.writeErrors = p.writeErrors.map(({ ejson, ...w }) => {
+      if (w.codeName === null) delete w.codeName
       // The driver's bulk write errors carry errInfo, not keyValue/keyPattern.
       const f = ejson ? EJSON.deserialize(ejson, { relaxed: true }) : {}
       return f.errInfo === undefined ? w : { ...w, errInfo: f.errInfo }
