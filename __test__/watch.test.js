@@ -194,11 +194,11 @@ test('a listener that throws gets \'error\' and the stream goes on; close() ends
   try {
     const cc = cut.db(db).collection('c')
     const resumed = cc.watch([], { maxAwaitTimeMS: 1000 })
-    // The first read answers from the open's empty first batch; the second
-    // waits on the server and is cut short.
-    assert.equal(await resumed.tryNext(), null)
-    assert.equal(await resumed.tryNext(), null)
-    assert.equal(resumed._id, null, 'the premise: that read was cut short, and the engine dropped its stream')
+    // The first read answers from the open's empty first batch; the next
+    // waits on the server and is cut short (a slow server may answer one
+    // more read before it holds one: up to five reads, none has a change).
+    for (let i = 0; i < 5 && (i < 2 || resumed._id !== null); i++) assert.equal(await resumed.tryNext(), null)
+    assert.equal(resumed._id, null, 'the premise: a read was cut short, and the engine dropped its stream')
     const next = resumed.next()
     await new Promise((r) => setTimeout(r, 700))
     await cc.insertOne({ _id: 10 })

@@ -394,6 +394,7 @@ test('a write that names no filter is refused as the driver refuses it, and chan
   const cases = {
     updateOne: (c) => c.updateOne(undefined, { $set: { v: 1 } }),
     updateMany: (c) => c.updateMany(undefined, { $set: { v: 1 } }),
+    'updateMany, null filter': (c) => c.updateMany(null, { $set: { v: 1 } }),
     replaceOne: (c) => c.replaceOne(undefined, { v: 1 }),
     findOneAndUpdate: (c) => c.findOneAndUpdate(undefined, { $set: { v: 1 } }),
     findOneAndReplace: (c) => c.findOneAndReplace(undefined, { v: 1 }),

@@ -34,8 +34,10 @@ function needFilter(method, filter) {
  * document, here and then on Atlas).
  */
 function needWriteFilter(method, filter) {
-  if (filter === undefined) throw new MongoInvalidArgumentError(`${method}: a filter is required (use {} for every document); got undefined`)
-  return needDocument(method, 'filter', filter)
+  if (!isDocument(filter)) {
+    throw new MongoInvalidArgumentError(`${method}: a filter is required (use {} for every document); got ${describe(filter)}`)
+  }
+  return filter
 }
 
 /** As the driver: give a document without `_id` a new ObjectId (mutating it). */

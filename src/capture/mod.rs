@@ -445,6 +445,11 @@ pub fn pinned_id(filter: &Document, collated: bool) -> Option<Bson> {
                 // the `_id` an upsert inserts.
                 (1, _, Some(Bson::Array(a))) if a.len() == 1 => match &a[0] {
                     Bson::RegularExpression(_) => return None,
+                    // `{$in: [{$gt: 1}]}`: the server refuses it; not pinned,
+                    // so nothing is journaled for it.
+                    Bson::Document(d) if d.keys().next().is_some_and(|k| k.starts_with('$')) => {
+                        return None
+                    }
                     v => v.clone(),
                 },
                 _ => return None,
@@ -741,6 +746,7 @@ mod tests {
             pinned_id(&doc! {"_id": {"$in": [50]}}, false),
             Some(Bson::Int32(50))
         );
+        assert_eq!(pinned_id(&doc! {"_id": {"$in": [{"$gt": 1}]}}, false), None);
         assert_eq!(
             pinned_id(&doc! {"$and": [{"x": 1}, {"_id": 200}]}, false),
             Some(Bson::Int32(200))

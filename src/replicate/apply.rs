@@ -260,12 +260,15 @@ async fn read_one_by_one(
     Ok(out)
 }
 
-/// The server answered the read with an error of the query itself, which
-/// asking again will not change (as opposed to a lost connection, a server
-/// not reachable, or a retryable state such as a stepdown).
+/// The server refused the query itself with an error that asking again
+/// will not change (a code known to be permanent, such as BadValue). Any
+/// other error (a lost connection, a stepdown, an interrupted or killed
+/// query, a code not classified) leaves the whole read to be retried, as
+/// every local read error was before: a good document is never set aside
+/// for a passing error.
 fn refused_query(e: &mongodb::error::Error) -> bool {
     matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(_))
-        && crate::error::disposition(e) != crate::error::Disposition::Transient
+        && crate::error::disposition(e) == crate::error::Disposition::Permanent
 }
 
 fn chunk_by_size(docs: Vec<(usize, RawDocumentBuf)>) -> Vec<Vec<(usize, RawDocumentBuf)>> {
