@@ -499,6 +499,27 @@ test('an empty Timestamp the local server fills in on insert reaches Atlas with 
   await assertSame(local, atlas, db, ['ts'])
 })
 
+test('an empty Timestamp an update leaves locally reaches Atlas empty, not filled in by Atlas', async () => {
+  // $set keeps Timestamp(0, 0) locally; the copy used to be a replacement
+  // document, which MongoDB (and the test server) fills with its own time:
+  // Atlas differed, and verify's repair copied it the same way again.
+  const db = uniqueDb('setts')
+  const { Timestamp } = require('..')
+  const sync = await createSync(syncOptions(db, FAST))
+  const c = sync.collection('ts')
+  await c.insertMany([{ _id: 1, a: 1 }, { _id: 2, a: 2 }])
+  await sync.flush({ timeoutMs: 30000 })
+  await c.updateOne({ _id: 1 }, { $set: { ts: new Timestamp({ t: 0, i: 0 }) } })
+  await c.updateOne({ _id: 2 }, { $set: { b: 3, ts: new Timestamp({ t: 0, i: 0 }), c: 4 } })
+  await sync.flush({ timeoutMs: 30000 })
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  assert.ok((await local.db(db).collection('ts').findOne({ _id: 1 })).ts.isZero(), 'the premise: $set keeps it empty')
+  assert.ok((await atlas.db(db).collection('ts').findOne({ _id: 1 })).ts.isZero())
+  await assertSame(local, atlas, db, ['ts'])
+  assert.equal((await sync.verify({ collections: ['ts'] })).differences, 0)
+  await sync.close()
+})
+
 test('$inc is never double-applied, however often a document is copied', async () => {
   const db = uniqueDb('inc')
   const sync = await createSync(syncOptions(db, { ...FAST, batchSize: 1 }))

@@ -329,7 +329,7 @@ impl<'a> Target<'a> {
 /// `_id` with its current time, which Atlas would do with its own time.
 /// Such a document is read back instead of sent as it was given. Walks the
 /// top-level elements only; anything it does not expect counts as `true`.
-fn server_fills(doc: &[u8]) -> bool {
+pub(crate) fn server_fills(doc: &[u8]) -> bool {
     let mut at = 4;
     loop {
         let Some(&kind) = doc.get(at) else {

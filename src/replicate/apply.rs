@@ -114,7 +114,9 @@ pub async fn apply(
     // A document to copy: an insert if only inserts of new documents
     // changed it, else a replace.
     let mut send = |i: usize, d: RawDocumentBuf| {
-        if items[i].insert_only {
+        // A document with an empty timestamp the server would fill goes as
+        // a replace (see `replace_docs`), never as an insert.
+        if items[i].insert_only && !crate::capture::server_fills(d.as_bytes()) {
             inserts.push((i, d));
         } else {
             upserts.push((i, d));
@@ -327,7 +329,14 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
 }
 
 /// Sends `docs` as one `update` command of replace-with-upsert statements;
-/// returns per-document refusals by position in `docs`.
+/// returns per-document refusals by position in `docs`. A document with an
+/// empty `Timestamp(0, 0)` at its top level (one an update left locally:
+/// an insert's was filled by the local server) goes as the pipeline
+/// `[{$replaceWith: {$literal: doc}}]`: MongoDB fills such a timestamp with
+/// its own time in an insert or a replacement document, not in the result
+/// of a pipeline, so Atlas stores the same bytes. (The SecantusDB test
+/// server puts the fields of a pipeline upsert's new document in another
+/// order; MongoDB keeps the literal's.)
 async fn replace_docs(
     db: &Database,
     coll: &str,
@@ -345,7 +354,13 @@ async fn replace_docs(
             })?;
         let mut q = RawDocumentBuf::new();
         q.append("_id", id);
-        list.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
+        if crate::capture::server_fills(d.as_bytes()) {
+            let mut pipeline = RawArrayBuf::new();
+            pipeline.push(rawdoc! { "$replaceWith": { "$literal": d.clone() } });
+            list.push(rawdoc! { "q": q, "u": pipeline, "upsert": true });
+        } else {
+            list.push(rawdoc! { "q": q, "u": d.clone(), "upsert": true });
+        }
     }
     let cmd = rawdoc! { "update": coll, "updates": list, "ordered": false };
     let reply = db.run_raw_command(with_write_concern(db, cmd)).await?;
