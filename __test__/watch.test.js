@@ -254,6 +254,13 @@ test('watch() refuses bad arguments by name', async () => {
     assert.throws(() => c.watch([], { session: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /watch: unknown option 'session'/ })
     await assert.rejects(c.watch([], { fullDocument: 1 }).next(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'fullDocument' must be a string/ })
     await assert.rejects(c.watch([], { resumeAfter: 'x' }).next(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'resumeAfter' must be an object/ })
+    await assert.rejects(c.watch([], { fullDocument: 'sometimes' }).next(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /'fullDocument' must be one of 'default', .*"sometimes"/ })
+    // 'default' is MongoDB's own value (it used to reach the server as an object).
+    const dflt = c.watch([], { fullDocument: 'default' })
+    assert.equal(await dflt.tryNext(), null)
+    await c.insertOne({ _id: 'dflt' })
+    assert.equal((await dflt.next()).documentKey._id, 'dflt')
+    await dflt.close()
     // A stage the server refuses rejects with the server's error; an
     // emitter gets the same events as the driver's ('close', then 'error').
     const stageErr = await (await driver(LOCAL)).db(db).collection('c').watch([{ $nope: {} }]).next().catch((e) => e)

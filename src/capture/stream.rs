@@ -153,20 +153,32 @@ fn options(p: &Payload) -> Result<ChangeStreamOptions, SyncError> {
     let mut o = ChangeStreamOptions::default();
     for (k, v) in &d {
         match (k.as_str(), v) {
-            ("fullDocument", Bson::String(s)) => {
-                o.full_document = Some(match s.as_str() {
-                    "updateLookup" => FullDocumentType::UpdateLookup,
-                    "whenAvailable" => FullDocumentType::WhenAvailable,
-                    "required" => FullDocumentType::Required,
-                    other => FullDocumentType::Other(other.to_string()),
-                })
-            }
+            // The Rust driver sends a value it has no name for as an object
+            // (`{other: "x"}`), which the server refuses as the wrong type:
+            // only MongoDB's values are taken, `default` as none given.
+            ("fullDocument", Bson::String(s)) => o.full_document = match s.as_str() {
+                "default" => None,
+                "updateLookup" => Some(FullDocumentType::UpdateLookup),
+                "whenAvailable" => Some(FullDocumentType::WhenAvailable),
+                "required" => Some(FullDocumentType::Required),
+                _ => return Err(bad(
+                    k,
+                    &format!(
+                        "one of 'default', 'updateLookup', 'whenAvailable', 'required', got {s:?}"
+                    ),
+                )),
+            },
             ("fullDocumentBeforeChange", Bson::String(s)) => {
                 o.full_document_before_change = Some(match s.as_str() {
                     "whenAvailable" => FullDocumentBeforeChangeType::WhenAvailable,
                     "required" => FullDocumentBeforeChangeType::Required,
                     "off" => FullDocumentBeforeChangeType::Off,
-                    other => FullDocumentBeforeChangeType::Other(other.to_string()),
+                    _ => {
+                        return Err(bad(
+                            k,
+                            &format!("one of 'off', 'whenAvailable', 'required', got {s:?}"),
+                        ))
+                    }
                 })
             }
             ("resumeAfter", Bson::Document(t)) => o.resume_after = Some(token(t)?),
@@ -271,6 +283,9 @@ mod tests {
         assert!(why(doc! { "maxAwaitTimeMS": -1 }).contains("'maxAwaitTimeMS'"));
         assert!(why(doc! { "resumeAfter": "x" }).contains("'resumeAfter' must be an object"));
         assert!(why(doc! { "fullDocument": 1 }).contains("'fullDocument' must be a string"));
+        assert!(why(doc! { "fullDocument": "sometimes" })
+            .contains("must be one of 'default', 'updateLookup'"));
+        assert!(why(doc! { "fullDocumentBeforeChange": "x" }).contains("must be one of 'off'"));
         assert!(why(doc! { "session": {} }).contains("unknown option 'session'"));
     }
 }
