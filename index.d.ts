@@ -811,8 +811,18 @@ export declare class MongoError extends Error {
 export declare class MongoServerError extends MongoError {
   code: number
 }
+/** One failed operation of a bulk write, as the driver's. */
+export declare class WriteError {
+  readonly code: number
+  readonly index: number
+  readonly errmsg: string
+  readonly errInfo?: Document
+  /** The document (insert) or operation at `index`. */
+  getOperation(): Document | undefined
+  toJSON(): { code: number; index: number; errmsg: string; op: Document | undefined }
+}
 export declare class MongoBulkWriteError extends MongoServerError {
-  writeErrors: Array<{ index: number; code: number; errmsg: string }>
+  writeErrors: WriteError[]
   result?: Partial<BulkWriteResult>
   insertedCount?: number
   insertedIds?: { [index: number]: any }

@@ -22,6 +22,7 @@ export const {
   MongoCursorInUseError,
   MongoRuntimeError,
   MongoAPIError,
+  WriteError,
   MongoBatchReExecutionError,
   BSON,
   ObjectId,

@@ -529,6 +529,21 @@ test('local write errors reject with the driver error: code, name, message', asy
     assert.deepEqual(Object.keys(e.insertedIds), ['1'])
     return true
   })
+  // writeErrors are WriteErrors, as the driver's: the same fields, toJSON()
+  // and getOperation() (the document, for an insert).
+  const { WriteError } = require('..')
+  const bulkErrors = async (coll) => {
+    const e = await coll.bulkWrite([{ insertOne: { document: { _id: 20 } } }, { insertOne: { document: { _id: 20, x: 1 } } }]).catch((x) => x)
+    const w = e.writeErrors[0]
+    return { json: JSON.parse(JSON.stringify(w)), fields: [w.code, w.index, w.errmsg.replace(/collection: \S+/, '')], op: w.getOperation(), all: e.writeErrors.length }
+  }
+  const theirErrors = await bulkErrors(local.db(db).collection('errors_driver'))
+  assert.deepEqual(theirErrors.op, { _id: 20, x: 1 }, 'the premise')
+  const ourErrors = await bulkErrors(sync.db(db).collection('errors_b'))
+  assert.deepEqual({ ...ourErrors, json: { ...ourErrors.json, errmsg: undefined } }, { ...theirErrors, json: { ...theirErrors.json, errmsg: undefined } })
+  const many = await sync.db(db).collection('errors_c').insertMany([{ _id: 30 }, { _id: 30, y: 1 }]).catch((x) => x)
+  assert.ok(many.writeErrors[0] instanceof WriteError)
+  assert.deepEqual(many.writeErrors[0].getOperation(), { _id: 30, y: 1 })
   await assert.rejects(c.updateOne({ _id: 1 }, { n: 1 }), { name: 'MongoInvalidArgumentError', message: 'Update document requires atomic operators' })
   await assert.rejects(c.replaceOne({ _id: 1 }, { $set: { n: 1 } }), { name: 'MongoInvalidArgumentError' })
   const typeErr = await local.db(db).collection('errors').updateOne({ _id: 1 }, { $inc: { s: 'x' } }).catch((e) => e)

@@ -5,7 +5,7 @@
 const { ObjectId, EJSON } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
 const { checkOptions, describe, INDEX_FIELDS } = require('./options')
-const { fromNative, invalidArgument, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
+const { fromNative, invalidArgument, writeErrorsOf, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
 const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, legacyCount } = require('./cursor')
 const { BulkOperation } = require('./bulk')
 const { ChangeStream } = require('./change_stream')
@@ -167,7 +167,10 @@ class Collection {
       const r = await this._write('insertMany', { docs, options: opts })
       return { acknowledged: true, insertedCount: r.insertedCount, insertedIds: { ...ids } }
     } catch (e) {
-      if (e instanceof MongoBulkWriteError) attachInsertResult(e, ids, opts.ordered !== false)
+      if (e instanceof MongoBulkWriteError) {
+        e.writeErrors = writeErrorsOf(e.writeErrors.map((w) => w.err), docs)
+        attachInsertResult(e, ids, opts.ordered !== false)
+      }
       throw e
     }
   }
@@ -232,6 +235,9 @@ class Collection {
     const opts = checkOptions('bulkWrite', options)
     const ops = operations.map((op, i) => checkBulkOp(op, i))
     const r = await this._write('bulkWrite', { ops, options: opts })
+    // As the driver's: WriteErrors whose getOperation() is the document of
+    // an insertOne, or the operation.
+    r.writeErrors = writeErrorsOf(r.writeErrors, ops.map((op, i) => (op.insertOne ? op.insertOne.document : operations[i])))
     const result = {
       insertedCount: r.insertedCount,
       matchedCount: r.matchedCount,

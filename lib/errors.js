@@ -42,11 +42,49 @@ class MongoServerError extends MongoError {
   }
 }
 
+/**
+ * One failed operation of a bulk write, as the driver's `WriteError`: `code`,
+ * `index`, `errmsg`, `errInfo`, and `getOperation()` (the document or
+ * operation at `index`, where known). The server's other fields of the entry
+ * (`codeName`, `keyValue`, `keyPattern`) are in `err`.
+ */
+class WriteError {
+  constructor(err) {
+    this.err = err
+  }
+  get code() {
+    return this.err.code
+  }
+  get index() {
+    return this.err.index
+  }
+  get errmsg() {
+    return this.err.errmsg
+  }
+  get errInfo() {
+    return this.err.errInfo
+  }
+  getOperation() {
+    return this.err.op
+  }
+  toJSON() {
+    return { code: this.err.code, index: this.err.index, errmsg: this.err.errmsg, op: this.err.op }
+  }
+  toString() {
+    return `WriteError(${JSON.stringify(this.toJSON())})`
+  }
+}
+
+/** Entries of a bulk write's failures as `WriteError`s; `ops` (if given) are the operations they index. */
+function writeErrorsOf(list, ops) {
+  return (list || []).map((w) => (w instanceof WriteError ? w : new WriteError(ops && w.index in ops ? { ...w, op: ops[w.index] } : { ...w })))
+}
+
 class MongoBulkWriteError extends MongoServerError {
   constructor(message, fields, result) {
     super(message, fields)
     this.name = 'MongoBulkWriteError'
-    this.writeErrors = (fields.writeErrors || []).map((w) => ({ ...w, errmsg: w.errmsg, code: w.code, index: w.index }))
+    this.writeErrors = writeErrorsOf(fields.writeErrors)
     this.result = result
     if (result) {
       this.insertedCount = result.insertedCount
@@ -173,6 +211,8 @@ module.exports = {
   MongoCursorInUseError,
   MongoRuntimeError,
   MongoAPIError,
+  WriteError,
+  writeErrorsOf,
   fromNative,
   invalidArgument,
 }

@@ -36,3 +36,4 @@ module.exports = {
 }
 delete module.exports.fromNative
 delete module.exports.invalidArgument
+delete module.exports.writeErrorsOf
