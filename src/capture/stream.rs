@@ -156,18 +156,22 @@ fn options(p: &Payload) -> Result<ChangeStreamOptions, SyncError> {
             // The Rust driver sends a value it has no name for as an object
             // (`{other: "x"}`), which the server refuses as the wrong type:
             // only MongoDB's values are taken, `default` as none given.
-            ("fullDocument", Bson::String(s)) => o.full_document = match s.as_str() {
-                "default" => None,
-                "updateLookup" => Some(FullDocumentType::UpdateLookup),
-                "whenAvailable" => Some(FullDocumentType::WhenAvailable),
-                "required" => Some(FullDocumentType::Required),
-                _ => return Err(bad(
-                    k,
-                    &format!(
+            ("fullDocument", Bson::String(s)) => {
+                o.full_document = match s.as_str() {
+                    "default" => None,
+                    "updateLookup" => Some(FullDocumentType::UpdateLookup),
+                    "whenAvailable" => Some(FullDocumentType::WhenAvailable),
+                    "required" => Some(FullDocumentType::Required),
+                    _ => {
+                        return Err(bad(
+                            k,
+                            &format!(
                         "one of 'default', 'updateLookup', 'whenAvailable', 'required', got {s:?}"
                     ),
-                )),
-            },
+                        ))
+                    }
+                }
+            }
             ("fullDocumentBeforeChange", Bson::String(s)) => {
                 o.full_document_before_change = Some(match s.as_str() {
                     "whenAvailable" => FullDocumentBeforeChangeType::WhenAvailable,
