@@ -108,8 +108,12 @@ test('status --json gives health and metrics and exits 0 when healthy; plain sta
   assert.match(human.stdout, /^queue: 0 change\(s\) waiting/m)
 })
 
-test('a command that cannot run exits 1 with the error code: bad setting, sync disabled, excluded collection', async () => {
+test('a command that cannot run exits 1 with the error code: bad setting, sync disabled, excluded collection, Atlas not reachable', async () => {
+  // Nothing listens on this port: the driver's server selection error,
+  // named by its class (it has no code), not an internal error of the tool.
+  const nowhere = `mongodb://127.0.0.1:${await require('../scripts/servers').freePort()}/?directConnection=true&serverSelectionTimeoutMS=500`
   const cases = [
+    [['verify', '--collections', 'nothing', '--json'], { MONGODB_ATLAS_URI: nowhere }, 'MongoServerSelectionError', /127\.0\.0\.1/],
     [['status', '--json'], { SYNC_BATCH_SIZE: 'abc' }, 'ERR_SYNC_CONFIG', /SYNC_BATCH_SIZE="abc"/],
     [['test-basic', '--json'], { SYNC_ENABLED: 'false' }, 'ERR_SYNC_CONFIG', /test-basic needs replication on/],
     [['verify', '--collections', 'secret', '--json'], { SYNC_EXCLUDED_COLLECTIONS: 'secret' }, 'ERR_SYNC_INVALID_ARGUMENT', /excluded/],

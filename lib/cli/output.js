@@ -25,7 +25,9 @@ class Output {
 
   /** Prints an error: as `{ ok: false, error }` on stdout with --json, and always on stderr. */
   error(err) {
-    const code = err.code ?? 'ERR_SYNC_INTERNAL'
+    // A driver error without a code (a server not reachable) is named by its
+    // class, not reported as an internal error of this tool.
+    const code = err.code ?? (typeof err.name === 'string' && err.name.startsWith('Mongo') ? err.name : 'ERR_SYNC_INTERNAL')
     const message = redact(err.message || String(err))
     if (this.json) this.stdout.write(JSON.stringify({ ok: false, error: { code, message } }) + '\n')
     this.stderr.write(`dual-mongo-sync: ${message}${err.name === 'UsageError' ? '' : ` (${code})`}\n`)
