@@ -242,41 +242,69 @@ fn update_result(r: &UpdateResult) -> Document {
     d
 }
 
-/// The `_id` of the document a single-document write would pick now. The
-/// write's `let` variables go with it: its filter may use them.
-async fn target_id(
-    t: &Target<'_>,
-    filter: &Document,
+/// How a write picks its documents: the sort, collation, hint and `let`
+/// variables its read of their `_id`s must use too (its filter may name
+/// `let` variables; a collation changes what matches).
+#[derive(Clone, Default)]
+struct Targeting {
     sort: Option<Document>,
     collation: Option<Collation>,
     hint: Option<Hint>,
     let_vars: Option<Document>,
+}
+
+impl Targeting {
+    fn of_update(o: &UpdateOptions) -> Targeting {
+        Targeting {
+            sort: o.sort.clone(),
+            collation: o.collation.clone(),
+            hint: o.hint.clone(),
+            let_vars: o.let_vars.clone(),
+        }
+    }
+
+    fn of_delete(o: &DeleteOptions) -> Targeting {
+        Targeting {
+            sort: None,
+            collation: o.collation.clone(),
+            hint: o.hint.clone(),
+            let_vars: o.let_vars.clone(),
+        }
+    }
+}
+
+/// The `_id` of the document a single-document write would pick now.
+async fn target_id(
+    t: &Target<'_>,
+    filter: &Document,
+    how: &Targeting,
 ) -> Result<Option<Bson>, SyncError> {
+    let how = how.clone();
     let opts = FindOneOptions::builder()
         .projection(doc! { "_id": 1 })
-        .sort(sort)
-        .collation(collation)
-        .hint(hint)
-        .let_vars(let_vars)
+        .sort(how.sort)
+        .collation(how.collation)
+        .hint(how.hint)
+        .let_vars(how.let_vars)
         .build();
     let found = t.docs().find_one(filter.clone()).with_options(opts).await?;
     Ok(found.and_then(|d| d.get("_id").cloned()))
 }
 
-/// The `_id`s of every document a multi-document write would change now.
+/// The `_id`s of every document a multi-document write would change now
+/// (such a write has no sort).
 async fn target_ids(
     t: &Target<'_>,
     filter: &Document,
-    collation: Option<Collation>,
-    hint: Option<Hint>,
-    let_vars: Option<Document>,
+    how: &Targeting,
 ) -> Result<Vec<Bson>, SyncError> {
     use futures_util::TryStreamExt;
+    let how = how.clone();
     let opts = FindOptions::builder()
         .projection(doc! { "_id": 1 })
-        .collation(collation)
-        .hint(hint)
-        .let_vars(let_vars)
+        .collation(how.collation)
+        .hint(how.hint)
+        .let_vars(how.let_vars)
         .build();
     let cursor = t.docs().find(filter.clone()).with_options(opts).await?;
     let docs: Vec<Document> = cursor.try_collect().await?;
@@ -313,19 +341,10 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
     }
     let mut fixed = opts.clone();
     fixed.upsert = Some(false);
+    let how = Targeting::of_update(&opts);
     for attempt in 0.. {
         for _ in 0..RETARGET_TRIES {
-            let sort = opts.sort.clone();
-            let Some(id) = target_id(
-                t,
-                &filter,
-                sort,
-                opts.collation.clone(),
-                opts.hint.clone(),
-                opts.let_vars.clone(),
-            )
-            .await?
-            else {
+            let Some(id) = target_id(t, &filter, &how).await? else {
                 break;
             };
             let pinned = restrict(&filter, id.clone());
@@ -457,15 +476,9 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
         return Ok(update_result(&r));
     }
     let mut attempt = 0;
+    let how = Targeting::of_update(&opts);
     let ids = loop {
-        let ids = target_ids(
-            t,
-            &filter,
-            opts.collation.clone(),
-            opts.hint.clone(),
-            opts.let_vars.clone(),
-        )
-        .await?;
+        let ids = target_ids(t, &filter, &how).await?;
         if !ids.is_empty() {
             break ids;
         }
@@ -521,14 +534,7 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
     } else if let Some(id) = t.pinned(&filter, opts.collation.as_ref()).await? {
         t.journaled(&[id], run(filter)).await?
     } else if many {
-        let ids = target_ids(
-            t,
-            &filter,
-            opts.collation.clone(),
-            opts.hint.clone(),
-            opts.let_vars.clone(),
-        )
-        .await?;
+        let ids = target_ids(t, &filter, &Targeting::of_delete(&opts)).await?;
         let mut n = 0;
         for chunk in ids.chunks(PIN_CHUNK) {
             let pinned = restrict(&filter, Bson::Document(doc! { "$in": chunk.to_vec() }));
@@ -537,17 +543,9 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
         n
     } else {
         let mut n = 0;
+        let how = Targeting::of_delete(&opts);
         for _ in 0..RETARGET_TRIES {
-            let Some(id) = target_id(
-                t,
-                &filter,
-                None,
-                opts.collation.clone(),
-                opts.hint.clone(),
-                opts.let_vars.clone(),
-            )
-            .await?
-            else {
+            let Some(id) = target_id(t, &filter, &how).await? else {
                 break;
             };
             n = t
@@ -567,14 +565,6 @@ pub async fn delete(t: &Target<'_>, p: Payload, many: bool) -> Result<Document, 
 
 /// One findOneAnd* call: the change and the driver's own options struct
 /// (deserialized from the Node driver's option names).
-/// Sort, collation, hint and `let` variables of a write.
-type Targeting = (
-    Option<Document>,
-    Option<Collation>,
-    Option<Hint>,
-    Option<Document>,
-);
-
 enum FamOp {
     Update(Update, FindOneAndUpdateOptions),
     Replace(RawDocumentBuf, FindOneAndReplaceOptions),
@@ -619,28 +609,18 @@ impl FamOp {
         matches!(r, Some(ReturnDocument::After))
     }
 
-    /// `(sort, collation, hint)`: what picks the target document.
-    /// Sort, collation, hint and `let` variables: how it picks its document.
+    /// How it picks its document.
     fn targeting(&self) -> Targeting {
-        match self {
-            FamOp::Update(_, o) => (
-                o.sort.clone(),
-                o.collation.clone(),
-                o.hint.clone(),
-                o.let_vars.clone(),
-            ),
-            FamOp::Replace(_, o) => (
-                o.sort.clone(),
-                o.collation.clone(),
-                o.hint.clone(),
-                o.let_vars.clone(),
-            ),
-            FamOp::Delete(o) => (
-                o.sort.clone(),
-                o.collation.clone(),
-                o.hint.clone(),
-                o.let_vars.clone(),
-            ),
+        let (sort, collation, hint, let_vars) = match self {
+            FamOp::Update(_, o) => (&o.sort, &o.collation, &o.hint, &o.let_vars),
+            FamOp::Replace(_, o) => (&o.sort, &o.collation, &o.hint, &o.let_vars),
+            FamOp::Delete(o) => (&o.sort, &o.collation, &o.hint, &o.let_vars),
+        };
+        Targeting {
+            sort: sort.clone(),
+            collation: collation.clone(),
+            hint: hint.clone(),
+            let_vars: let_vars.clone(),
         }
     }
 
@@ -724,9 +704,9 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let is_delete = matches!(fam, FamOp::Delete(_));
     let after = fam.returns_after();
     let updates = |existed: bool| (!is_delete).then_some(existed);
-    let (sort, collation, hint, let_vars) = fam.targeting();
+    let how = fam.targeting();
     let pinned = if t.replicated {
-        t.pinned(&filter, collation.as_ref()).await?
+        t.pinned(&filter, how.collation.as_ref()).await?
     } else {
         pinned_id(&filter, false)
     };
@@ -740,19 +720,7 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
             Ok(raw.get_bool("includeResultMetadata").unwrap_or(false))
         };
         let looked = if after && fam.upsert() && meta()? {
-            let o = FindOneOptions::builder()
-                .projection(doc! { "_id": 1 })
-                .collation(collation.clone())
-                .hint(hint.clone())
-                .let_vars(let_vars.clone())
-                .build();
-            Some(
-                t.docs()
-                    .find_one(filter.clone())
-                    .with_options(o)
-                    .await?
-                    .is_some(),
-            )
+            Some(target_id(t, &filter, &how).await?.is_some())
         } else {
             None
         };
@@ -772,16 +740,9 @@ pub async fn find_one_and(t: &Target<'_>, p: Payload, op: &str) -> Result<Docume
     let pinned_op = fam.without_upsert();
     for attempt in 0.. {
         for _ in 0..RETARGET_TRIES {
-            let found = target_id(
-                t,
-                &filter,
-                sort.clone(),
-                collation.clone(),
-                hint.clone(),
-                let_vars.clone(),
-            )
-            .await?;
-            let Some(id) = found else { break };
+            let Some(id) = target_id(t, &filter, &how).await? else {
+                break;
+            };
             let pinned = restrict(&filter, id.clone());
             let v = t.journaled(&[id], pinned_op.run(t, pinned)).await?;
             if v.is_some() {
