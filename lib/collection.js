@@ -168,7 +168,7 @@ class Collection {
       return { acknowledged: true, insertedCount: r.insertedCount, insertedIds: { ...ids } }
     } catch (e) {
       if (e instanceof MongoBulkWriteError) {
-        e.writeErrors = writeErrorsOf(e.writeErrors.map((w) => w.err), docs)
+        e.writeErrors = writeErrorsOf(e.writeErrors, docs)
         attachInsertResult(e, ids, opts.ordered !== false)
       }
       throw e

@@ -75,9 +75,15 @@ class WriteError {
   }
 }
 
-/** Entries of a bulk write's failures as `WriteError`s; `ops` (if given) are the operations they index. */
+/**
+ * Entries of a bulk write's failures (plain, or `WriteError`s already) as
+ * `WriteError`s; with `ops`, the operations they index, for getOperation().
+ */
 function writeErrorsOf(list, ops) {
-  return (list || []).map((w) => (w instanceof WriteError ? w : new WriteError(ops && w.index in ops ? { ...w, op: ops[w.index] } : { ...w })))
+  return (list || []).map((w) => {
+    const err = w instanceof WriteError ? w.err : w
+    return new WriteError(ops && err.index in ops ? { ...err, op: ops[err.index] } : { ...err })
+  })
 }
 
 class MongoBulkWriteError extends MongoServerError {

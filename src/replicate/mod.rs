@@ -1041,20 +1041,13 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         for (item, r) in todo.into_iter().zip(results) {
             match r {
                 DocResult::Ok => done.push(item),
+                // Only a refusal with a permanent code is reported per
+                // document (`apply::read_local`); any other read error
+                // failed the whole batch above and is retried.
                 DocResult::Unreadable(code, msg) => {
                     ctx.metrics.failed.fetch_add(1, Relaxed);
                     let msg = format!("reading the local document failed: {msg}");
-                    match write_error_disposition(code) {
-                        Disposition::Transient => {
-                            ctx.record_error("reading a local document failed", &msg);
-                            retry.push(item)
-                        }
-                        Disposition::Unknown if attempt < ctx.config.max_retries => {
-                            ctx.record_error("reading a local document failed", &msg);
-                            retry.push(item)
-                        }
-                        _ => dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await,
-                    }
+                    dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
                 }
                 DocResult::Refused(code, msg) => {
                     ctx.metrics.failed.fetch_add(1, Relaxed);
