@@ -355,23 +355,32 @@ pub async fn update_one(t: &Target<'_>, p: Payload, replace: bool) -> Result<Doc
                 return Ok(update_result(&r));
             }
         }
-        if opts.upsert != Some(true) {
-            let r = run_update(t, restrict(&filter, nothing()), &change, &opts, false).await?;
-            return Ok(update_result(&r));
-        }
-        let (id, f) = upsert_target(&filter, upsert_id(&change)?);
-        match t
-            .journaled(
-                std::slice::from_ref(&id),
-                run_update(t, f, &change, &opts, false),
-            )
-            .await
-        {
+        match none_matched(t, &filter, &change, &opts, false).await {
             Err(e) if lost_upsert_race(&e, attempt) => continue,
             r => return Ok(update_result(&r?)),
         }
     }
     unreachable!("the loop returns")
+}
+
+/// An update that found no document to change: run so that it matches
+/// none, or, as an upsert, insert under an `_id` journaled first.
+async fn none_matched(
+    t: &Target<'_>,
+    filter: &Document,
+    change: &Change,
+    opts: &UpdateOptions,
+    many: bool,
+) -> Result<UpdateResult, SyncError> {
+    if opts.upsert != Some(true) {
+        return run_update(t, restrict(filter, nothing()), change, opts, many).await;
+    }
+    let (id, f) = upsert_target(filter, upsert_id(change)?);
+    t.journaled(
+        std::slice::from_ref(&id),
+        run_update(t, f, change, opts, many),
+    )
+    .await
 }
 
 /// The `_id` an upsert that found nothing inserts, and the filter to run it
@@ -482,18 +491,7 @@ pub async fn update_many(t: &Target<'_>, p: Payload) -> Result<Document, SyncErr
         if !ids.is_empty() {
             break ids;
         }
-        if opts.upsert != Some(true) {
-            let r = run_update(t, restrict(&filter, nothing()), &change, &opts, true).await?;
-            return Ok(update_result(&r));
-        }
-        let (id, f) = upsert_target(&filter, upsert_id(&change)?);
-        match t
-            .journaled(
-                std::slice::from_ref(&id),
-                run_update(t, f, &change, &opts, true),
-            )
-            .await
-        {
+        match none_matched(t, &filter, &change, &opts, true).await {
             Err(e) if lost_upsert_race(&e, attempt) => attempt += 1,
             r => return Ok(update_result(&r?)),
         }
