@@ -96,6 +96,49 @@ test('local MongoDB down: writes reject with the driver error, nothing phantom r
   }
 })
 
+test('verify() and fullSync() with a server down fail at once, naming it; with both back they work', async () => {
+  // Verify first waits (up to 30 s) for the queue to drain: with Atlas down
+  // it could not, and the error that came after did not say which server.
+  const db = uniqueDb('reconcile_down')
+  const [atlasProxy, localProxy] = await Promise.all([startProxy(atlasPort()), startProxy(Number(new URL(LOCAL).port))])
+  const localUri = `${localProxy.uri.replace('/?', `/${db}?`)}&serverSelectionTimeoutMS=1000&connectTimeoutMS=1000`
+  const sync = await createSync({ ...syncOptions(db, FAST), localUri, atlasUri: viaProxy(atlasProxy) })
+  const c = sync.collection('orders')
+  const failure = async (call) => {
+    const at = Date.now()
+    const e = await call().then(() => null, (e) => e)
+    return { name: e && e.name, message: e && e.message, ms: Date.now() - at }
+  }
+  try {
+    await c.insertMany([{ _id: 1 }, { _id: 2 }])
+    await sync.flush({ timeoutMs: 30000 })
+    atlasProxy.set('cut')
+    totals.faults += 1
+    await c.insertOne({ _id: 3 }) // pending: Atlas cannot take it
+    for (const [what, call] of [['verify', () => sync.verify()], ['fullSync', () => sync.fullSync()]]) {
+      const f = await failure(call)
+      assert.equal(f.name, 'MongoServerSelectionError', `${what}: ${f.message}`)
+      assert.match(f.message, /^Atlas: /, what)
+      assert.ok(f.ms < 15000, `${what} failed after ${f.ms} ms, not at once`)
+    }
+    atlasProxy.set('pass')
+    localProxy.set('cut')
+    for (const [what, call] of [['verify', () => sync.verify()], ['fullSync', () => sync.fullSync()]]) {
+      const f = await failure(call)
+      assert.equal(f.name, 'MongoServerSelectionError', `${what}: ${f.message}`)
+      assert.match(f.message, /^local MongoDB: /, what)
+    }
+    localProxy.set('pass')
+    await sync.flush({ timeoutMs: 60000 })
+    assert.equal((await sync.verify()).differences, 0)
+    assert.equal((await sync.fullSync()).state, 'done')
+    await compareAll(db, ['orders'])
+  } finally {
+    await sync.close()
+    await Promise.all([atlasProxy.close(), localProxy.close()])
+  }
+})
+
 test('a local write whose connection fails is copied only after the grace, in case it still lands', async () => {
   // A connection that breaks after the command may have been sent leaves
   // the outcome unknown: the server can still apply it later. Its intent

@@ -46,6 +46,11 @@ pub enum SyncError {
     /// dropped, found again by the engine (see `capture::write::insert_one`).
     #[error("{}", describe(.0))]
     MongoWith(mongodb::error::Error, Box<Document>),
+    /// A MongoDB error of one of the two servers, named first in the
+    /// message (`Atlas: ...`): for work that reads both (verify, full
+    /// sync), where the driver's message does not say which one failed.
+    #[error("{}: {}", .0, describe(.1))]
+    MongoOn(&'static str, mongodb::error::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -77,6 +82,15 @@ impl SyncError {
         SyncError::InvalidArgument(msg.into())
     }
 
+    /// A MongoDB error of `server` ("Atlas", "local MongoDB") named as
+    /// such ([`SyncError::MongoOn`]); other errors as they are.
+    pub fn on(self, server: &'static str) -> SyncError {
+        match self {
+            SyncError::Mongo(e) => SyncError::MongoOn(server, e),
+            other => other,
+        }
+    }
+
     pub fn journal(path: &std::path::Path, e: impl std::fmt::Display) -> SyncError {
         SyncError::Journal {
             path: path.display().to_string(),
@@ -93,7 +107,7 @@ impl SyncError {
             SyncError::Journal { .. } => Kind::Journal,
             SyncError::Timeout(_) => Kind::Timeout,
             SyncError::Conflict(_) => Kind::Conflict,
-            SyncError::Mongo(_) | SyncError::MongoWith(..) => Kind::Mongo,
+            SyncError::Mongo(_) | SyncError::MongoWith(..) | SyncError::MongoOn(..) => Kind::Mongo,
             SyncError::Internal(_) => Kind::Internal,
         }
     }
@@ -102,7 +116,8 @@ impl SyncError {
     /// failed or was cleared while the command may have been on its way (a
     /// server's error reply, or no server to send to, says it was not).
     pub fn outcome_unknown(&self) -> bool {
-        let (SyncError::Mongo(e) | SyncError::MongoWith(e, _)) = self else {
+        let (SyncError::Mongo(e) | SyncError::MongoWith(e, _) | SyncError::MongoOn(_, e)) = self
+        else {
             return false;
         };
         may_have_been_sent(e)
@@ -139,6 +154,13 @@ impl SyncError {
                     for (k, x) in from {
                         to.entry(k).or_insert(x);
                     }
+                }
+                v
+            }
+            SyncError::MongoOn(server, e) => {
+                let mut v = mongo_payload(e);
+                if let Some(m) = v.get("message").and_then(Value::as_str) {
+                    v["message"] = Value::String(format!("{server}: {m}"));
                 }
                 v
             }

@@ -197,6 +197,8 @@ impl FullSync {
         requested: Option<Vec<String>>,
     ) -> Result<String, SyncError> {
         let _one = self.starting.lock().await;
+        // Both servers answer, or the error says which one does not.
+        super::reachable(&ctx).await?;
         let collections = resolve_scope(&ctx, requested).await?;
         // Another process may start or take one between the read of the
         // checkpoint and the swap: then look again.

@@ -39,6 +39,25 @@ pub struct Ctx {
     pub default_db: String,
 }
 
+/// The two servers as errors name them ([`SyncError::on`]).
+pub const LOCAL: &str = "local MongoDB";
+pub const ATLAS: &str = "Atlas";
+
+/// Pings both servers; the error of one that does not answer names it.
+/// Within the clients' own server selection timeouts, as any call.
+pub async fn reachable(ctx: &Ctx) -> Result<(), SyncError> {
+    let ping = |client: Client, server: &'static str| async move {
+        client
+            .database("admin")
+            .run_command(mongodb::bson::doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(|e| SyncError::from(e).on(server))
+    };
+    tokio::try_join!(ping(ctx.local.clone(), LOCAL), ping(ctx.atlas.get(), ATLAS))?;
+    Ok(())
+}
+
 /// Waits until every journal entry up to `target` left the journal.
 pub async fn drained(
     j: &Journal,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use mongodb::bson::doc;
 use mongodb::Client;
 
-use super::Ctx;
+use super::{Ctx, ATLAS, LOCAL};
 use crate::error::SyncError;
 
 /// The collections of `db`, without views (their documents are another
@@ -57,8 +57,14 @@ pub async fn resolve_scope(
         }
         _ => {
             let db = ctx.default_db.clone();
-            let mut names = collection_names(&ctx.local, &db).await?;
-            names.extend(collection_names(&ctx.atlas.get(), &db).await?);
+            let mut names = collection_names(&ctx.local, &db)
+                .await
+                .map_err(|e| e.on(LOCAL))?;
+            names.extend(
+                collection_names(&ctx.atlas.get(), &db)
+                    .await
+                    .map_err(|e| e.on(ATLAS))?,
+            );
             for coll in names {
                 if !coll.starts_with("system.") && ctx.config.is_replicated(&db, &coll) {
                     out.insert((db.clone(), coll));

@@ -20,7 +20,7 @@ use mongodb::bson::{doc, Bson, Document, RawDocumentBuf};
 use mongodb::Client;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{drained, resolve_scope, Ctx};
+use super::{drained, resolve_scope, Ctx, ATLAS, LOCAL};
 use crate::capture::key_of;
 use crate::error::SyncError;
 use crate::journal::{now_ms, Journal};
@@ -65,33 +65,41 @@ impl Summary {
     }
 }
 
-/// Streams a collection, calling `f(id, canon, bucket, doc hash)` per document.
+/// Streams a collection of `server` (named in its errors), calling
+/// `f(id, canon, bucket, doc hash)` per document.
 async fn stream(
-    client: &Client,
+    (server, client): (&'static str, &Client),
     db: &str,
     coll: &str,
     mut f: impl FnMut(Bson, Canon, usize, u64),
 ) -> Result<(), SyncError> {
-    let mut cursor = client
-        .database(db)
-        .collection::<RawDocumentBuf>(coll)
-        .find(doc! {})
-        .await?;
-    while let Some(d) = cursor.try_next().await? {
-        let Some(id) = raw_id(&d) else { continue };
-        let c = canon_id(&id);
-        let b = bucket_of(&c);
-        f(id, c, b, xxh3_64(d.as_bytes()));
-    }
-    Ok(())
+    let scan = async {
+        let mut cursor = client
+            .database(db)
+            .collection::<RawDocumentBuf>(coll)
+            .find(doc! {})
+            .await?;
+        while let Some(d) = cursor.try_next().await? {
+            let Some(id) = raw_id(&d) else { continue };
+            let c = canon_id(&id);
+            let b = bucket_of(&c);
+            f(id, c, b, xxh3_64(d.as_bytes()));
+        }
+        Ok::<_, mongodb::error::Error>(())
+    };
+    scan.await.map_err(|e| SyncError::from(e).on(server))
 }
 
-async fn summarize(client: &Client, db: &str, coll: &str) -> Result<Summary, SyncError> {
+async fn summarize(
+    server: (&'static str, &Client),
+    db: &str,
+    coll: &str,
+) -> Result<Summary, SyncError> {
     let mut s = Summary {
         count: vec![0; BUCKETS],
         sum: vec![0; BUCKETS],
     };
-    stream(client, db, coll, |_, _, b, h| {
+    stream(server, db, coll, |_, _, b, h| {
         s.count[b] += 1;
         s.sum[b] = s.sum[b].wrapping_add(h);
     })
@@ -150,12 +158,14 @@ async fn diff_buckets(
     let only_atlas: Vec<bool> = (0..BUCKETS)
         .map(|b| a.count[b] > 0 && l.count[b] == 0)
         .collect();
-    for (kind, client, wanted) in [
-        (0, ctx.local.clone(), &only_local),
-        (1, ctx.atlas.get(), &only_atlas),
+    for (kind, server, client, wanted) in [
+        (0, LOCAL, ctx.local.clone(), &only_local),
+        (1, ATLAS, ctx.atlas.get(), &only_atlas),
     ] {
         if wanted.iter().any(|w| *w) {
-            one_sided(ctx, &client, &ns, wanted, repair, |ids| diff.add(kind, ids)).await?;
+            one_sided(ctx, &client, &ns, wanted, repair, |ids| diff.add(kind, ids))
+                .await
+                .map_err(|e| e.on(server))?;
         }
     }
     let differing: Vec<usize> = (0..BUCKETS)
@@ -177,14 +187,14 @@ async fn diff_buckets(
         let mut wanted = vec![false; BUCKETS];
         group.iter().for_each(|&b| wanted[b] = true);
         let mut local: HashMap<Canon, (Bson, u64)> = HashMap::new();
-        stream(&ctx.local, db, coll, |id, c, b, h| {
+        stream((LOCAL, &ctx.local), db, coll, |id, c, b, h| {
             if wanted[b] {
                 local.insert(c, (id, h));
             }
         })
         .await?;
         let (mut different, mut extra) = (Vec::new(), Vec::new());
-        stream(&ctx.atlas.get(), db, coll, |id, c, b, h| {
+        stream((ATLAS, &ctx.atlas.get()), db, coll, |id, c, b, h| {
             if wanted[b] {
                 match local.remove(&c) {
                     Some((_, lh)) if lh == h => {}
@@ -260,6 +270,9 @@ fn listed(ids: &[Bson]) -> Bson {
 /// Compares the collections in scope; with `repair`, queues the differing
 /// documents and waits for the replicator to copy them.
 pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncError> {
+    // Not the wait below for a queue that cannot drain, and then an error
+    // that does not say which server failed.
+    super::reachable(ctx).await?;
     let settled = drained(&ctx.journal, ctx.journal.max_seq().await?, Some(SETTLE)).await?;
     let scope = resolve_scope(ctx, opts.collections).await?;
     let mut reports = Vec::new();
@@ -289,8 +302,8 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
         }
         let atlas = ctx.atlas.get();
         let (l, a) = tokio::try_join!(
-            summarize(&ctx.local, &db, &coll),
-            summarize(&atlas, &db, &coll)
+            summarize((LOCAL, &ctx.local), &db, &coll),
+            summarize((ATLAS, &atlas), &db, &coll)
         )?;
         let diff = diff_buckets(ctx, &db, &coll, &l, &a, opts.repair).await?;
         let n = diff.total();
@@ -307,8 +320,8 @@ pub async fn verify(ctx: &Ctx, opts: VerifyOptions) -> Result<Document, SyncErro
             // or one still on its way is no repair.
             let atlas_now = ctx.atlas.get();
             let (l, a) = tokio::try_join!(
-                summarize(&ctx.local, &db, &coll),
-                summarize(&atlas_now, &db, &coll)
+                summarize((LOCAL, &ctx.local), &db, &coll),
+                summarize((ATLAS, &atlas_now), &db, &coll)
             )?;
             let left = diff_buckets(ctx, &db, &coll, &l, &a, false).await?.total();
             fixed = n.saturating_sub(left);
@@ -386,8 +399,16 @@ async fn index_diff(
     coll: &str,
 ) -> Result<(Vec<String>, Vec<String>), SyncError> {
     let (l, a) = tokio::try_join!(
-        indexes::list(&ctx.local, db, coll),
-        indexes::list(atlas, db, coll)
+        async {
+            indexes::list(&ctx.local, db, coll)
+                .await
+                .map_err(|e| SyncError::from(e).on(LOCAL))
+        },
+        async {
+            indexes::list(atlas, db, coll)
+                .await
+                .map_err(|e| SyncError::from(e).on(ATLAS))
+        },
     )?;
     Ok(indexes::compare(
         &l.unwrap_or_default(),
