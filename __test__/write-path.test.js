@@ -695,6 +695,52 @@ test('cursors chain like the driver: sort/skip/limit/project/map and async itera
   assert.deepEqual(await agg.clone().toArray(), [{ _id: 8, sq: 64 }, { _id: 9, sq: 81 }])
 })
 
+test('sorts are read as the driver reads them, in every form, and pick the same document for a write', async () => {
+  // ['a', 'desc'] is a field and its direction, not two fields; fields named
+  // like integers keep their place (a plain object would put them first).
+  const seed = [{ _id: 1, a: 1, 2: 2 }, { _id: 2, a: 1, 2: 1 }, { _id: 3, a: 0, 2: 3 }, { _id: 4, a: 2, 2: 0 }]
+  const ours = sync.db(db).collection('sorts')
+  const theirs = local.db(db).collection('sorts_driver')
+  await ours.insertMany(seed.map((d) => ({ ...d })))
+  await theirs.insertMany(seed.map((d) => ({ ...d })))
+  const ids = (docs) => docs.map((d) => d._id)
+  const sorts = [['a', 'desc'], ['a', 'asc'], ['a', '-1'], ['a', 'Descending'], [['a', 1], ['2', 1]], [['a', -1], ['2', -1]],
+    new Map([['a', -1], ['2', -1]]), new Map([['a', 1], ['2', 1]]), 'a', ['a', '2'], { a: 'descending', 2: 1 }, {}, [], new Map()]
+  for (const sort of sorts) {
+    const what = `sort ${JSON.stringify(sort instanceof Map ? [...sort] : sort)}`
+    const want = ids(await theirs.find({}, { sort }).toArray())
+    assert.deepEqual(ids(await ours.find({}, { sort }).toArray()), want, what)
+    assert.deepEqual(ids(await ours.find({}).sort(sort).toArray()), want, `${what} (cursor.sort)`)
+    assert.deepEqual(await ours.findOne({}, { sort }), await theirs.findOne({}, { sort }), `${what} (findOne)`)
+  }
+  assert.deepEqual(ids(await ours.find({}).sort('a', 'desc').toArray()), ids(await theirs.find({}).sort('a', 'desc').toArray()))
+  assert.deepEqual(ids(await theirs.find({}, { sort: ['a', 'desc'] }).toArray()), [4, 1, 2, 3], 'the premise: a direction')
+  // The same writes on both collections pick the same documents.
+  for (const sort of [['a', 'desc'], [['a', 1], ['2', 1]], new Map([['a', -1], ['2', -1]])]) {
+    for (const c of [ours, theirs]) {
+      await c.findOneAndUpdate({}, { $inc: { n: 1 } }, { sort })
+      await c.updateOne({}, { $inc: { u: 1 } }, { sort })
+      await c.bulkWrite([{ updateOne: { filter: {}, update: { $inc: { b: 1 } }, sort } }])
+    }
+  }
+  assert.equal((await theirs.findOne({ _id: 4 })).n, 2, 'the premise: descending sorts picked _id 4')
+  for (const c of [ours, theirs]) {
+    await c.replaceOne({}, { a: 5, replaced: true }, { sort: ['a', 'asc'] })
+    await c.bulkWrite([{ replaceOne: { filter: {}, replacement: { a: 6, bulk: true }, sort: { _id: -1 } } }])
+    await c.findOneAndDelete({}, { sort: [['2', -1]] })
+  }
+  const all = async (c) => c.find({}, { sort: { _id: 1 } }).toArray()
+  assert.deepEqual(await all(ours), await all(theirs))
+  // A bad direction is refused as the driver refuses it.
+  const err = (call) => Promise.resolve().then(call).then(() => null, (e) => ({ name: e.name, message: e.message }))
+  const bad = { a: 'sideways' }
+  assert.deepEqual(await err(() => ours.find({}, { sort: bad }).toArray()), await err(() => theirs.find({}, { sort: bad }).toArray()))
+  assert.deepEqual(await err(() => ours.updateOne({}, { $set: { z: 1 } }, { sort: { a: 2 } })), await err(() => theirs.updateOne({}, { $set: { z: 1 } }, { sort: { a: 2 } })))
+  assert.equal((await err(() => ours.find({}, { sort: bad }).toArray())).name, 'MongoInvalidArgumentError', 'the premise')
+  await sync.flush({ timeoutMs: 30000 })
+  await assertSame(local, atlas, db, ['sorts'])
+})
+
 test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {
   // The driver keeps a closed cursor's buffered documents readable; so do we.
   await local.db(db).collection('ends').insertMany(Array.from({ length: 5 }, (_, i) => ({ _id: i })))

@@ -4,9 +4,9 @@
 // engine replicates them to Atlas in the background.
 const { ObjectId, EJSON } = require('bson')
 const { encode, decode, decodeAll } = require('./bson')
-const { checkOptions, describe, INDEX_FIELDS } = require('./options')
+const { checkOptions, describe, formatSort, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, writeErrorsOf, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
-const { FindCursor, AggregationCursor, ListIndexesCursor, normalizeSort, legacyCount } = require('./cursor')
+const { FindCursor, AggregationCursor, ListIndexesCursor, legacyCount } = require('./cursor')
 const { BulkOperation } = require('./bulk')
 const { ChangeStream } = require('./change_stream')
 
@@ -205,7 +205,6 @@ class Collection {
 
   async _findOneAnd(method, args, options) {
     const opts = checkOptions(method, options)
-    if (opts.sort !== undefined) opts.sort = normalizeSort(opts.sort)
     const r = await this._write(method, { ...args, options: opts })
     return opts.includeResultMetadata ? { value: r.value, ok: 1, lastErrorObject: r.lastErrorObject } : r.value
   }
@@ -304,7 +303,6 @@ class Collection {
 
   async findOne(filter, options) {
     const opts = checkOptions('findOne', options)
-    if (opts.sort !== undefined) opts.sort = normalizeSort(opts.sort)
     const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', filter), options: opts })
     return buf.length ? decode(buf) : null
   }
@@ -573,10 +571,16 @@ function checkBulkOp(op, i) {
   const known = ['filter', 'collation', 'hint']
   if (name === 'updateOne' || name === 'updateMany') known.push('update', 'upsert', 'arrayFilters')
   if (name === 'replaceOne') known.push('replacement', 'upsert')
+  // Which document a single update or replace picks (MongoDB 8.0).
+  if (name === 'updateOne' || name === 'replaceOne') known.push('sort')
   for (const k of Object.keys(body)) {
     if (!known.includes(k)) throw invalidArgument(`${where}: unknown field '${k}'; allowed: ${known.join(', ')}`)
   }
   const out = { ...body, filter }
+  if ('sort' in out) {
+    out.sort = formatSort(out.sort)
+    if (out.sort === undefined) delete out.sort
+  }
   if (name === 'updateOne' || name === 'updateMany') needUpdate(where, body.update)
   if (name === 'replaceOne') needReplacement(where, body.replacement)
   return { [name]: out }

@@ -4,30 +4,9 @@
 // the engine keeps the server's cursor open between batches.
 const { Readable } = require('node:stream')
 const { invalidArgument, MongoAPIError, MongoCursorInUseError, MongoInvalidArgumentError } = require('./errors')
+const { formatSort } = require('./options')
 
 let countWarned = false
-
-function normalizeSort(sort) {
-  if (sort === undefined || sort === null) return undefined
-  const dir = (v) => {
-    if (v === 1 || v === -1) return v
-    if (typeof v === 'object' && v !== null && '$meta' in v) return v
-    const s = String(v).toLowerCase()
-    if (s === 'asc' || s === 'ascending') return 1
-    if (s === 'desc' || s === 'descending') return -1
-    throw invalidArgument(`sort direction must be 1, -1, 'asc' or 'desc', got ${JSON.stringify(v)}`)
-  }
-  if (typeof sort === 'string') return { [sort]: 1 }
-  if (sort instanceof Map) return Object.fromEntries([...sort].map(([k, v]) => [k, dir(v)]))
-  if (Array.isArray(sort)) {
-    if (sort.length === 2 && typeof sort[0] === 'string' && !Array.isArray(sort[1]) && typeof sort[1] !== 'string') {
-      return { [sort[0]]: dir(sort[1]) }
-    }
-    return Object.fromEntries(sort.map((s) => (Array.isArray(s) ? [s[0], dir(s[1])] : [s, 1])))
-  }
-  if (typeof sort === 'object') return Object.fromEntries(Object.entries(sort).map(([k, v]) => [k, dir(v)]))
-  throw invalidArgument(`sort must be an object, an array or a field name, got ${typeof sort}`)
-}
 
 /**
  * The options of the driver's deprecated `count` as `countDocuments`
@@ -321,12 +300,11 @@ class FindCursor extends BaseCursor {
     super(collection, () => collection._find(this._filter, this._options))
     this._filter = filter
     this._options = { ...options }
-    if (this._options.sort !== undefined) this._options.sort = normalizeSort(this._options.sort)
   }
 
 
   sort(s, dir) {
-    return this._set('sort', normalizeSort(dir === undefined ? s : { [s]: dir }))
+    return this._set('sort', formatSort(s, dir))
   }
   limit(n) {
     return this._set('limit', n)
@@ -487,4 +465,4 @@ class AggregationCursor extends BaseCursor {
 /** `collection.listIndexes()`: the index list, read in one batch (a collection has at most 64). */
 class ListIndexesCursor extends BaseCursor {}
 
-module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, normalizeSort, legacyCount }
+module.exports = { ListIndexesCursor, FindCursor, AggregationCursor, legacyCount }

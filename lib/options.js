@@ -1,7 +1,7 @@
 'use strict'
 // The options each method accepts, with the official Node driver's names.
 // Anything else is refused with a clear error instead of being ignored.
-const { invalidArgument } = require('./errors')
+const { invalidArgument, MongoInvalidArgumentError } = require('./errors')
 
 const W = ['comment']
 const ALLOWED = {
@@ -100,7 +100,54 @@ function checkOptions(method, options) {
   if ('maxTimeMS' in out && !(Number.isSafeInteger(out.maxTimeMS) && out.maxTimeMS >= 0)) {
     throw invalidArgument(`${method}: option 'maxTimeMS' must be a whole number of milliseconds >= 0, got ${describe(out.maxTimeMS)}`)
   }
+  if ('sort' in out) {
+    out.sort = formatSort(out.sort)
+    if (out.sort === undefined) delete out.sort
+  }
   return out
+}
+
+/**
+ * A sort as the driver's `formatSort` reads it: a field name (with
+ * `direction`), `{ field: dir }`, a Map, `[field, dir]`, `[[field, dir], ...]`
+ * or `[field, ...]`; a direction is 1, -1, 'asc', 'desc', 'ascending',
+ * 'descending' (any case, also as strings '1' and '-1') or `{ $meta }`.
+ * Returns a Map, which keeps the fields in the given order where an object
+ * would put integer-like names first; `undefined` for no sort (an empty one).
+ */
+function formatSort(sort, direction) {
+  if (sort === undefined || sort === null) return undefined
+  if (typeof sort === 'string') return new Map([[sort, sortDirection(direction)]])
+  if (typeof sort !== 'object') {
+    throw new MongoInvalidArgumentError(`Invalid sort format: ${JSON.stringify(sort)} Sort must be a valid object`)
+  }
+  const entries = (list) => new Map(list.map(([k, v]) => [`${k}`, sortDirection(v)]))
+  if (!Array.isArray(sort)) {
+    if (sort instanceof Map) return sort.size ? entries([...sort]) : undefined
+    return Object.keys(sort).length ? entries(Object.entries(sort)) : undefined
+  }
+  if (!sort.length) return undefined
+  if (Array.isArray(sort[0])) return entries(sort)
+  if (sort.length === 2 && isSortDirection(sort[1])) return entries([sort])
+  return new Map(sort.map((k) => [`${k}`, 1]))
+}
+
+function sortDirection(d = 1) {
+  if (typeof d === 'object' && d !== null && typeof d.$meta === 'string') return d
+  switch (`${d}`.toLowerCase()) {
+    case '1': case 'asc': case 'ascending': return 1
+    case '-1': case 'desc': case 'descending': return -1
+    default: throw new MongoInvalidArgumentError(`Invalid sort direction: ${JSON.stringify(d)}`)
+  }
+}
+
+function isSortDirection(d) {
+  try {
+    sortDirection(d)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function describe(v) {
@@ -110,4 +157,4 @@ function describe(v) {
   return typeof v === 'object' ? `an object (${v.constructor ? v.constructor.name : 'Object'})` : `${typeof v} ${String(v)}`
 }
 
-module.exports = { checkOptions, describe, ALLOWED, INDEX_FIELDS }
+module.exports = { checkOptions, describe, formatSort, ALLOWED, INDEX_FIELDS }
