@@ -53,10 +53,58 @@ test('$-prefixed keys: refused where MongoDB forbids them, replicated exactly wh
   await assert.rejects(c.updateOne({ _id: 1 }, { a: 2 }), { name: 'MongoInvalidArgumentError' })
   // MongoDB 5.0+ accepts $-prefixed and dotted field names inside documents
   await c.insertOne({ _id: 2, nested: { $price: 5 }, 'dotted.name': true })
+  // and $-prefixed ones at the top level from an insert, but not in a
+  // replacement document: later changes of such a document must still
+  // reach Atlas, where a copy as a replacement would be refused.
+  await c.insertMany([{ _id: 3, $price: 10, qty: 1 }, { _id: 4, $price: 20, qty: 1 }, { _id: 5, $price: 30, qty: 1 }])
   await sync.flush({ timeoutMs: 30000 })
+  await c.updateOne({ _id: 3 }, { $set: { qty: 2 } })
+  await c.findOneAndUpdate({ _id: 4 }, { $inc: { qty: 5 } })
+  await c.bulkWrite([{ updateOne: { filter: { _id: 5 }, update: { $set: { qty: 3 } } } }])
+  await sync.flush({ timeoutMs: 30000 })
+  const m = await sync.metrics()
   await sync.close()
+  assert.equal(m.deadLettered, 0, JSON.stringify(m.lastError))
   const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  assert.deepEqual(await atlas.db(db).collection('d').find({ _id: { $gte: 3 } }).toArray(), [
+    { _id: 3, $price: 10, qty: 2 }, { _id: 4, $price: 20, qty: 6 }, { _id: 5, $price: 30, qty: 3 },
+  ])
   await assertSame(local, atlas, db, ['d'])
+})
+
+test('arguments nested too deep for the engine are refused by name; the process lives, and what MongoDB takes still works', async () => {
+  // Converting BSON recurses once per level: a few hundred levels in a
+  // filter overflowed a thread's stack and killed Node (SIGSEGV).
+  const db = uniqueDb('deep')
+  const sync = await createSync(syncOptions(db))
+  const c = sync.collection('d')
+  const theirs = (await driver(LOCAL)).db(db).collection('d')
+  const deep = (n) => {
+    let d = { x: 1 }
+    for (let i = 1; i < n; i++) d = { o: d }
+    return d
+  }
+  try {
+    await c.insertOne({ _id: 1, v: deep(50) })
+    // As deep as MongoDB lets a document be, and more in a filter: as the driver.
+    for (const n of [100, 150]) {
+      assert.deepEqual(await c.find({ v: deep(n) }).toArray(), await theirs.find({ v: deep(n) }).toArray())
+    }
+    assert.equal((await c.find({ v: deep(50) }).toArray()).length, 1, 'the premise: a deep filter matches')
+    const refused = { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /nested more than 200 levels deep/ }
+    for (const n of [300, 600, 5000]) {
+      await assert.rejects(c.find({ v: deep(n) }).toArray(), refused)
+      await assert.rejects(c.countDocuments({ v: deep(n) }), refused)
+      await assert.rejects(c.aggregate([{ $match: { v: deep(n) } }]).toArray(), refused)
+      await assert.rejects(c.deleteMany({ v: deep(n) }), refused)
+      await assert.rejects(c.updateOne({ v: deep(n) }, { $set: { a: 1 } }, { hint: { _id: 1 } }), refused)
+      await assert.rejects(c.insertOne({ _id: n, v: deep(n) }), refused)
+      await assert.rejects(c.bulkWrite([{ updateOne: { filter: { v: deep(n) }, update: { $set: { a: 1 } } } }]), refused)
+    }
+    assert.equal(await c.countDocuments(), 1, 'nothing refused was written')
+  } finally {
+    await sync.close()
+  }
 })
 
 test('a damaged journal stops createSync with ERR_SYNC_JOURNAL and is kept, never silently replaced', async () => {

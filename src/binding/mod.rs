@@ -272,6 +272,10 @@ fn init_runtime() {
         .worker_threads(threads)
         // Named so `top -H` tells it from the replicator's thread.
         .thread_name("dual-sync-calls")
+        // Room for documents nested as deep as `Payload` lets through, in
+        // a debug build too (tokio's default is 2 MiB); only what is used
+        // is ever backed by memory.
+        .thread_stack_size(crate::replicate::STACK_SIZE)
         .enable_all()
         .build()
     {

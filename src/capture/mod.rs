@@ -346,36 +346,43 @@ pub(crate) fn server_fills(doc: &[u8]) -> bool {
         };
         let key = &doc[at + 1..at + 1 + nul];
         let v = at + 2 + nul;
-        let int = |o: usize| -> Option<usize> {
-            let b = doc.get(v + o..v + o + 4)?;
-            usize::try_from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
-        };
-        let cstr = |from: usize| doc.get(from..)?.iter().position(|&b| b == 0).map(|n| n + 1);
-        let size = match kind {
-            0x01 | 0x09 | 0x12 => Some(8),
-            0x11 => {
-                if key != b"_id" && doc.get(v..v + 8) == Some(&[0u8; 8][..]) {
-                    return true;
-                }
-                Some(8)
-            }
-            0x02 | 0x0D | 0x0E => int(0).map(|n| 4 + n),
-            0x03 | 0x04 | 0x0F => int(0),
-            0x05 => int(0).map(|n| 5 + n),
-            0x06 | 0x0A | 0x7F | 0xFF => Some(0),
-            0x07 => Some(12),
-            0x08 => Some(1),
-            0x0B => cstr(v).and_then(|a| cstr(v + a).map(|b| a + b)),
-            0x0C => int(0).map(|n| 4 + n + 12),
-            0x10 => Some(4),
-            0x13 => Some(16),
-            _ => None,
-        };
-        match size {
+        if kind == 0x11 && key != b"_id" && doc.get(v..v + 8) == Some(&[0u8; 8][..]) {
+            return true;
+        }
+        match value_len(doc, kind, v) {
             Some(n) => at = v + n,
             None => return true,
         }
     }
+}
+
+/// The length of the value of BSON type `kind` at `doc[v..]`, from its
+/// fixed size or its length prefix; `None` for an unknown type or a value
+/// that does not fit in `doc`.
+pub(crate) fn value_len(doc: &[u8], kind: u8, v: usize) -> Option<usize> {
+    let int = |o: usize| -> Option<usize> {
+        let b = doc.get(v + o..v + o + 4)?;
+        usize::try_from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok()
+    };
+    let cstr = |from: usize| doc.get(from..)?.iter().position(|&b| b == 0).map(|n| n + 1);
+    let n = match kind {
+        0x01 | 0x09 | 0x11 | 0x12 => 8,
+        0x02 | 0x0D | 0x0E => 4 + int(0)?,
+        0x03 | 0x04 | 0x0F => int(0)?,
+        0x05 => 5 + int(0)?,
+        0x06 | 0x0A | 0x7F | 0xFF => 0,
+        0x07 => 12,
+        0x08 => 1,
+        0x0B => {
+            let a = cstr(v)?;
+            a + cstr(v + a)?
+        }
+        0x0C => 4 + int(0)? + 12,
+        0x10 => 4,
+        0x13 => 16,
+        _ => return None,
+    };
+    (v + n <= doc.len()).then_some(n)
 }
 
 /// Which of `n` inserted documents the server stored: all on success; on

@@ -6,6 +6,68 @@ use serde::de::DeserializeOwned;
 
 use crate::error::SyncError;
 
+/// Arguments nested deeper than this (documents and arrays, the arguments'
+/// own document counting as one) are refused before anything reads them:
+/// converting BSON recurses once per level, and a stack overflow ends the
+/// Node process. MongoDB supports 100 levels in a document; the arguments
+/// (`{ docs: [doc] }`, a bulkWrite's `{ ops: [{ updateOne: { filter } }] }`)
+/// add a few around their documents, and a filter or pipeline wraps a
+/// stored document's values in a few more.
+pub const MAX_DEPTH: usize = 200;
+
+/// Whether documents and arrays in the BSON document `doc` nest more than
+/// `max` levels deep (a code-with-scope's scope counting as one), walked
+/// without recursion. Malformed bytes end the walk with `false`: the
+/// reader that meets them reports them.
+pub fn nested_deeper(doc: &[u8], max: usize) -> bool {
+    let Some(last) = doc.len().checked_sub(1) else {
+        return false;
+    };
+    // Where each open document or array ends (its terminating NUL).
+    let mut ends = vec![last];
+    let mut at = 4;
+    while let Some(&end) = ends.last() {
+        if at >= end {
+            if at > end {
+                return false;
+            }
+            ends.pop();
+            at += 1;
+            continue;
+        }
+        let kind = doc[at];
+        let Some(nul) = doc[at + 1..end].iter().position(|&b| b == 0) else {
+            return false;
+        };
+        let v = at + 2 + nul;
+        let Some(len) = super::value_len(doc, kind, v) else {
+            return false;
+        };
+        // A document, an array, or a code-with-scope's scope after its code.
+        let inner = match kind {
+            0x03 | 0x04 => Some(v),
+            0x0F => doc
+                .get(v + 4..v + 8)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .and_then(|n| usize::try_from(n).ok())
+                .map(|n| v + 8 + n),
+            _ => None,
+        };
+        match inner {
+            Some(start) if start + 5 <= v + len && v + len <= end => {
+                ends.push(v + len - 1);
+                if ends.len() > max {
+                    return true;
+                }
+                at = start + 4;
+            }
+            Some(_) => return false,
+            None => at = v + len,
+        }
+    }
+    false
+}
+
 /// Arguments of one Collection call.
 pub struct Payload {
     raw: RawDocumentBuf,
@@ -22,6 +84,12 @@ impl Payload {
         let raw = RawDocumentBuf::from_bytes(bytes).map_err(|e| {
             SyncError::invalid(format!("{method}: arguments are not valid BSON: {e}"))
         })?;
+        if nested_deeper(raw.as_bytes(), MAX_DEPTH) {
+            return Err(SyncError::invalid(format!(
+                "{method}: the arguments are nested more than {MAX_DEPTH} levels deep \
+                 (MongoDB supports 100 levels of nesting in a document)"
+            )));
+        }
         Ok(Payload {
             raw,
             method: method.to_string(),
@@ -200,4 +268,64 @@ pub fn max_time(opts: &Document) -> Option<std::time::Duration> {
         _ => return None,
     };
     Some(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{doc, rawdoc, Bson, JavaScriptCodeWithScope};
+
+    fn nested(levels: usize, array: bool) -> Document {
+        let mut d = doc! { "x": 1 };
+        for _ in 1..levels {
+            d = if array {
+                doc! { "a": [Bson::Document(d)] }
+            } else {
+                doc! { "o": d }
+            };
+        }
+        d
+    }
+
+    fn depth_of(d: &Document) -> usize {
+        let bytes = mongodb::bson::to_vec(d).unwrap();
+        (1..1000).find(|&max| !nested_deeper(&bytes, max)).unwrap()
+    }
+
+    #[test]
+    fn nesting_counts_documents_arrays_and_scopes() {
+        assert_eq!(depth_of(&doc! {}), 1);
+        assert_eq!(depth_of(&doc! { "a": 1, "s": "x", "b": [1, 2] }), 2);
+        assert_eq!(depth_of(&nested(150, false)), 150);
+        // Each level is a document in an array: two levels.
+        assert_eq!(depth_of(&nested(50, true)), 99);
+        let code = JavaScriptCodeWithScope {
+            code: "f()".into(),
+            scope: nested(10, false),
+        };
+        // The scope is the code's value: its 10 levels under the top one.
+        assert_eq!(depth_of(&doc! { "c": code, "after": { "y": 1 } }), 11);
+        // Siblings after a deep branch are walked at their own level.
+        assert_eq!(
+            depth_of(&doc! { "d": nested(5, false), "e": { "f": 1 } }),
+            6
+        );
+    }
+
+    #[test]
+    fn arguments_nested_too_deep_are_refused_by_name_and_malformed_ones_left_to_the_reader() {
+        let ok = mongodb::bson::to_vec(&doc! { "filter": nested(MAX_DEPTH - 1, false) }).unwrap();
+        assert!(Payload::from_bytes(ok, "find").is_ok());
+        let deep = mongodb::bson::to_vec(&doc! { "filter": nested(MAX_DEPTH, false) }).unwrap();
+        let e = Payload::from_bytes(deep, "find").err().unwrap().to_string();
+        assert!(
+            e.starts_with("find: the arguments are nested more than 200 levels deep"),
+            "{e}"
+        );
+        // A length past the end of its document.
+        let mut bad = rawdoc! { "a": { "b": 1 } }.into_bytes();
+        bad[7] = 200;
+        assert!(!nested_deeper(&bad, 1));
+        assert!(!nested_deeper(&[], 1));
+    }
 }

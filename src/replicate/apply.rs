@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{doc, rawdoc, Bson, Document, RawArrayBuf, RawDocumentBuf};
+use mongodb::bson::{doc, rawdoc, Bson, Document, RawArrayBuf, RawDocument, RawDocumentBuf};
 use mongodb::{Client, Database};
 
 use crate::journal::DocKey;
@@ -329,14 +329,23 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
 }
 
 /// Sends `docs` as one `update` command of replace-with-upsert statements;
-/// returns per-document refusals by position in `docs`. A document with an
-/// empty `Timestamp(0, 0)` at its top level (one an update left locally:
-/// an insert's was filled by the local server) goes as the pipeline
-/// `[{$replaceWith: {$literal: doc}}]`: MongoDB fills such a timestamp with
-/// its own time in an insert or a replacement document, not in the result
-/// of a pipeline, so Atlas stores the same bytes. (The SecantusDB test
-/// server puts the fields of a pipeline upsert's new document in another
-/// order; MongoDB keeps the literal's.)
+/// returns per-document refusals by position in `docs`. Some documents go
+/// as the pipeline `[{$replaceWith: {$literal: doc}}]` ([`needs_literal`]).
+/// (The SecantusDB test server puts the fields of a pipeline upsert's new
+/// document in another order; MongoDB keeps the literal's.)
+/// Whether `d` cannot go to Atlas as a replacement document, and goes as
+/// `[{$replaceWith: {$literal: d}}]`, which stores it as it is:
+/// - an empty `Timestamp(0, 0)` at its top level (one an update left
+///   locally: an insert's was filled by the local server), which MongoDB
+///   fills with its own time in an insert or a replacement document, not
+///   in the result of a pipeline;
+/// - a top-level field name that starts with `$`, which MongoDB stores from
+///   an insert (since 5.0) but refuses in a replacement document.
+fn needs_literal(d: &RawDocument) -> bool {
+    crate::capture::server_fills(d.as_bytes())
+        || d.iter().any(|e| e.is_ok_and(|(k, _)| k.starts_with('$')))
+}
+
 async fn replace_docs(
     db: &Database,
     coll: &str,
@@ -354,7 +363,7 @@ async fn replace_docs(
             })?;
         let mut q = RawDocumentBuf::new();
         q.append("_id", id);
-        if crate::capture::server_fills(d.as_bytes()) {
+        if needs_literal(d) {
             let mut pipeline = RawArrayBuf::new();
             pipeline.push(rawdoc! { "$replaceWith": { "$literal": d.clone() } });
             list.push(rawdoc! { "q": q, "u": pipeline, "upsert": true });
@@ -463,6 +472,20 @@ mod tests {
             id: vec![1, 2, 3],
         };
         assert_eq!(id_of(&not_a_key), None);
+    }
+
+    #[test]
+    fn a_top_level_dollar_field_or_an_empty_timestamp_goes_as_a_literal() {
+        use mongodb::bson::{rawdoc, Timestamp};
+        let empty = Timestamp {
+            time: 0,
+            increment: 0,
+        };
+        assert!(!needs_literal(
+            &rawdoc! { "_id": 1, "a": { "$x": 1 }, "b.c": 2 }
+        ));
+        assert!(needs_literal(&rawdoc! { "_id": 1, "$price": 10 }));
+        assert!(needs_literal(&rawdoc! { "_id": 1, "t": empty }));
     }
 
     #[test]

@@ -213,12 +213,16 @@ impl Handle {
 /// replicator uses are created in its context ([`client`]), so their
 /// connections are driven by this runtime too. If it cannot be built,
 /// the caller's runtime serves.
+/// The stack of the runtimes' threads (see `binding::init_runtime`).
+pub const STACK_SIZE: usize = 8 * 1024 * 1024;
+
 pub fn runtime() -> tokio::runtime::Handle {
     static RT: once_cell::sync::Lazy<Option<tokio::runtime::Runtime>> =
         once_cell::sync::Lazy::new(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("dual-sync-replicate")
+                .thread_stack_size(STACK_SIZE)
                 .on_thread_start(lower_priority)
                 .enable_all()
                 .build()
