@@ -437,13 +437,41 @@ export interface BulkWriteResult {
 
 export type AnyBulkWriteOperation =
   | { insertOne: { document: Document } }
-  | { updateOne: { filter: Filter; update: UpdateFilter; upsert?: boolean; arrayFilters?: Document[]; collation?: Document; hint?: string | Document } }
+  | { updateOne: { filter: Filter; update: UpdateFilter; upsert?: boolean; arrayFilters?: Document[]; collation?: Document; hint?: string | Document; sort?: Sort } }
   | { updateMany: { filter: Filter; update: UpdateFilter; upsert?: boolean; arrayFilters?: Document[]; collation?: Document; hint?: string | Document } }
-  | { replaceOne: { filter: Filter; replacement: Document; upsert?: boolean; collation?: Document; hint?: string | Document } }
+  | { replaceOne: { filter: Filter; replacement: Document; upsert?: boolean; collation?: Document; hint?: string | Document; sort?: Sort } }
   | { deleteOne: { filter: Filter; collation?: Document; hint?: string | Document } }
   | { deleteMany: { filter: Filter; collation?: Document; hint?: string | Document } }
 
-interface CommonWriteOptions {
+/** How a call's arguments are encoded, as the driver's BSON options. */
+export interface BSONSerializeOptions {
+  /** Leave out fields whose value is `undefined` (default: stored as null). */
+  ignoreUndefined?: boolean
+  /** Store functions as Code (default: left out). */
+  serializeFunctions?: boolean
+}
+/** How the documents read are decoded, as the driver's BSON options. */
+export interface BSONReadOptions {
+  promoteLongs?: boolean
+  promoteValues?: boolean
+  promoteBuffers?: boolean
+  bsonRegExp?: boolean
+  useBigInt64?: boolean
+  /** Each document as a Buffer of its BSON bytes. */
+  raw?: boolean
+  enableUtf8Validation?: boolean
+  fieldsAsRaw?: Document
+}
+export type SortDirection = 1 | -1 | 'asc' | 'desc' | 'ascending' | 'descending' | { $meta: string }
+/** A sort as the driver takes it; read in the order given. */
+export type Sort =
+  | string
+  | Document
+  | Map<string, SortDirection>
+  | [string, SortDirection]
+  | Array<[string, SortDirection]>
+  | string[]
+interface CommonWriteOptions extends BSONSerializeOptions {
   comment?: unknown
 }
 export interface InsertOneOptions extends CommonWriteOptions {
@@ -482,7 +510,7 @@ export interface UpdateOptions extends CommonWriteOptions {
   hint?: string | Document
   bypassDocumentValidation?: boolean
   let?: Document
-  sort?: Document
+  sort?: Sort
 }
 export interface ReplaceOptions extends Omit<UpdateOptions, 'arrayFilters'> {}
 export interface DeleteOptions extends CommonWriteOptions {
@@ -500,13 +528,13 @@ export interface FindOneAndUpdateOptions extends UpdateOptions {
 }
 export interface FindOneAndReplaceOptions extends Omit<FindOneAndUpdateOptions, 'arrayFilters'> {}
 export interface FindOneAndDeleteOptions extends DeleteOptions {
-  sort?: Document
+  sort?: Sort
   projection?: Document
   includeResultMetadata?: boolean
   maxTimeMS?: number
 }
-export interface FindOptions {
-  sort?: Document | string | Array<[string, 1 | -1 | 'asc' | 'desc']>
+export interface FindOptions extends BSONReadOptions, BSONSerializeOptions {
+  sort?: Sort
   projection?: Document
   limit?: number
   skip?: number
@@ -523,7 +551,7 @@ export interface FindOptions {
   showRecordId?: boolean
   noCursorTimeout?: boolean
 }
-export interface CountDocumentsOptions {
+export interface CountDocumentsOptions extends BSONSerializeOptions {
   limit?: number
   skip?: number
   hint?: string | Document
@@ -531,7 +559,7 @@ export interface CountDocumentsOptions {
   maxTimeMS?: number
   comment?: unknown
 }
-export interface AggregateOptions {
+export interface AggregateOptions extends BSONReadOptions, BSONSerializeOptions {
   allowDiskUse?: boolean
   batchSize?: number
   collation?: Document
@@ -544,7 +572,7 @@ export interface AggregateOptions {
 
 /** Results of a query, read from the local MongoDB when first needed. */
 export declare class FindCursor<T = Document> implements AsyncIterable<T> {
-  sort(sort: Document | string | Array<[string, 1 | -1]>, direction?: 1 | -1): this
+  sort(sort: Sort, direction?: SortDirection): this
   limit(n: number): this
   skip(n: number): this
   project<P = Document>(projection: Document): FindCursor<P>

@@ -741,6 +741,64 @@ test('sorts are read as the driver reads them, in every form, and pick the same 
   await assertSame(local, atlas, db, ['sorts'])
 })
 
+test('find, findOne and aggregate decode with the driver\'s BSON options (promoteLongs, raw, bsonRegExp, ...), across batches', async () => {
+  const name = 'bsonopts'
+  const docs = Array.from({ length: 5 }, (_, i) => ({
+    _id: i, i32: 5, long: Long.fromNumber(2 ** 40 + i), small: Long.fromNumber(7), d: 1.5,
+    bin: new Binary(Buffer.from([1, 2, 3]), 0), re: new BSONRegExp('^a.b', 'i'), arr: [{ x: i }], s: 'x',
+  }))
+  await sync.db(db).collection(name).insertMany(docs)
+  const ours = sync.db(db).collection(name)
+  const theirs = local.db(db).collection(name)
+  const sets = [{}, { promoteLongs: false }, { promoteValues: false }, { promoteBuffers: true }, { bsonRegExp: true },
+    { useBigInt64: true }, { raw: true }, { fieldsAsRaw: { arr: true } }, { enableUtf8Validation: false },
+    { promoteValues: false, promoteBuffers: true }]
+  for (const o of sets) {
+    const what = JSON.stringify(o)
+    const want = await theirs.find({}, { ...o, sort: { _id: 1 }, batchSize: 2 }).toArray()
+    assert.deepEqual(await ours.find({}, { ...o, sort: { _id: 1 }, batchSize: 2 }).toArray(), want, `find ${what}`)
+    assert.deepEqual(await ours.findOne({ _id: 3 }, o), await theirs.findOne({ _id: 3 }, o), `findOne ${what}`)
+    const pipeline = [{ $sort: { _id: -1 } }]
+    assert.deepEqual(await ours.aggregate(pipeline, { ...o, batchSize: 2 }).toArray(), await theirs.aggregate(pipeline, { ...o, batchSize: 2 }).toArray(), `aggregate ${what}`)
+  }
+  // The premises: the options change what is read.
+  assert.ok(Buffer.isBuffer((await ours.findOne({}, { raw: true }))), 'raw gives the bytes')
+  assert.equal(typeof (await ours.findOne({}, { useBigInt64: true })).long, 'bigint')
+  assert.ok((await ours.find({}, { promoteLongs: false, batchSize: 2 }).toArray()).every((d) => d.small instanceof Long), 'a Long in every batch')
+  // A stored pattern JavaScript cannot compile is read with bsonRegExp, as with the driver.
+  await ours.insertOne({ _id: 'bad-re', re: new BSONRegExp('a(', '') })
+  await assert.rejects(theirs.findOne({ _id: 'bad-re' }), SyntaxError)
+  await assert.rejects(ours.findOne({ _id: 'bad-re' }), SyntaxError)
+  assert.deepEqual(await ours.findOne({ _id: 'bad-re' }, { bsonRegExp: true }), await theirs.findOne({ _id: 'bad-re' }, { bsonRegExp: true }))
+  // explain() does not send them to the server.
+  assert.ok(await ours.find({}, { promoteLongs: false }).explain())
+  await assert.rejects(ours.find({}, { promoteLongs: 'no' }).toArray(), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /option 'promoteLongs' must be a boolean/ })
+})
+
+test('ignoreUndefined and serializeFunctions encode the arguments as the driver\'s do, and the bytes reach Atlas', async () => {
+  const ours = sync.db(db).collection('encodeopts')
+  const theirs = local.db(db).collection('encodeopts_driver')
+  const fn = function twice(x) { return 2 * x }
+  for (const c of [ours, theirs]) {
+    await c.insertOne({ _id: 1, a: undefined, f: fn, keep: 1 }, { ignoreUndefined: true, serializeFunctions: true })
+    await c.insertOne({ _id: 2, a: undefined, f: fn, keep: 2 })
+    await c.insertMany([{ _id: 3, a: undefined }], { ignoreUndefined: true })
+    await c.updateOne({ _id: 2 }, { $set: { b: undefined, g: fn } }, { ignoreUndefined: true, serializeFunctions: true })
+    await c.bulkWrite([{ updateOne: { filter: { _id: 3 }, update: { $set: { c: undefined, d: 1 } } } }], { ignoreUndefined: true })
+  }
+  const raw = async (c) => (await c.find({}, { sort: { _id: 1 }, raw: true }).toArray()).map((b) => Buffer.from(b).toString('hex'))
+  assert.deepEqual(await raw(ours), await raw(local.db(db).collection('encodeopts_driver')))
+  assert.deepEqual(await ours.findOne({ _id: 1 }), { _id: 1, f: new Code(fn.toString()), keep: 1 }, 'the premise: the options changed the bytes')
+  // In a filter too: { a: undefined } left out matches every document.
+  const filter = { a: undefined }
+  assert.equal(await ours.countDocuments(filter, { ignoreUndefined: true }), await theirs.countDocuments(filter, { ignoreUndefined: true }))
+  assert.deepEqual(await ours.find(filter, { ignoreUndefined: true }).toArray(), await theirs.find(filter, { ignoreUndefined: true }).toArray())
+  assert.equal((await ours.find(filter, { ignoreUndefined: true }).toArray()).length, 3, 'the premise')
+  await assert.rejects(ours.insertOne({ _id: 9 }, { ignoreUndefined: 1 }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /option 'ignoreUndefined' must be a boolean/ })
+  await sync.flush({ timeoutMs: 30000 })
+  await assertSame(local, atlas, db, ['encodeopts'])
+})
+
 test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {
   // The driver keeps a closed cursor's buffered documents readable; so do we.
   await local.db(db).collection('ends').insertMany(Array.from({ length: 5 }, (_, i) => ({ _id: i })))

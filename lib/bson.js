@@ -13,32 +13,56 @@ const DEFAULT_BUFFER = 17825792
 /** MongoDB's maximum document size. */
 const MAX_DOCUMENT = 16 * 1024 * 1024
 
-/** Encodes the arguments of one call as one BSON document. */
-function encode(method, args, adopted = false) {
+/**
+ * The driver's BSON options of a call that decide how its arguments are
+ * encoded here (`undefined` left out instead of sent as null, functions sent
+ * as Code); they never go to the server.
+ */
+const WRITE_OPTIONS = ['ignoreUndefined', 'serializeFunctions']
+
+/**
+ * Encodes the arguments of one call as one BSON document, as its
+ * `args.options` ask (`WRITE_OPTIONS`, taken out of what is sent).
+ */
+function encode(method, args) {
+  const options = args.options
+  if (!options || !WRITE_OPTIONS.some((k) => options[k] !== undefined)) return serialize(method, args, SERIALIZE)
+  const how = { ...SERIALIZE }
+  const rest = { ...options }
+  for (const k of WRITE_OPTIONS) {
+    if (rest[k] === undefined) continue
+    if (typeof rest[k] !== 'boolean') throw invalidArgument(`${method}: option '${k}' must be a boolean, got ${typeof rest[k]}`)
+    how[k] = rest[k]
+    delete rest[k]
+  }
+  return serialize(method, { ...args, options: rest }, how)
+}
+
+function serialize(method, args, how, adopted = false) {
   try {
-    return BSON.serialize(args, SERIALIZE)
+    return BSON.serialize(args, how)
   } catch (e) {
-    if (e && e.name === 'BSONVersionError' && !adopted) return encode(method, adopt(method, args), true)
+    if (e && e.name === 'BSONVersionError' && !adopted) return serialize(method, adopt(method, args), how, true)
     if (!(e instanceof RangeError)) {
       throw invalidArgument(`${method}: the arguments cannot be encoded as BSON: ${e.message}`)
     }
   }
   // Larger than bson's buffer: a big insertMany, or a document over the limit.
-  checkDocumentSizes(method, args)
-  const size = BSON.calculateObjectSize(args, SERIALIZE)
+  checkDocumentSizes(method, args, how)
+  const size = BSON.calculateObjectSize(args, how)
   BSON.setInternalBufferSize(size + 1024)
   try {
-    return BSON.serialize(args, SERIALIZE)
+    return BSON.serialize(args, how)
   } finally {
     BSON.setInternalBufferSize(DEFAULT_BUFFER)
   }
 }
 
 /** Rejects, before anything is sent, a document MongoDB would refuse for its size. */
-function checkDocumentSizes(method, args) {
+function checkDocumentSizes(method, args, how) {
   const docs = [args.doc, args.replacement, args.update, ...(args.docs || [])].filter((d) => d && typeof d === 'object')
   for (const d of docs) {
-    const n = BSON.calculateObjectSize(d, SERIALIZE)
+    const n = BSON.calculateObjectSize(d, how)
     if (n > MAX_DOCUMENT) {
       throw invalidArgument(
         `${method}: a document is ${(n / 1048576).toFixed(1)} MiB; MongoDB's limit is 16 MiB (${MAX_DOCUMENT} bytes)`,
@@ -125,20 +149,65 @@ function foreign(v, walk, method) {
   }
 }
 
-function decode(buf) {
-  return BSON.deserialize(buf, DESERIALIZE)
+/**
+ * The driver's BSON options of a read, which decide how the documents it
+ * returns are decoded here and never go to the server.
+ */
+const READ_OPTIONS = ['promoteLongs', 'promoteValues', 'promoteBuffers', 'bsonRegExp', 'useBigInt64', 'raw',
+  'enableUtf8Validation', 'fieldsAsRaw']
+
+/**
+ * How to decode the documents of a read with `options` (as checked by
+ * `checkOptions`): `{ raw, deserialize }`, the driver's defaults where an
+ * option is not given. Refuses a value of the wrong type, naming it.
+ */
+function readOptions(method, options = {}) {
+  const deserialize = { ...DESERIALIZE }
+  for (const k of READ_OPTIONS) {
+    const v = options[k]
+    if (v === undefined) continue
+    if (k === 'fieldsAsRaw') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+        throw invalidArgument(`${method}: option 'fieldsAsRaw' must be an object of field names, got ${typeof v}`)
+      }
+    } else if (typeof v !== 'boolean') {
+      throw invalidArgument(`${method}: option '${k}' must be a boolean, got ${typeof v}`)
+    }
+    if (k === 'enableUtf8Validation') deserialize.validation = { utf8: v }
+    else if (k !== 'raw') deserialize[k] = v
+  }
+  return { raw: options.raw === true, deserialize }
+}
+
+/**
+ * `options` without the BSON options of a read (`READ_OPTIONS`): what goes
+ * to the engine; with `encoded`, without those `encode` takes out too
+ * (`WRITE_OPTIONS`), for a command built here (explain).
+ */
+function serverOptions(options = {}, encoded = false) {
+  const out = { ...options }
+  for (const k of READ_OPTIONS) delete out[k]
+  if (encoded) for (const k of WRITE_OPTIONS) delete out[k]
+  return out
+}
+
+const DEFAULT_READ = { raw: false, deserialize: DESERIALIZE }
+
+/** One document as `read` (see `readOptions`) asks: a Buffer of its bytes if raw. */
+function decode(buf, read = DEFAULT_READ) {
+  return read.raw ? Buffer.from(buf) : BSON.deserialize(buf, read.deserialize)
 }
 
 /** Splits concatenated BSON documents (as the engine returns query results). */
-function decodeAll(buf) {
+function decodeAll(buf, read = DEFAULT_READ) {
   const out = []
   let off = 0
   while (off < buf.length) {
     const len = buf.readInt32LE(off)
-    out.push(BSON.deserialize(buf.subarray(off, off + len), DESERIALIZE))
+    out.push(decode(buf.subarray(off, off + len), read))
     off += len
   }
   return out
 }
 
-module.exports = { BSON, encode, decode, decodeAll }
+module.exports = { BSON, encode, decode, decodeAll, readOptions, serverOptions, READ_OPTIONS, WRITE_OPTIONS }

@@ -3,7 +3,7 @@
 // arguments and result shapes. Writes resolve after the local write; the
 // engine replicates them to Atlas in the background.
 const { ObjectId, EJSON } = require('bson')
-const { encode, decode, decodeAll } = require('./bson')
+const { encode, decode, decodeAll, readOptions, serverOptions } = require('./bson')
 const { checkOptions, describe, formatSort, INDEX_FIELDS } = require('./options')
 const { fromNative, invalidArgument, writeErrorsOf, MongoAPIError, MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } = require('./errors')
 const { FindCursor, AggregationCursor, ListIndexesCursor, legacyCount } = require('./cursor')
@@ -289,12 +289,14 @@ class Collection {
 
   /** The first batch of a find: `{ id, docs }` (id 0: nothing more). */
   async _find(filter, options) {
-    return batchOf(await this._call('read', 'find', { filter, options: checkOptions('find', options) }))
+    const opts = checkOptions('find', options)
+    const read = readOptions('find', opts)
+    return batchOf(await this._call('read', 'find', { filter, options: serverOptions(opts) }), read)
   }
 
   /** The next batch of an engine cursor. */
-  async _getMore(id, batchSize) {
-    return batchOf(await this._call('read', 'getMore', batchSize === undefined ? { cursor: id } : { cursor: id, batchSize }))
+  async _getMore(id, batchSize, read) {
+    return batchOf(await this._call('read', 'getMore', batchSize === undefined ? { cursor: id } : { cursor: id, batchSize }), read)
   }
 
   async _killCursor(id) {
@@ -303,8 +305,9 @@ class Collection {
 
   async findOne(filter, options) {
     const opts = checkOptions('findOne', options)
-    const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', filter), options: opts })
-    return buf.length ? decode(buf) : null
+    const read = readOptions('findOne', opts)
+    const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', filter), options: serverOptions(opts) })
+    return buf.length ? decode(buf, read) : null
   }
 
   async countDocuments(filter, options) {
@@ -358,7 +361,8 @@ class Collection {
   }
 
   async _aggregate(pipeline, options) {
-    return batchOf(await this._call('read', 'aggregate', { pipeline, options }))
+    const read = readOptions('aggregate', options)
+    return batchOf(await this._call('read', 'aggregate', { pipeline, options: serverOptions(options) }), read)
   }
 
   // Indexes: made on the local server; on a replicated collection the engine
@@ -541,10 +545,11 @@ function compactIndexes(list) {
 }
 
 /** A batch as the engine sends it: `{cursor: id}`, then the documents. */
-function batchOf(buf) {
-  const docs = decodeAll(buf)
-  const { cursor } = docs.shift()
-  return { id: Number(cursor), docs }
+/** A batch as the engine returns it: `{ cursor }`, then the documents, decoded as `read` asks. */
+function batchOf(buf, read) {
+  const head = buf.readInt32LE(0)
+  const { cursor } = decode(buf.subarray(0, head))
+  return { id: Number(cursor), docs: decodeAll(buf.subarray(head), read) }
 }
 
 const BULK_OPS = ['insertOne', 'updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany']

@@ -5,6 +5,7 @@
 const { Readable } = require('node:stream')
 const { invalidArgument, MongoAPIError, MongoCursorInUseError, MongoInvalidArgumentError } = require('./errors')
 const { formatSort } = require('./options')
+const { readOptions, serverOptions } = require('./bson')
 
 let countWarned = false
 
@@ -76,6 +77,11 @@ class BaseCursor {
     return this._options && this._options.batchSize
   }
 
+  /** How this cursor's documents are decoded (its BSON options). */
+  _read() {
+    return readOptions('find', this._options)
+  }
+
   /** Sets option `k` of a find or aggregate cursor not read yet, as the driver's builders. */
   _set(k, v) {
     if (this._buffer !== null) throw new MongoCursorInUseError()
@@ -109,7 +115,7 @@ class BaseCursor {
     while (this._buffer.length === 0 && state.id) {
       let batch
       try {
-        batch = await state.coll._getMore(state.id, this._batchSize())
+        batch = await state.coll._getMore(state.id, this._batchSize(), this._read())
       } catch (e) {
         if (era === this._era) {
           // The engine drops a cursor whose read failed, but not one whose
@@ -362,7 +368,7 @@ class FindCursor extends BaseCursor {
 
   /** The `find` command this cursor runs, for explain. */
   _command(coll) {
-    const { batchSize, ...rest } = this._options
+    const { batchSize, ...rest } = serverOptions(this._options, true)
     // A negative limit is one batch of at most that many, as the driver sends it.
     if (typeof rest.limit === 'number' && rest.limit < 0) Object.assign(rest, { limit: -rest.limit, singleBatch: true })
     return { find: coll, filter: this._filter ?? {}, ...rest }
@@ -452,7 +458,7 @@ class AggregationCursor extends BaseCursor {
 
   /** The `aggregate` command this cursor runs, for explain. */
   _command(coll) {
-    const { batchSize, ...rest } = this._options
+    const { batchSize, ...rest } = serverOptions(this._options, true)
     return { aggregate: coll, pipeline: this._pipeline, cursor: {}, ...rest }
   }
 

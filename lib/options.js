@@ -2,6 +2,7 @@
 // The options each method accepts, with the official Node driver's names.
 // Anything else is refused with a clear error instead of being ignored.
 const { invalidArgument, MongoInvalidArgumentError } = require('./errors')
+const { READ_OPTIONS, WRITE_OPTIONS } = require('./bson')
 
 const W = ['comment']
 const ALLOWED = {
@@ -24,6 +25,14 @@ const ALLOWED = {
   estimatedDocumentCount: [...W, 'maxTimeMS'],
   aggregate: [...W, 'allowDiskUse', 'batchSize', 'collation', 'hint', 'let', 'maxTimeMS', 'bypassDocumentValidation'],
   distinct: [...W, 'collation', 'maxTimeMS', 'hint'],
+}
+// How the documents read are decoded, as the driver's BSON options.
+ALLOWED.find.push(...READ_OPTIONS)
+ALLOWED.aggregate.push(...READ_OPTIONS)
+// How the arguments are encoded, as the driver's BSON options.
+for (const m of ['insertOne', 'insertMany', 'updateOne', 'updateMany', 'replaceOne', 'deleteOne', 'deleteMany',
+  'findOneAndUpdate', 'findOneAndReplace', 'findOneAndDelete', 'bulkWrite', 'find', 'aggregate', 'countDocuments', 'distinct']) {
+  ALLOWED[m].push(...WRITE_OPTIONS)
 }
 ALLOWED.findOne = ALLOWED.find
 
