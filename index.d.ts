@@ -862,6 +862,8 @@ export declare class MongoServerSelectionError extends MongoError {}
 export declare class MongoInvalidArgumentError extends MongoError {}
 /** A cursor changed (sort, limit, a stage, ...) after it was read, as the driver's. */
 export declare class MongoCursorInUseError extends MongoAPIError {}
+/** `next()` or `tryNext()` of a cursor closed before it was read to the end, as the driver's. */
+export declare class MongoCursorExhaustedError extends MongoAPIError {}
 /** A change stream the server ended (after its invalidate event), read again, as the driver's. */
 export declare class MongoRuntimeError extends MongoError {}
 /** A use of the API the driver does not allow (a cursor `map` that returns `null`). */

@@ -20,6 +20,7 @@ export const {
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoCursorInUseError,
+  MongoCursorExhaustedError,
   MongoRuntimeError,
   MongoAPIError,
   WriteError,

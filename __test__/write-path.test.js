@@ -799,6 +799,51 @@ test('ignoreUndefined and serializeFunctions encode the arguments as the driver\
   await assertSame(local, atlas, db, ['encodeopts'])
 })
 
+test('cursors closed, rewound, with a negative batch size or an ObjectId filter act as the driver\'s', async () => {
+  const ours = sync.db(db).collection('cursorends')
+  const theirs = local.db(db).collection('cursorends')
+  const oid = new ObjectId()
+  await ours.insertMany([{ _id: oid, n: 0 }, ...Array.from({ length: 6 }, (_, i) => ({ _id: i + 1, n: i + 1 }))])
+  const outcome = async (fn) => {
+    try {
+      return { value: await fn() }
+    } catch (e) {
+      return { error: e.name }
+    }
+  }
+  const both = async (what, fn) => {
+    const [a, b] = [await outcome(() => fn(ours)), await outcome(() => fn(theirs))]
+    assert.deepEqual(a, b, what)
+    return a
+  }
+  const closedOpen = async (c, read) => {
+    const cur = c.find({}, { sort: { n: 1 }, batchSize: 2 })
+    await cur.next()
+    await cur.close()
+    return read(cur)
+  }
+  assert.deepEqual(await both('next after closing an open cursor', (c) => closedOpen(c, (cur) => cur.next())), { error: 'MongoCursorExhaustedError' })
+  await both('tryNext after closing an open cursor', (c) => closedOpen(c, (cur) => cur.tryNext()))
+  await both('hasNext after closing an open cursor', (c) => closedOpen(c, (cur) => cur.hasNext()))
+  await both('toArray after closing an open cursor', (c) => closedOpen(c, (cur) => cur.toArray()))
+  await both('rewind after closing an open cursor', (c) => closedOpen(c, async (cur) => {
+    cur.rewind()
+    return cur.toArray()
+  }))
+  await both('next after closing a cursor read to the end', async (c) => {
+    const cur = c.find({ n: { $gte: 5 } })
+    await cur.toArray()
+    await cur.close()
+    return cur.next()
+  })
+  assert.equal((await both('a negative batch size', (c) => c.find({}, { sort: { n: 1 } }).batchSize(-2).toArray())).value.length, 2)
+  await both('a negative batch size option', (c) => c.find({}, { sort: { n: 1 }, batchSize: -3, limit: 5 }).toArray())
+  assert.deepEqual((await both('find(ObjectId)', (c) => c.find(oid).toArray())).value, [{ _id: oid, n: 0 }])
+  await both('findOne(ObjectId)', (c) => c.findOne(oid))
+  assert.deepEqual(await both('allowDiskUse() without a sort', async (c) => c.find({}).allowDiskUse()), { error: 'MongoInvalidArgumentError' })
+  await both('allowDiskUse() with a sort', (c) => c.find({}).sort({ n: -1 }).allowDiskUse().limit(2).toArray())
+})
+
 test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {
   // The driver keeps a closed cursor's buffered documents readable; so do we.
   await local.db(db).collection('ends').insertMany(Array.from({ length: 5 }, (_, i) => ({ _id: i })))
@@ -933,7 +978,8 @@ test('find and aggregate read large results a batch at a time, like the driver',
   const id = open._state.id
   assert.ok(id > 0, 'more than one batch: the engine keeps the cursor')
   await open.close()
-  assert.equal(await open.next(), null, 'a closed cursor gives nothing more')
+  assert.equal(await open.hasNext(), false, 'a closed cursor gives nothing more')
+  await assert.rejects(open.next(), { name: 'MongoCursorExhaustedError' }, 'as the driver\'s, closed while the server held it')
   await assert.rejects(c._getMore(id), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: new RegExp(`cursor ${id} is not open`) })
 
   // close() while a batch is on its way: the batch is dropped, not revived.
@@ -943,7 +989,7 @@ test('find and aggregate read large results a batch at a time, like the driver',
   await closing.close()
   assert.equal(await inFlight, null)
   assert.equal(closing._state.id, 0)
-  assert.equal(await closing.next(), null)
+  await assert.rejects(closing.next(), { name: 'MongoCursorExhaustedError' })
 
   // rewind runs the query again from the start.
   const again = c.find({ _id: { $lt: 20 } }, { sort: { _id: 1 }, batchSize: 4 })

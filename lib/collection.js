@@ -28,6 +28,11 @@ function needFilter(method, filter) {
   return needDocument(method, 'filter', filter)
 }
 
+/** An ObjectId given as a find's filter means that `_id`, as the driver reads it. */
+function idFilter(filter) {
+  return filter && filter._bsontype === 'ObjectId' ? { _id: filter } : filter
+}
+
 /**
  * The filter of an update, a replace or a findOneAnd*: as the driver, one
  * must be given (`updateMany(undefined, ...)` would otherwise change every
@@ -284,13 +289,18 @@ class Collection {
   }
 
   find(filter, options) {
-    return new FindCursor(this, needFilter('find', filter), checkOptions('find', options))
+    return new FindCursor(this, needFilter('find', idFilter(filter)), checkOptions('find', options))
   }
 
   /** The first batch of a find: `{ id, docs }` (id 0: nothing more). */
   async _find(filter, options) {
     const opts = checkOptions('find', options)
     const read = readOptions('find', opts)
+    // A negative batch size is the limit of the results, as the driver sends it.
+    if (typeof opts.batchSize === 'number' && opts.batchSize < 0) {
+      opts.limit = -opts.batchSize
+      delete opts.batchSize
+    }
     return batchOf(await this._call('read', 'find', { filter, options: serverOptions(opts) }), read)
   }
 
@@ -306,7 +316,7 @@ class Collection {
   async findOne(filter, options) {
     const opts = checkOptions('findOne', options)
     const read = readOptions('findOne', opts)
-    const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', filter), options: serverOptions(opts) })
+    const buf = await this._call('read', 'findOne', { filter: needFilter('findOne', idFilter(filter)), options: serverOptions(opts) })
     return buf.length ? decode(buf, read) : null
   }
 

@@ -3,7 +3,7 @@
 // MongoDB when first needed (toArray, iteration, next), a batch at a time:
 // the engine keeps the server's cursor open between batches.
 const { Readable } = require('node:stream')
-const { invalidArgument, MongoAPIError, MongoCursorInUseError, MongoInvalidArgumentError } = require('./errors')
+const { invalidArgument, MongoAPIError, MongoCursorExhaustedError, MongoCursorInUseError, MongoInvalidArgumentError } = require('./errors')
 const { formatSort } = require('./options')
 const { readOptions, serverOptions } = require('./bson')
 
@@ -72,9 +72,10 @@ class BaseCursor {
     return this
   }
 
-  /** The batch size the call asked for (undefined: the engine's default). */
+  /** The batch size the call asked for (undefined: the engine's default; a negative one is a find's limit). */
   _batchSize() {
-    return this._options && this._options.batchSize
+    const n = this._options && this._options.batchSize
+    return typeof n === 'number' && n < 0 ? undefined : n
   }
 
   /** How this cursor's documents are decoded (its BSON options). */
@@ -194,6 +195,7 @@ class BaseCursor {
   }
 
   async next() {
+    if (this._killed) throw new MongoCursorExhaustedError()
     const d = await this._take()
     return d === undefined ? null : this._apply(d)
   }
@@ -212,10 +214,16 @@ class BaseCursor {
   rewind() {
     this._drop()
     this._buffer = null
+    this._killed = false
   }
 
-  /** Drops the engine's cursor if it is still open; later reads return nothing. */
+  /**
+   * Drops the engine's cursor if it is still open; later reads return
+   * nothing, and `next()`/`tryNext()` fail with MongoCursorExhaustedError if
+   * it was open (the driver's cursor, killed on the server, does the same).
+   */
   async close() {
+    if (this._state.id) this._killed = true
     this._buffer = []
     await this._drop()
   }
@@ -353,6 +361,7 @@ class FindCursor extends BaseCursor {
     return this._set('showRecordId', b)
   }
   allowDiskUse(b = true) {
+    if (!this._options.sort) throw new MongoInvalidArgumentError('Option "allowDiskUse" requires a sort specification')
     return this._set('allowDiskUse', b)
   }
 
@@ -371,6 +380,7 @@ class FindCursor extends BaseCursor {
     const { batchSize, ...rest } = serverOptions(this._options, true)
     // A negative limit is one batch of at most that many, as the driver sends it.
     if (typeof rest.limit === 'number' && rest.limit < 0) Object.assign(rest, { limit: -rest.limit, singleBatch: true })
+    if (typeof batchSize === 'number' && batchSize < 0) rest.limit = -batchSize
     return { find: coll, filter: this._filter ?? {}, ...rest }
   }
 

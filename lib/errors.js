@@ -150,6 +150,14 @@ class MongoRuntimeError extends MongoError {
   }
 }
 
+/** `next()` or `tryNext()` of a cursor closed while the server still held it (as the driver's). */
+class MongoCursorExhaustedError extends MongoAPIError {
+  constructor(message = 'Cursor is exhausted', fields) {
+    super(message, fields)
+    this.name = 'MongoCursorExhaustedError'
+  }
+}
+
 /** A cursor changed after it was read (as the driver's). */
 class MongoCursorInUseError extends MongoAPIError {
   constructor(message = 'Cursor is already initialized', fields) {
@@ -215,6 +223,7 @@ module.exports = {
   MongoServerSelectionError,
   MongoInvalidArgumentError,
   MongoCursorInUseError,
+  MongoCursorExhaustedError,
   MongoRuntimeError,
   MongoAPIError,
   WriteError,
