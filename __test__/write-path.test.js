@@ -555,6 +555,26 @@ test('local write errors reject with the driver error: code, name, message', asy
     assert.equal(e.result.insertedCount, 1)
     return true
   })
+  // errorResponse (the server's reply, or its write error entry) and the
+  // fields the driver copies from it (index; ok, operationTime, ...), as the
+  // driver's; the cluster times differ from call to call.
+  const shape = (e) => {
+    const { $clusterTime, operationTime, ...response } = e.errorResponse
+    // name and errmsg are the driver's getters, own fields here.
+    const own = Object.keys(e).filter((k) => !['errorLabelSet', '$clusterTime', 'operationTime', 'name', 'errmsg'].includes(k)).sort()
+    return { response, own, index: e.index, ok: e.ok, times: [$clusterTime !== undefined, operationTime !== undefined] }
+  }
+  const twin = local.db(db).collection('errors')
+  for (const [what, call] of [
+    ['a duplicate key', (x) => x.insertOne({ _id: 1 })],
+    ['an unknown update operator', (x) => x.updateOne({ _id: 1 }, { $foo: { a: 1 } })],
+    ['a bad query', (x) => x.find({ $foo: 1 }).toArray()],
+    ['a bad stage', (x) => x.aggregate([{ $foo: 1 }]).toArray()],
+  ]) {
+    const [ours, theirs] = [await call(c).catch((e) => e), await call(twin).catch((e) => e)]
+    assert.ok(theirs.errorResponse, `the premise: the driver fails on ${what}`)
+    assert.deepEqual(shape(ours), shape(theirs), what)
+  }
   await sync.flush({ timeoutMs: 30000 })
   await assertSame(local, atlas, db, ['errors'])
   assert.deepEqual((await local.db(db).collection('errors').find().toArray()).map((d) => d._id).sort(), [1, 10, 2, 4])

@@ -191,6 +191,13 @@ function fromNative(err) {
   // keyValue, keyPattern, errInfo: BSON values, sent as relaxed Extended JSON.
   if (p.ejson) Object.assign(p, EJSON.deserialize(p.ejson, { relaxed: true }))
   delete p.ejson
+  // The server's reply (or write error entry), as the driver's errorResponse;
+  // its other fields (ok, index, operationTime, ...) are the error's too.
+  if (p.errorResponse) {
+    for (const [k, v] of Object.entries(p.errorResponse)) {
+      if (!(k in p) && k !== 'errmsg' && k !== 'errorLabels') p[k] = v
+    }
+  }
   // A field the server's reply did not carry is absent, as on the driver's
   // errors (a write error has no codeName), not null.
   for (const k of ['code', 'codeName']) if (p[k] === null) delete p[k]

@@ -152,6 +152,10 @@ impl SyncError {
                     Bson::Document((**extra).clone()).into_relaxed_extjson(),
                 ) {
                     for (k, x) in from {
+                        // In the reply the driver would have kept too.
+                        if let Some(Value::Object(r)) = to.get_mut("errorResponse") {
+                            r.entry(k.clone()).or_insert(x.clone());
+                        }
                         to.entry(k).or_insert(x);
                     }
                 }
@@ -257,6 +261,12 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
             });
             let entry = server_write_errors(e).into_iter().next();
             v["ejson"] = write_error_fields(entry.as_ref(), w.details.as_ref());
+            // The driver's error of a one-document write is built from the
+            // server's write error entry: its `errorResponse`.
+            let response = entry.unwrap_or_else(|| {
+                mongodb::bson::doc! { "index": 0, "code": w.code, "errmsg": &w.message }
+            });
+            v["ejson"]["errorResponse"] = Bson::Document(response).into_relaxed_extjson();
             v
         }
         MongoKind::Write(WriteFailure::WriteConcernError(w)) => json!({
@@ -266,14 +276,27 @@ fn mongo_payload(e: &mongodb::error::Error) -> Value {
             "message": w.message,
             "errorLabels": labels,
         }),
-        MongoKind::Command(c) => json!({
-            "name": "MongoServerError",
-            "code": c.code,
-            "codeName": c.code_name,
-            "message": c.message,
-            "errmsg": c.message,
-            "errorLabels": labels,
-        }),
+        MongoKind::Command(c) => {
+            let mut v = json!({
+                "name": "MongoServerError",
+                "code": c.code,
+                "codeName": c.code_name,
+                "message": c.message,
+                "errmsg": c.message,
+                "errorLabels": labels,
+            });
+            // The server's whole reply, as the driver's `errorResponse`.
+            let reply = e
+                .server_response()
+                .and_then(|r| Document::try_from(r.as_ref()).ok())
+                .unwrap_or_else(|| {
+                    mongodb::bson::doc! {
+                        "ok": 0, "errmsg": &c.message, "code": c.code, "codeName": &c.code_name,
+                    }
+                });
+            v["ejson"] = json!({ "errorResponse": Bson::Document(reply).into_relaxed_extjson() });
+            v
+        }
         MongoKind::InsertMany(im) => {
             let entries = server_write_errors(e);
             let errors: Vec<Value> = im
