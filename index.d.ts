@@ -301,6 +301,8 @@ export declare class Sync {
 export declare class Db {
   readonly databaseName: string
   collection<T extends Document = Document>(name: string): Collection<T>
+  /** An aggregation of the database itself (`$documents`, `$currentOp`, ...), as the driver's. */
+  aggregate<T = Document>(pipeline?: Document[], options?: AggregateOptions): AggregationCursor<T>
   /**
    * Creates a collection, or a view with `viewOn` and `pipeline`, on the
    * local server, as the driver's `db.createCollection`. On a replicated

@@ -864,6 +864,21 @@ test('cursors closed, rewound, with a negative batch size or an ObjectId filter 
   await both('allowDiskUse() with a sort', (c) => c.find({}).sort({ n: -1 }).allowDiskUse().limit(2).toArray())
 })
 
+test('db.aggregate runs on the database ({ aggregate: 1 }) as the driver\'s, a batch at a time; $out is refused', async () => {
+  const docs = Array.from({ length: 7 }, (_, i) => ({ n: i, even: i % 2 === 0 }))
+  const pipeline = [{ $documents: docs }, { $match: { even: true } }, { $sort: { n: -1 } }]
+  const ours = sync.db(db).aggregate(pipeline, { batchSize: 1 })
+  const want = await local.db(db).aggregate(pipeline, { batchSize: 1 }).toArray()
+  assert.equal(want.length, 4, 'the premise: the server runs $documents')
+  assert.deepEqual(await ours.toArray(), want)
+  assert.deepEqual(await sync.db(db).aggregate(pipeline).clone().map((d) => d.n).toArray(), [6, 4, 2, 0])
+  assert.ok(await sync.db(db).aggregate(pipeline).explain('queryPlanner'))
+  await assert.rejects(sync.db(db).aggregate([{ $documents: docs }, { $out: 'fromDocuments' }]).toArray(), {
+    code: 'ERR_SYNC_INVALID_ARGUMENT', message: /the \$out stage writes without being replicated/,
+  })
+  assert.throws(() => sync.db(db).aggregate({ $match: {} }), { code: 'ERR_SYNC_INVALID_ARGUMENT', message: /pipeline must be an array/ })
+})
+
 test('cursors end as the driver\'s do: after a for await loop, on a map to null, when rewound during toArray', async () => {
   // The driver keeps a closed cursor's buffered documents readable; so do we.
   await local.db(db).collection('ends').insertMany(Array.from({ length: 5 }, (_, i) => ({ _id: i })))

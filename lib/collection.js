@@ -138,6 +138,17 @@ class Collection {
     this.namespace = `${dbName}.${name}`
   }
 
+  /**
+   * What `db.aggregate` runs on: the database itself (`{ aggregate: 1 }`),
+   * as a collection without a name; only its aggregate and cursor calls
+   * are used.
+   */
+  static _ofDatabase(sync, dbName) {
+    const c = Object.create(Collection.prototype)
+    Object.assign(c, { _sync: sync, dbName, collectionName: '', namespace: `${dbName}.$cmd.aggregate` })
+    return c
+  }
+
   async _call(kind, method, args) {
     const native = this._sync._native()
     const payload = encode(method, args)

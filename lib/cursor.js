@@ -469,7 +469,7 @@ class AggregationCursor extends BaseCursor {
   /** The `aggregate` command this cursor runs, for explain. */
   _command(coll) {
     const { batchSize, ...rest } = serverOptions(this._options, true)
-    return { aggregate: coll, pipeline: this._pipeline, cursor: {}, ...rest }
+    return { aggregate: coll === '' ? 1 : coll, pipeline: this._pipeline, cursor: {}, ...rest }
   }
 
   /** A new, unread cursor of the same pipeline and options (not its map), as the driver's. */

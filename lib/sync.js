@@ -21,6 +21,16 @@ class Db {
   }
 
   /**
+   * An aggregation of the database itself (`{ aggregate: 1 }`: stages such
+   * as `$documents`, `$currentOp`, `$listLocalSessions`), as the driver's
+   * `db.aggregate`; `$out` and `$merge` are refused while writes are
+   * replicated, as on a collection.
+   */
+  aggregate(pipeline, options) {
+    return Collection._ofDatabase(this._sync, this.databaseName).aggregate(pipeline, options)
+  }
+
+  /**
    * Creates a collection (or a view, with `viewOn` and `pipeline`) on the
    * local server and resolves with it, as the driver's. On a replicated
    * collection Atlas's is created with the options that decide how it

@@ -601,6 +601,19 @@ impl Writer {
             }
             "changeNext" => return self.streams.next(p).await,
             "changeClose" => return self.streams.close(p),
+            // `db.aggregate` (`{ aggregate: 1 }`): no collection.
+            "aggregate" if coll.is_empty() => {
+                check_name("database", db)?;
+                return read::aggregate(
+                    read::Aggregated::Database(self.local.database(db)),
+                    self,
+                    p,
+                )
+                .await;
+            }
+            // An open cursor's batches, whichever collection (or database) it reads.
+            "getMore" => return read::get_more(self, p).await,
+            "killCursor" => return read::kill_cursor(self, p),
             _ => {}
         }
         let t = self.target(db, coll)?;
@@ -609,10 +622,8 @@ impl Writer {
             "findOne" => read::find_one(&t, p).await,
             "countDocuments" => read::count_documents(&t, p).await,
             "estimatedDocumentCount" => read::estimated_document_count(&t, p).await,
-            "aggregate" => read::aggregate(&t, p).await,
+            "aggregate" => read::aggregate(read::Aggregated::Collection(&t.raw()), self, p).await,
             "distinct" => read::distinct(&t, p).await,
-            "getMore" => read::get_more(&t, p).await,
-            "killCursor" => read::kill_cursor(&t, p).await,
             "listIndexes" => indexes::list_indexes(&t, p).await,
             other => Err(SyncError::invalid(format!("unknown read method '{other}'"))),
         }

@@ -19,7 +19,7 @@ use mongodb::options::{
 use mongodb::Cursor;
 
 use super::payload::{max_time, Payload};
-use super::Target;
+use super::{Target, Writer};
 use crate::error::SyncError;
 
 /// Documents per batch when the call sets no `batchSize`.
@@ -166,14 +166,14 @@ fn cursor_id(p: &Payload, method: &str) -> Result<u64, SyncError> {
         .ok_or_else(|| SyncError::invalid(format!("{method}: 'cursor' must be a positive integer")))
 }
 
-pub async fn get_more(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
+pub async fn get_more(w: &Writer, p: Payload) -> Result<Vec<u8>, SyncError> {
     let id = cursor_id(&p, "getMore")?;
     let n = p.integer("batchSize")?.and_then(|n| u32::try_from(n).ok());
-    t.w.cursors.more(id, batch_len(n)).await
+    w.cursors.more(id, batch_len(n)).await
 }
 
-pub async fn kill_cursor(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
-    t.w.cursors.kill(cursor_id(&p, "killCursor")?);
+pub fn kill_cursor(w: &Writer, p: Payload) -> Result<Vec<u8>, SyncError> {
+    w.cursors.kill(cursor_id(&p, "killCursor")?);
     Ok(answer(0, Vec::new()))
 }
 
@@ -358,9 +358,16 @@ pub async fn run_command(
 /// journal's back, so they are refused on replicated collections.
 const WRITING_STAGES: &[&str] = &["$out", "$merge"];
 
-pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError> {
+/// What an aggregation runs on: a collection, or a database
+/// (`db.aggregate`, `{ aggregate: 1 }`).
+pub enum Aggregated<'a> {
+    Collection(&'a mongodb::Collection<RawDocumentBuf>),
+    Database(mongodb::Database),
+}
+
+pub async fn aggregate(on: Aggregated<'_>, w: &Writer, p: Payload) -> Result<Vec<u8>, SyncError> {
     let pipeline = p.docs("pipeline")?;
-    if t.w.journal.is_some() {
+    if w.journal.is_some() {
         if let Some(stage) = pipeline
             .iter()
             .flat_map(|s| s.keys())
@@ -375,13 +382,15 @@ pub async fn aggregate(t: &Target<'_>, p: Payload) -> Result<Vec<u8>, SyncError>
     let (mut opts, raw) = p.options::<AggregateOptions>()?;
     opts.max_time = max_time(&raw);
     let n = batch_len(opts.batch_size);
-    let cursor = t
-        .raw()
-        .aggregate(pipeline)
+    let action = match &on {
+        Aggregated::Collection(c) => c.aggregate(pipeline),
+        Aggregated::Database(d) => d.aggregate(pipeline),
+    };
+    let cursor = action
         .with_options(opts)
         .with_type::<RawDocumentBuf>()
         .await?;
-    t.w.cursors.first(cursor, n).await
+    w.cursors.first(cursor, n).await
 }
 
 #[cfg(test)]
