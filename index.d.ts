@@ -775,7 +775,7 @@ export declare class Collection<T extends Document = Document> {
   createIndex(indexSpec: IndexSpecification, options?: CreateIndexesOptions): Promise<string>
   createIndexes(indexSpecs: IndexDescription[], options?: CreateIndexesOptions): Promise<string[]>
   /** Drops an index locally, then on Atlas. Indexes made on Atlas by hand are dropped there only by name (or `dropIndexes()`). */
-  dropIndex(indexName: string | Document, options?: IndexCommandOptions): Promise<Document>
+  dropIndex(indexName: string | string[] | Document, options?: IndexCommandOptions): Promise<Document>
   /** Drops every index but `_id`'s, locally and then on Atlas. Resolves `false` when the server refused (a missing collection), as the driver. */
   dropIndexes(options?: IndexCommandOptions): Promise<boolean>
   listIndexes(options?: IndexCommandOptions): ListIndexesCursor<IndexDescription>

@@ -99,6 +99,39 @@ test('createCollection answers as the driver does, and Atlas gets a capped colle
   await sync.close()
 })
 
+test('writes to a view are refused as the driver\'s are, and leave Atlas nothing to copy: flush at once, no dead letter', async () => {
+  // A refused write still journals its _ids (its outcome is copied as a
+  // state); Atlas's view refuses that copy too, which used to be retried
+  // SYNC_MAX_RETRIES times (about a minute) and then dead-lettered.
+  const db = uniqueDb('viewwrite')
+  const sync = await createSync(syncOptions(db))
+  const d = sync.db(db)
+  const theirs = (await driver(LOCAL)).db(db)
+  try {
+    await d.collection('src').insertOne({ _id: 5, a: 1 })
+    await d.createCollection('vw', { viewOn: 'src', pipeline: [] })
+    await sync.flush({ timeoutMs: 30000 })
+    const err = (p) => p.then(() => null, (e) => ({ name: e.name, code: e.code }))
+    for (const [what, call] of [
+      ['insertOne', (c) => c.insertOne({ _id: 6 })],
+      ['updateOne', (c) => c.updateOne({ _id: 5 }, { $set: { b: 1 } })],
+      ['deleteMany', (c) => c.deleteMany({})],
+      ['bulkWrite', (c) => c.bulkWrite([{ insertOne: { document: { _id: 7 } } }])],
+    ]) {
+      const want = await err(call(theirs.collection('vw')))
+      assert.equal(want && want.code, 166, `the premise: the driver's ${what} is refused`)
+      assert.deepEqual(await err(call(d.collection('vw'))), want, what)
+    }
+    await sync.flush({ timeoutMs: 5000 })
+    const m = await sync.metrics()
+    assert.equal(m.deadLettered, 0, JSON.stringify(m.lastError))
+    assert.equal((await sync.health()).status, 'healthy')
+    assert.deepEqual(await (await driver(ATLAS)).db(db).collection('src').find().toArray(), [{ _id: 5, a: 1 }])
+  } finally {
+    await sync.close()
+  }
+})
+
 test('db.listCollections(), db.collections(), collection.options() and isCapped() read the local server as the driver\'s do', async () => {
   const db = uniqueDb('listcoll')
   const sync = await createSync(syncOptions(db, FAST))

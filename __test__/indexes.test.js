@@ -93,6 +93,13 @@ test('dropIndex drops on Atlas what was dropped locally; an index made on Atlas 
   await atlasHas(db, 'c', (g) => !g.b_1)
   assert.ok((await indexMap(atlas, db, 'c')).reporting, 'an Atlas-only index is not dropped by another drop')
 
+  // Several by an array of names, as the driver passes it on.
+  await c.createIndexes([{ key: { a: 1 } }, { key: { b: 1 } }])
+  await atlasHas(db, 'c', (g) => g.a_1 && g.b_1)
+  assert.equal((await c.dropIndex(['a_1', 'b_1'])).ok, 1)
+  await atlasHas(db, 'c', (g) => !g.a_1 && !g.b_1)
+  assert.deepEqual(Object.keys(await indexMap(await driver(LOCAL), db, 'c')).sort(), ['_id_'])
+
   await c.createIndex({ a: 1 })
   await atlasHas(db, 'c', (g) => g.a_1)
   assert.equal(await c.dropIndexes(), true)
@@ -197,7 +204,7 @@ test('index methods reject bad input with a clear error and work with sync disab
   await assert.rejects(c.createIndex({}), { message: /names no field/ })
   await assert.rejects(c.createIndex({ a: 1 }, { uniq: true }), { message: /unknown option 'uniq'/ })
   await assert.rejects(c.createIndexes([]), { message: /non-empty array/ })
-  await assert.rejects(c.dropIndex(7), { message: /indexName must be a string/ })
+  await assert.rejects(c.dropIndex(7), { message: /indexName must be a name, an array of names or a key document/ })
   await assert.rejects(c.indexExists([1]), { message: /a name or an array of names/ })
   await assert.rejects(c.createIndex([42]), { message: /index spec must be/ })
   // The server's own errors come through as the driver's.
@@ -316,6 +323,73 @@ test('a document that breaks a unique index dropped locally is retried, not dead
   const atlas = await driver(ATLAS)
   assert.equal(await atlas.db(db).collection('u').countDocuments({ u: 1 }), 2)
   await sync.close()
+})
+
+test('a unique value that moves between documents reaches Atlas: freed by a delete, swapped, case-folded; a real conflict is still dead-lettered', async () => {
+  // States are copied a document at a time, so Atlas can meet a conflict
+  // that local never had: the Atlas copy of the document that held the
+  // value is stale, and is freed; a holder that holds it locally too is not.
+  const db = uniqueDb('idxmove')
+  const sync = await createSync(syncOptions(db, { ...FAST, maxRetries: 2 }))
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const users = sync.db(db).collection('users')
+  const slots = sync.db(db).collection('slots')
+  const names = sync.db(db).collection('names')
+  const docsOf = async (client, coll) => client.db(db).collection(coll).find({}, { sort: { _id: 1 } }).toArray()
+  const same = async (coll) => assert.deepEqual(await docsOf(atlas, coll), await docsOf(local, coll), coll)
+  try {
+    await users.insertMany([{ _id: 2, email: 'x@e.com' }, { _id: 3, email: 'y@e.com' }])
+    await slots.insertMany([{ _id: 1, a: 1 }, { _id: 2, a: 2 }, { _id: 3, a: 3 }])
+    await names.insertMany([{ _id: 1, name: 'Bob' }, { _id: 2, name: 'Ann' }])
+    await sync.flush({ timeoutMs: 30000 })
+    // The indexes after the documents, on both servers: the SecantusDB test
+    // servers keep the old entry of a document inserted after its unique
+    // index was built when an update changes the value (the official
+    // driver's next insert of that value is refused too); MongoDB does not.
+    await users.createIndex({ email: 1 }, { unique: true })
+    await slots.createIndex({ a: 1 }, { unique: true })
+    await names.createIndex({ name: 1 }, { unique: true, collation: { locale: 'en', strength: 2 } })
+    await sync.flush({ timeoutMs: 30000 })
+    // An account closed and its email taken by a new one.
+    await users.deleteOne({ _id: 2 })
+    await users.insertOne({ _id: 1, email: 'x@e.com' })
+    // A value updated away and taken by a new document.
+    await users.updateOne({ _id: 3 }, { $set: { email: 'z@e.com' } })
+    await users.insertOne({ _id: 4, email: 'y@e.com' })
+    // Two slots swapped, one call at a time, then three in one bulkWrite.
+    await slots.updateOne({ _id: 1 }, { $set: { a: 0 } })
+    await slots.updateOne({ _id: 2 }, { $set: { a: 1 } })
+    await slots.updateOne({ _id: 1 }, { $set: { a: 2 } })
+    await slots.bulkWrite([
+      { updateOne: { filter: { _id: 3 }, update: { $set: { a: 10 } } } },
+      { updateOne: { filter: { _id: 1 }, update: { $set: { a: 3 } } } },
+      { updateOne: { filter: { _id: 3 }, update: { $set: { a: 2 } } } },
+    ])
+    // Equal under the index's collation: 'BOB' is 'Bob'.
+    await names.deleteOne({ _id: 1 })
+    await names.insertOne({ _id: 3, name: 'BOB' })
+    await sync.flush({ timeoutMs: 30000 })
+    let m = await sync.metrics()
+    assert.equal(m.deadLettered, 0, JSON.stringify(m.lastError))
+    for (const coll of ['users', 'slots', 'names']) await same(coll)
+    assert.deepEqual((await docsOf(local, 'slots')).map((d) => d.a), [3, 1, 2], 'the premise: the values moved round')
+    const report = await sync.verify()
+    assert.equal(report.differences, 0)
+
+    // A unique index only Atlas has: its conflict is real, and its holder stays.
+    const teams = sync.db(db).collection('teams')
+    await teams.insertOne({ _id: 9, team: 's' })
+    await sync.flush({ timeoutMs: 30000 })
+    await atlas.db(db).collection('teams').createIndex({ team: 1 }, { unique: true })
+    await teams.insertMany([{ _id: 10, team: 't' }, { _id: 11, team: 't' }])
+    await sync.flush({ timeoutMs: 30000 })
+    m = await sync.metrics()
+    assert.equal(m.deadLettered, 1)
+    assert.match(m.lastError.message, /E11000|duplicate key/)
+    assert.equal(await atlas.db(db).collection('teams').countDocuments({ team: 't' }), 1, 'the holder stays')
+  } finally {
+    await sync.close()
+  }
 })
 
 test('full sync and verify of a database leave views alone', async (t) => {

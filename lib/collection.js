@@ -451,10 +451,15 @@ class Collection {
     return defs.map((d) => d.name)
   }
 
-  /** Drops one index, by name (or by its key document); resolves with the server's reply. */
+  /**
+   * Drops an index by name, by its key document, or several by an array of
+   * names (as the server's dropIndexes takes them); resolves with the
+   * server's reply.
+   */
   async dropIndex(indexName, options) {
-    if (typeof indexName !== 'string' && !isDocument(indexName)) {
-      throw invalidArgument(`dropIndex: indexName must be a string, got ${describe(indexName)}`)
+    const names = Array.isArray(indexName) && indexName.length > 0 && indexName.every((n) => typeof n === 'string')
+    if (typeof indexName !== 'string' && !isDocument(indexName) && !names) {
+      throw invalidArgument(`dropIndex: indexName must be a name, an array of names or a key document, got ${describe(indexName)}`)
     }
     const opts = checkOptions('dropIndex', options)
     return this._write('dropIndexes', { index: indexName, options: opts })

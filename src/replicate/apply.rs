@@ -37,6 +37,11 @@ pub enum DocResult {
     Ok,
     /// Atlas refused this document: server code and message.
     Refused(i32, String),
+    /// Atlas refused this document for a duplicate key of a secondary
+    /// unique index another of its documents holds: the message, and the
+    /// index's key pattern and the value (the server's `keyPattern` and
+    /// `keyValue`).
+    Duplicate(String, Box<(Document, Document)>),
     /// The local server refused to read this document back by its `_id`
     /// (e.g. an `_id` that no query can name, left by an insert the server
     /// refused): server code and message. Nothing was sent to Atlas for it.
@@ -164,6 +169,18 @@ pub async fn apply(
             }
         }
     }
+    // Deletes first: a value of a unique index that a deleted document
+    // held may be what an insert or a replace of this batch takes.
+    if !deletes.is_empty() {
+        if let Some(r) = delete_docs(&atlas_db, coll, &deletes)
+            .await
+            .map_err(|e| (Side::Atlas, e))?
+        {
+            for (i, _) in &deletes {
+                results[*i] = r.clone();
+            }
+        }
+    }
     for chunk in chunk_by_size(inserts) {
         let refused = insert_docs(&atlas_db, coll, &chunk)
             .await
@@ -181,16 +198,6 @@ pub async fn apply(
             .map_err(|e| (Side::Atlas, e))?;
         for (pos, r) in refused {
             results[chunk[pos].0] = r;
-        }
-    }
-    if !deletes.is_empty() {
-        if let Some(r) = delete_docs(&atlas_db, coll, &deletes)
-            .await
-            .map_err(|e| (Side::Atlas, e))?
-        {
-            for (i, _) in &deletes {
-                results[*i] = r.clone();
-            }
         }
     }
     Ok(results)
@@ -322,7 +329,14 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
             };
             let code = e.get_i32("code").unwrap_or(0);
             let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
-            out.push((idx, DocResult::Refused(code, msg)));
+            let key = (e.get_document("keyPattern"), e.get_document("keyValue"));
+            out.push(match key {
+                (Ok(pattern), Ok(value)) if code == 11000 && !pattern.contains_key("_id") => (
+                    idx,
+                    DocResult::Duplicate(msg, Box::new((pattern.clone(), value.clone()))),
+                ),
+                _ => (idx, DocResult::Refused(code, msg)),
+            });
         }
     }
     Ok(out)
@@ -510,6 +524,17 @@ mod tests {
             vec![(1, DocResult::Refused(11000, "dup".into()))]
         );
         assert!(write_errors(&doc! { "ok": 1, "writeConcernError": { "code": 64 } }).is_err());
+        let dup = doc! { "index": 0, "code": 11000, "errmsg": "dup", "keyPattern": { "email": 1 }, "keyValue": { "email": "x" } };
+        assert_eq!(
+            write_errors(&doc! { "ok": 1, "writeErrors": [dup] }).unwrap(),
+            vec![(
+                0,
+                DocResult::Duplicate(
+                    "dup".into(),
+                    Box::new((doc! { "email": 1 }, doc! { "email": "x" }))
+                )
+            )]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod backoff;
 pub mod indexes;
 pub mod options;
 mod queue;
+mod unique;
 
 pub use apply::{apply, canon_id, id_of, missing_in, raw_id, Canon, DocResult, Item, Side};
 pub use atlas::Atlas;
@@ -999,6 +1000,12 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         drop(_copying);
         let results = match attempt_result {
             Ok(r) => r,
+            Err((Side::Atlas, e))
+                if indexes::code_of(&e) == Some(VIEW) && is_local_view(&ctx, &ns).await =>
+            {
+                views_written(&ctx, &ns, std::mem::take(&mut todo));
+                break;
+            }
             Err((side, e)) => {
                 if side == Side::Atlas && crate::error::may_have_been_sent(&e) {
                     // Journaled at once, not when the batch ends: a stop
@@ -1053,43 +1060,46 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
                     let msg = format!("reading the local document failed: {msg}");
                     dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
                 }
+                DocResult::Refused(VIEW, _) if is_local_view(&ctx, &ns).await => {
+                    views_written(&ctx, &ns, vec![item])
+                }
                 DocResult::Refused(code, msg) => {
                     ctx.metrics.failed.fetch_add(1, Relaxed);
-                    // A duplicate key while an index change of the
-                    // collection is still on its way (a unique index dropped
-                    // locally, not yet on Atlas) is retried, not
-                    // dead-lettered.
-                    let d = match index_change_pending {
-                        _ if code != 11000 => write_error_disposition(code),
-                        Some(true) => Disposition::Transient,
-                        Some(false) => write_error_disposition(code),
-                        None => {
-                            let p = indexes::marks(&ctx.journal)
-                                .await
-                                .is_ok_and(|m| m.iter().any(|(n, _)| *n == ns));
-                            index_change_pending = Some(p);
-                            if p {
-                                Disposition::Transient
-                            } else {
-                                write_error_disposition(code)
-                            }
-                        }
+                    let d = if code == 11000
+                        && index_change(&ctx, &ns, &mut index_change_pending).await
+                    {
+                        Disposition::Transient
+                    } else {
+                        write_error_disposition(code)
                     };
-                    match d {
-                        Disposition::Permanent => {
-                            dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
-                        }
-                        Disposition::Unknown if attempt >= ctx.config.max_retries => {
-                            dead_letter(&ctx, vec![item], Some(code), &msg, &mut unrecorded).await
-                        }
-                        _ => {
-                            ctx.record_error(
-                                "Atlas refused a document",
-                                &format!("code {code}: {msg}"),
-                            );
-                            retry.push(item)
-                        }
-                    }
+                    refused(
+                        &ctx,
+                        item,
+                        (code, msg),
+                        d,
+                        attempt,
+                        &mut retry,
+                        &mut unrecorded,
+                    )
+                    .await
+                }
+                DocResult::Duplicate(msg, key) => {
+                    ctx.metrics.failed.fetch_add(1, Relaxed);
+                    let d = if index_change(&ctx, &ns, &mut index_change_pending).await {
+                        Disposition::Transient
+                    } else {
+                        free_unique(&ctx, &ns, &item.0, &key).await
+                    };
+                    refused(
+                        &ctx,
+                        item,
+                        (11000, msg),
+                        d,
+                        attempt,
+                        &mut retry,
+                        &mut unrecorded,
+                    )
+                    .await
                 }
             }
         }
@@ -1120,6 +1130,101 @@ async fn copy_batch(ctx: Arc<Ctx>, batch: Batch, stop: watch::Receiver<bool>) ->
         unrecorded,
         again,
         again_at: Instant::now() + Duration::from_millis(ctx.config.atlas_timeout_ms),
+    }
+}
+
+/// CommandNotSupportedOnView: a write to a view.
+const VIEW: i32 = 166;
+
+/// Whether `ns` is a view on the local server.
+async fn is_local_view(ctx: &Ctx, ns: &str) -> bool {
+    let (db, coll) = ns.split_once('.').unwrap_or((ns, ""));
+    options::info(&ctx.local, db, coll)
+        .await
+        .is_ok_and(|i| i.is_some_and(|i| i.kind == "view"))
+}
+
+/// Entries of a view's documents: left by writes to the view, which the
+/// local server refused (a view has no documents of its own), so there is
+/// nothing to copy; Atlas's view refused the copy too. Done, not dead
+/// letters.
+fn views_written(ctx: &Ctx, ns: &str, items: Vec<(DocKey, queue::Dirty)>) {
+    tracing::debug!(
+        "{ns} is a view: {} entries with nothing to copy",
+        items.len()
+    );
+    record_done(ctx, items);
+}
+
+/// Whether an index change of `ns` is still on its way to Atlas (a unique
+/// index dropped locally, not yet on Atlas): a duplicate key is then
+/// retried, not dead-lettered. Read once per batch (`pending`).
+async fn index_change(ctx: &Ctx, ns: &str, pending: &mut Option<bool>) -> bool {
+    if pending.is_none() {
+        let p = indexes::marks(&ctx.journal)
+            .await
+            .is_ok_and(|m| m.iter().any(|(n, _)| n == ns));
+        *pending = Some(p);
+    }
+    pending.unwrap_or(false)
+}
+
+/// A document Atlas refused for a unique value another Atlas document
+/// holds: retried at once if that holder's copy was stale and is freed
+/// (see `unique`), dead-lettered if the holder holds it locally too, and
+/// retried up to `SYNC_MAX_RETRIES` times if nothing holds it any more.
+async fn free_unique(
+    ctx: &Ctx,
+    ns: &str,
+    key: &DocKey,
+    dup: &(mongodb::bson::Document, mongodb::bson::Document),
+) -> Disposition {
+    let Some(id) = apply::id_of(key) else {
+        return Disposition::Permanent;
+    };
+    match unique::free(
+        &ctx.journal,
+        &ctx.local,
+        &ctx.atlas.get(),
+        ns,
+        &id,
+        (&dup.0, &dup.1),
+    )
+    .await
+    {
+        Ok(unique::Holder::Freed(_)) => Disposition::Transient,
+        Ok(unique::Holder::Genuine) => Disposition::Permanent,
+        Ok(unique::Holder::Gone) => Disposition::Unknown,
+        Err(e) => {
+            ctx.record_error(
+                &format!("freeing a unique value of {ns} on Atlas failed"),
+                &e,
+            );
+            Disposition::Unknown
+        }
+    }
+}
+
+/// One refused document of a batch, by its disposition: dead-lettered, or
+/// retried with the batch's next attempt.
+async fn refused(
+    ctx: &Ctx,
+    item: (DocKey, queue::Dirty),
+    (code, msg): (i32, String),
+    d: Disposition,
+    attempt: u32,
+    retry: &mut Vec<(DocKey, queue::Dirty)>,
+    unrecorded: &mut Vec<(DocKey, queue::Dirty)>,
+) {
+    match d {
+        Disposition::Permanent => dead_letter(ctx, vec![item], Some(code), &msg, unrecorded).await,
+        Disposition::Unknown if attempt >= ctx.config.max_retries => {
+            dead_letter(ctx, vec![item], Some(code), &msg, unrecorded).await
+        }
+        _ => {
+            ctx.record_error("Atlas refused a document", &format!("code {code}: {msg}"));
+            retry.push(item)
+        }
     }
 }
 
