@@ -198,6 +198,32 @@ test('a capped collection keeps the same documents on Atlas when its inserts are
   }
 })
 
+test('a capped collection keeps its order on Atlas when one batch holds new documents and changed ones', async () => {
+  // A batch copied its new documents (insertMany) before its changed ones
+  // (replace-with-upsert): Atlas's capped collection got another insertion
+  // order, and then evicted another document than local did.
+  const db = uniqueDb('capped_mixed')
+  const sync = await createSync(syncOptions(db, FAST))
+  const [local, atlas] = await Promise.all([driver(LOCAL), driver(ATLAS)])
+  const natural = async (client) => client.db(db).collection('log').find().toArray()
+  try {
+    const c = await sync.db(db).createCollection('log', { capped: true, size: 100000, max: 3 })
+    await sync.flush({ timeoutMs: 30000 })
+    await sync.pause() // so the four writes are copied as one batch
+    await c.insertMany([{ _id: 1, s: 'x' }, { _id: 2, s: 'x' }, { _id: 3, s: 'x' }])
+    await c.updateOne({ _id: 1 }, { $set: { s: 'y' } })
+    await sync.resume()
+    await sync.flush({ timeoutMs: 30000 })
+    assert.deepEqual(await natural(atlas), await natural(local))
+    await c.insertOne({ _id: 4, s: 'x' })
+    await sync.flush({ timeoutMs: 30000 })
+    assert.deepEqual((await natural(local)).map((d) => d._id), [2, 3, 4], 'the premise: local evicted the first inserted')
+    assert.deepEqual(await natural(atlas), await natural(local))
+  } finally {
+    await sync.close()
+  }
+})
+
 test('a collection Atlas already has without the local options is created again with them and keeps exactly the local documents', async () => {
   const db = uniqueDb('collre')
   const atlas = await driver(ATLAS)

@@ -681,11 +681,17 @@ async fn run(
         ctx.journal
             .keep_docs(!is_paused && ctx.metrics.atlas_up.load(Relaxed));
         while !is_paused && ripe && tasks.len() < ctx.config.workers {
-            let Some(batch) = q.take_batch(ctx.config.batch_size) else {
+            let Some(mut batch) = q.take_batch(ctx.config.batch_size) else {
                 break;
             };
             if capped.is(&ctx.local, &batch.ns).await {
                 q.one_at_a_time.insert(batch.ns.clone());
+                // Every document as a replace-with-upsert, in the batch's
+                // order (the journal's): new ones sent by insertMany ahead
+                // of changed ones would land in another order than local's.
+                for (_, d) in &mut batch.items {
+                    d.insert_only = false;
+                }
             }
             let (c, s) = (ctx.clone(), stop.clone());
             tasks.spawn(copy_batch_guarded(c, batch, s));
