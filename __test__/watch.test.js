@@ -106,7 +106,8 @@ test('a stream of a dropped collection ends as the driver\'s: its drop and inval
       const out = []
       for (let i = 0; i < 5; i++) {
         try {
-          out.push((await cs.next()).operationType)
+          const e = await cs.next()
+          out.push(`${e.operationType}${cs.closed ? ' closed' : ''}`)
         } catch (e) {
           out.push(`${e.name}: ${e.message}`)
           break
@@ -118,7 +119,7 @@ test('a stream of a dropped collection ends as the driver\'s: its drop and inval
     }
     const want = await read(theirs)
     assert.deepEqual(await read(ours), want)
-    assert.deepEqual(want, ['insert', 'drop', 'invalidate', 'MongoRuntimeError: ChangeStream is closed', true, 'MongoAPIError: ChangeStream is closed'], 'the premise')
+    assert.deepEqual(want, ['insert', 'drop', 'invalidate closed', 'MongoRuntimeError: ChangeStream is closed', true, 'MongoAPIError: ChangeStream is closed'], 'the premise')
     // hasNext() is false once the stream ended, and the token moves only
     // when next() hands a change out; tryNext() then answers null.
     const readH = async (cs) => {
@@ -140,6 +141,11 @@ test('a stream of a dropped collection ends as the driver\'s: its drop and inval
     assert.equal(wantH.filter((x) => x === 'token kept true').length, 3, 'the premise')
     await waitFor(() => emitted.includes('close'), { what: 'the emitter to close' })
     assert.deepEqual(emitted, ['insert', 'drop', 'invalidate', 'close'])
+    // Closed before it was ever read: tryNext() null, hasNext() false.
+    const never = [c.watch(), local.db(db).collection('c').watch()]
+    for (const cs of never) await cs.close()
+    const reads = async (cs) => [await cs.tryNext(), await cs.hasNext(), cs.closed]
+    assert.deepEqual(await reads(never[0]), await reads(never[1]))
   } finally {
     await Promise.all([ours, theirs, oursH, theirsH, emitter].map((cs) => cs.close()))
     await sync.close()

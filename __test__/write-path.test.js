@@ -535,7 +535,7 @@ test('local write errors reject with the driver error: code, name, message', asy
   const bulkErrors = async (coll) => {
     const e = await coll.bulkWrite([{ insertOne: { document: { _id: 20 } } }, { insertOne: { document: { _id: 20, x: 1 } } }]).catch((x) => x)
     const w = e.writeErrors[0]
-    return { json: JSON.parse(JSON.stringify(w)), fields: [w.code, w.index, w.errmsg.replace(/collection: \S+/, '')], op: w.getOperation(), all: e.writeErrors.length }
+    return { json: JSON.parse(JSON.stringify(w)), fields: [w.code, w.index, w.errmsg.replace(/collection: \S+/, '')], op: w.getOperation(), all: e.writeErrors.length, ok: e.result.isOk() }
   }
   const theirErrors = await bulkErrors(local.db(db).collection('errors_driver'))
   assert.deepEqual(theirErrors.op, { _id: 20, x: 1 }, 'the premise')

@@ -62,8 +62,9 @@ class ChangeStream extends EventEmitter {
     return this._token
   }
 
+  /** True once closed; after the server ended it, once its last change was handed out (as the driver's). */
   get closed() {
-    return this._closed
+    return this._closed && this._buffer.length === 0
   }
 
   /**
@@ -75,7 +76,7 @@ class ChangeStream extends EventEmitter {
     this._setMode('iterator')
     return this._serial(async () => {
       for (;;) {
-        if (this._buffer.length && !this._closed) return this._handOut(this._buffer.shift())
+        if (this._buffer.length && (!this._closed || this._ended)) return this._handOut(this._buffer.shift())
         if (this._ended && !this._endReported) {
           this._endReported = true
           throw new MongoRuntimeError(CLOSED)
@@ -96,7 +97,9 @@ class ChangeStream extends EventEmitter {
   async tryNext() {
     this._setMode('iterator')
     return this._serial(async () => {
-      if (this._buffer.length && !this._closed) return this._handOut(this._buffer.shift())
+      // Closed before it was ever read: nothing, as the driver's.
+      if (this._closed && !this._opened) return null
+      if (this._buffer.length && (!this._closed || this._ended)) return this._handOut(this._buffer.shift())
       if (this._ended) return null
       try {
         const change = await this._step()
@@ -112,6 +115,7 @@ class ChangeStream extends EventEmitter {
   async hasNext() {
     this._setMode('iterator')
     return this._serial(async () => {
+      if (this._closed && !this._opened) return false
       while (!this._buffer.length) {
         if (this._ended) return false
         try {
@@ -167,6 +171,7 @@ class ChangeStream extends EventEmitter {
 
   /** Stops the stream (its server cursor is killed); emits 'close'. */
   async close() {
+    this._buffer = []
     if (this._closed) return
     this._closed = true
     const id = this._setId(null)
@@ -252,10 +257,13 @@ class ChangeStream extends EventEmitter {
     }
     const change = answer.event ?? null
     this._read(answer.resumeToken, change !== null)
-    if (!answer.stream) {
-      // The server ended the stream (after an invalidate event: the
-      // collection was dropped or renamed): closed, as the driver's is.
-      this._setId(null)
+    const invalidated = change !== null && change.operationType === 'invalidate'
+    if (!answer.stream || invalidated) {
+      // The server ended the stream, or ends it after this invalidate event
+      // (the collection was dropped or renamed): closed, as the driver's is
+      // once it returned the invalidate event.
+      const id = this._setId(null)
+      if (answer.stream && id) this._native('changeClose', { stream: id }).catch(() => {})
       this._closed = true
       this._ended = true
       process.nextTick(() => {

@@ -261,7 +261,8 @@ class Collection {
       upsertedCount: r.upsertedCount,
       insertedIds: numericKeys(r.insertedIds),
       upsertedIds: numericKeys(r.upsertedIds),
-      isOk: () => r.writeErrors.length === 0,
+      // The command's ok, as the driver's: write errors do not change it.
+      isOk: () => true,
       hasWriteErrors: () => r.writeErrors.length > 0,
       getWriteErrors: () => r.writeErrors,
     }
