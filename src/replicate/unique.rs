@@ -68,7 +68,12 @@ pub async fn free(
         .map(|c| mongodb::bson::from_document::<Collation>(c.clone()))
         .transpose()
         .map_err(|e| SyncError::Internal(format!("an index collation: {e}")))?;
-    let mut holds = vec![Bson::Document(value.clone())];
+    // `$eq`: a value that is a document of `$` fields is not an operator.
+    let equal: Document = value
+        .iter()
+        .map(|(k, v)| (k.clone(), Bson::Document(doc! { "$eq": v.clone() })))
+        .collect();
+    let mut holds = vec![Bson::Document(equal)];
     if let Some(p) = index
         .as_ref()
         .and_then(|i| i.get_document("partialFilterExpression").ok())
