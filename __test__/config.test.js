@@ -206,6 +206,18 @@ test('JS options override env vars and unknown options are refused', async () =>
     message: /option 'workers'="many"/,
   })
   await assert.rejects(createSync('mongodb://x'), { code: 'ERR_SYNC_INVALID_ARGUMENT' })
+  // Values that are not strings, numbers or booleans are refused by name,
+  // not turned into '[object Object]' (a journal folder of that name).
+  const cwd = fs.readdirSync('.')
+  for (const [k, v, shown] of [['dataDir', {}, /an object/], ['excludedCollections', { x: 1 }, /an object/], ['excludedCollections', ['a', 1], /an array/], ['batchSize', NaN, /number NaN/]]) {
+    await assert.rejects(createSync({ localUri: LOCAL, atlasUri: ATLAS, [k]: v }), (e) => {
+      assert.equal(e.code, 'ERR_SYNC_CONFIG')
+      assert.match(e.message, new RegExp(`option '${k}'=`))
+      assert.match(e.message, shown)
+      return true
+    })
+  }
+  assert.deepEqual(fs.readdirSync('.'), cwd, 'nothing was created')
 })
 
 test('SYNC_ENABLED=false writes locally only: no journal, nothing on Atlas', async () => {

@@ -120,12 +120,14 @@ test('SIGKILL right after acknowledged writes, then restart: both servers end id
   console.log(`# crash iterations: ${6 * SOAK}, acknowledged writes before the kills: ${acked}`)
 })
 
-test('SIGKILL while intents wait in the intent log: the next engine moves them, nothing acknowledged is lost', async () => {
+test('SIGKILL while intents wait in the intent log: a running sibling\'s flush() covers them, nothing acknowledged is lost', async () => {
   // Every write's intent is first appended to the engine's intent log and
   // moved into the SQLite journal a few milliseconds later. Here another
   // process holds the journal's write lock, so none can be moved: the
   // writer's acknowledged inserts exist only in its intent log when it is
-  // killed. The engine started afterwards must adopt them.
+  // killed. The other pm2 instance, running all along, must adopt them: its
+  // flush() (called right after the kill) covers them, as they were
+  // captured before it.
   const db = uniqueDb('intentlog')
   const dataDir = tempDir()
   const N = 40
@@ -145,6 +147,7 @@ test('SIGKILL while intents wait in the intent log: the next engine moves them, 
   const lines = readline.createInterface({ input: child.stdout })
   const next = () => new Promise((resolve) => lines.once('line', resolve))
   assert.equal(await next(), 'READY')
+  const sibling = await createSync({ ...syncOptions(db, FAST), dataDir })
   const lockScript = [
     'import sqlite3, sys',
     'c = sqlite3.connect(sys.argv[1], isolation_level=None)',
@@ -170,9 +173,9 @@ test('SIGKILL while intents wait in the intent log: the next engine moves them, 
   }
   const local = await driver(LOCAL)
   assert.equal(await local.db(db).collection('c').countDocuments(), N, 'every insert was acknowledged by local')
-  const sync = await createSync({ ...syncOptions(db, FAST), dataDir })
-  await sync.flush({ timeoutMs: 60000 })
-  await sync.close()
+  await sibling.flush({ timeoutMs: 60000 })
+  assert.equal(await (await driver(ATLAS)).db(db).collection('c').countDocuments(), N, 'on Atlas when flush() resolved')
+  await sibling.close()
   assert.deepEqual(fs.readdirSync(path.join(dataDir, 'intents')), [], 'adopted files are deleted')
   const atlas = await driver(ATLAS)
   assert.equal(await atlas.db(db).collection('c').countDocuments(), N)
@@ -546,10 +549,20 @@ test('a document Atlas refuses is dead-lettered with its reason, and can be retr
   assert.equal(m.deadLetterSize, 1)
   assert.match(m.lastError.message, /dead-lettering 1 document\(s\) of .*\.users: .*(E11000|duplicate)/i)
   assert.equal(await atlas.db(db).collection('users').countDocuments(), 1)
+  const health = await sync.health()
+  assert.equal(health.checks.successRate.pass, false, 'the premise: 1 of 2 documents given up on')
   await atlas.db(db).collection('users').dropIndex('email_1')
   assert.equal(await sync.retryDeadLetters(), 1)
   await sync.flush({ timeoutMs: 30000 })
   assert.equal((await sync.metrics()).deadLetterSize, 0)
+  // The requeued document is no longer given up on: once the cause is
+  // fixed and it is copied, health is healthy again (the leader takes it
+  // out of its success rate within a heartbeat), not after 100s more.
+  const healed = await waitFor(async () => {
+    const h = await sync.health()
+    return h.status === 'healthy' ? h : null
+  }, { timeoutMs: 10000, what: 'health to be healthy after the dead letter reached Atlas' })
+  assert.equal(healed.checks.successRate.value, 1)
   await sync.close()
   const local = await driver(LOCAL)
   await assertSame(local, atlas, db, ['users'])

@@ -6,7 +6,7 @@
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const { createSync } = require('..')
-const { startServer } = require('../scripts/servers')
+const { startServer, freePort } = require('../scripts/servers')
 const { startProxy } = require('./proxy')
 const { LOCAL, ATLAS, uniqueDb, withDb, driver, closeDrivers, assertSame, syncOptions, waitFor } = require('./helpers')
 const { opStream, runOp, COLLS } = require('./fixtures/ops')
@@ -93,6 +93,25 @@ test('local MongoDB down: writes reject with the driver error, nothing phantom r
   } finally {
     await sync.close()
     await localServer.remove()
+  }
+})
+
+test('an Atlas that does not answer is in metrics().lastError and the log while nothing waits to be copied, password hidden', async () => {
+  const db = uniqueDb('atlas_silent')
+  const port = await freePort()
+  const atlasUri = `mongodb://syncuser:S3cret-Pa55@127.0.0.1:${port}/?directConnection=true&serverSelectionTimeoutMS=1000`
+  const sync = await createSync({ ...syncOptions(db, FAST), atlasUri })
+  try {
+    const m = await waitFor(async () => {
+      const x = await sync.metrics()
+      return x.lastError ? x : null
+    }, { timeoutMs: 20000, what: 'lastError to say why Atlas is down' })
+    assert.match(m.lastError.message, /^Atlas \(MONGODB_ATLAS_URI\) does not answer/)
+    assert.equal(m.queueSize, 0, 'the premise: nothing was waiting')
+    assert.ok(!JSON.stringify(m).includes('S3cret-Pa55'), 'no password in metrics')
+    assert.equal((await sync.health()).checks.atlasConnection.pass, false)
+  } finally {
+    await sync.close({ timeoutMs: 1000 })
   }
 })
 

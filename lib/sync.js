@@ -361,6 +361,15 @@ function stringifyOptions(options) {
   const out = {}
   for (const [k, v] of Object.entries(options)) {
     if (v === undefined || v === null) continue
+    const scalar = (x) => typeof x === 'string' || (typeof x === 'number' && Number.isFinite(x)) || typeof x === 'boolean'
+    // An object would become '[object Object]' (a journal folder of that name, say).
+    if (Array.isArray(v) ? !v.every((x) => typeof x === 'string') : !scalar(v)) {
+      throw new SyncError(
+        `invalid configuration: option '${k}'=${describe(v)} is not allowed; expected a string, a number or a boolean` +
+          (Array.isArray(v) ? ' (a list: an array of strings)' : ''),
+        'ERR_SYNC_CONFIG',
+      )
+    }
     out[k] = Array.isArray(v) ? v.join(',') : String(v)
   }
   return out

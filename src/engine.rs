@@ -265,7 +265,12 @@ impl Engine {
         };
         let default_db = db.unwrap_or_else(|| "test".to_string());
         let full_sync = Arc::new(FullSync::default());
-        let pinger = watch_connections(local.clone(), atlas.clone(), metrics.clone());
+        let pinger = watch_connections(
+            local.clone(),
+            atlas.clone(),
+            metrics.clone(),
+            secrets.clone(),
+        );
         let mut background = vec![tokio::spawn(pinger)];
         let reconcile = match (&atlas, &journal) {
             (Some(a), Some(j)) => {
@@ -502,9 +507,16 @@ impl Engine {
     }
 
     /// Puts dead-lettered documents back in the queue; returns how many.
+    /// Puts the dead letters back in the queue; the leader (this process or
+    /// another) takes them out of its success rate (see
+    /// `replicate::note_requeued`).
     pub async fn retry_dead_letters(&self) -> Result<u64, SyncError> {
         match &self.inner()?.journal {
-            Some(j) => j.requeue_dead_letters().await,
+            Some(j) => {
+                let n = j.requeue_dead_letters().await?;
+                replicate::count_requeued(j, n).await?;
+                Ok(n)
+            }
             None => Ok(0),
         }
     }
@@ -613,9 +625,15 @@ impl Engine {
     }
 }
 
-async fn flush_journal(j: &Journal, timeout: Duration) -> Result<(), SyncError> {
+async fn flush_journal(j: &Arc<Journal>, timeout: Duration) -> Result<(), SyncError> {
     let deadline = std::time::Instant::now() + timeout;
     let left_time = || deadline.saturating_duration_since(std::time::Instant::now());
+    // Intents of engines that died (a pm2 instance killed right after its
+    // writes resolved) into the journal first, or the target below would
+    // not cover them: they were captured before this flush.
+    if let Err(e) = j.adopt_orphans_async().await {
+        tracing::warn!("flush: moving a stopped engine's intents failed: {e}");
+    }
     // Index changes and drops made so far too (see `replicate::indexes`).
     let marked: Vec<String> = indexes::marks(j)
         .await?
@@ -707,18 +725,41 @@ async fn watch_connections(
     local: Client,
     atlas: Option<Arc<replicate::Atlas>>,
     metrics: Arc<Metrics>,
+    secrets: Vec<String>,
 ) {
+    // Why a server does not answer goes to `lastError` (and once to the
+    // log), also while nothing waits to be copied: the operator's first
+    // look for an Atlas that is down or refuses the credentials.
+    let report = |server: &str, was_up: bool, r: &Result<(), PingError>| {
+        let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        match r {
+            Err(e) => {
+                let msg = scrub(&format!("{server} does not answer: {e}"), &s);
+                if was_up {
+                    tracing::warn!("{msg}");
+                }
+                metrics.record_error(msg);
+            }
+            Ok(()) if !was_up => tracing::info!("{server} answers again"),
+            Ok(()) => {}
+        }
+    };
+    let (mut atlas_up, mut local_up) = (true, true);
     loop {
         if let Some(a) = &atlas {
             let r = ping(&a.get(), PING_EVERY).await;
             if let Err(PingError::Silent(_)) = r {
                 a.recycle();
             }
-            metrics.atlas_up.store(r.is_ok(), Relaxed);
+            report("Atlas (MONGODB_ATLAS_URI)", atlas_up, &r);
+            atlas_up = r.is_ok();
+            metrics.atlas_up.store(atlas_up, Relaxed);
         }
         tokio::time::sleep(PING_EVERY).await;
-        let up = ping(&local, PING_EVERY).await.is_ok();
-        metrics.local_up.store(up, Relaxed);
+        let r = ping(&local, PING_EVERY).await;
+        report("the local MongoDB (MONGODB_URI)", local_up, &r);
+        local_up = r.is_ok();
+        metrics.local_up.store(local_up, Relaxed);
     }
 }
 

@@ -111,6 +111,24 @@ impl Metrics {
         self.record_outcome(false, n);
     }
 
+    /// Takes back up to `n` dead-letter outcomes, the newest first: those
+    /// documents were put back in the queue (`retryDeadLetters`), so they are
+    /// no longer given up on; each counts again by how its copy ends.
+    pub fn forgive_dead_lettered(&self, mut n: u64) {
+        let mut o = self.outcomes.lock().expect("metrics poisoned");
+        for (ok, count) in o.iter_mut().rev() {
+            if n == 0 {
+                break;
+            }
+            if !*ok {
+                let k = n.min(*count);
+                *count -= k;
+                n -= k;
+            }
+        }
+        o.retain(|(_, count)| *count > 0);
+    }
+
     fn record_outcome(&self, ok: bool, n: u64) {
         if n == 0 {
             return;
@@ -351,6 +369,14 @@ mod tests {
         assert_eq!(m.success_rate(), 1.0, "retried attempts are not failures");
         m.record_dead_lettered(100);
         assert!((m.success_rate() - 0.5).abs() < 1e-9);
+        m.forgive_dead_lettered(60);
+        assert!(
+            (m.success_rate() - 100.0 / 140.0).abs() < 1e-9,
+            "requeued: not given up on"
+        );
+        m.forgive_dead_lettered(1_000);
+        assert_eq!(m.success_rate(), 1.0);
+        m.record_dead_lettered(100);
         m.record_synced(&vec![1; 20_000]);
         assert_eq!(m.success_rate(), 1.0, "old outcomes leave the window");
     }

@@ -564,6 +564,42 @@ fn retry_or_give_up(ctx: &Ctx, attempts: &mut Attempts, ns: &str, permanent: boo
 
 /// The replication figures the live leader of the directory published, if
 /// they are fresh.
+/// How many dead letters were put back in the queue, ever, by any process
+/// of the data directory.
+const REQUEUED_KEY: &str = "dead_letters_requeued";
+
+/// Adds `n` requeued dead letters to the directory's count.
+pub async fn count_requeued(journal: &Journal, n: u64) -> Result<(), SyncError> {
+    if n == 0 {
+        return Ok(());
+    }
+    loop {
+        let cur = journal.get_meta(REQUEUED_KEY).await?;
+        let was: u64 = cur.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if journal
+            .swap_meta(REQUEUED_KEY, cur, Some((was + n).to_string()))
+            .await?
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// The leader's part: dead letters requeued since it last looked (by any
+/// process) leave its success rate. `seen` is the count it last read;
+/// `None` before its first look, which only takes the count.
+async fn note_requeued(ctx: &Ctx, seen: &mut Option<u64>) {
+    let Ok(cur) = ctx.journal.get_meta(REQUEUED_KEY).await else {
+        return;
+    };
+    let now: u64 = cur.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    if let Some(before) = *seen {
+        ctx.metrics
+            .forgive_dead_lettered(now.saturating_sub(before));
+    }
+    *seen = Some(now);
+}
+
 pub async fn leader_stats(journal: &Journal) -> Option<serde_json::Value> {
     let raw = journal.get_meta(LEADER_STATS_KEY).await.ok().flatten()?;
     let mut v: serde_json::Value = serde_json::from_str(&raw).ok()?;
@@ -596,6 +632,8 @@ async fn run(
     // Documents copied since memory was last given back (see TRIM_AFTER).
     let mut since_trim = 0usize;
     let mut capped = Capped::default();
+    let mut requeued_seen = None;
+    note_requeued(ctx, &mut requeued_seen).await;
     loop {
         if *stop.borrow() {
             break;
@@ -613,6 +651,7 @@ async fn run(
                 .journal
                 .set_meta(HEARTBEAT_KEY, now_ms().to_string())
                 .await;
+            note_requeued(ctx, &mut requeued_seen).await;
             // Intents that engines which died logged but never moved.
             if let Err(e) = ctx.journal.adopt_orphans_async().await {
                 ctx.record_error("moving a stopped engine's intents failed", &e);
