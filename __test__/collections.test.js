@@ -99,7 +99,7 @@ test('createCollection answers as the driver does, and Atlas gets a capped colle
   await sync.close()
 })
 
-test('writes to a view are refused as the driver\'s are, and leave Atlas nothing to copy: flush at once, no dead letter', async () => {
+test('writes to a view are refused as the driver\'s are, and leave Atlas nothing to copy: flush at once, no dead letter', async (t) => {
   // A refused write still journals its _ids (its outcome is copied as a
   // state); Atlas's view refuses that copy too, which used to be retried
   // SYNC_MAX_RETRIES times (about a minute) and then dead-lettered.
@@ -112,6 +112,10 @@ test('writes to a view are refused as the driver\'s are, and leave Atlas nothing
     await d.createCollection('vw', { viewOn: 'src', pipeline: [] })
     await sync.flush({ timeoutMs: 30000 })
     const err = (p) => p.then(() => null, (e) => ({ name: e.name, code: e.code }))
+    // MongoDB refuses any write to a view (166); the Python SecantusDB
+    // takes an insert into one.
+    const probe = await err(theirs.collection('vw').insertOne({ _id: 'probe' }))
+    if (!probe || probe.code !== 166) return t.skip('this server accepts writes to a view, which MongoDB refuses (code 166)')
     for (const [what, call] of [
       ['insertOne', (c) => c.insertOne({ _id: 6 })],
       ['updateOne', (c) => c.updateOne({ _id: 5 }, { $set: { b: 1 } })],

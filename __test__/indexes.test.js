@@ -93,10 +93,21 @@ test('dropIndex drops on Atlas what was dropped locally; an index made on Atlas 
   await atlasHas(db, 'c', (g) => !g.b_1)
   assert.ok((await indexMap(atlas, db, 'c')).reporting, 'an Atlas-only index is not dropped by another drop')
 
-  // Several by an array of names, as the driver passes it on.
+  // Several by an array of names, as the driver passes it on (MongoDB
+  // 4.2+ takes one; the Python SecantusDB refuses it, as with the driver).
   await c.createIndexes([{ key: { a: 1 } }, { key: { b: 1 } }])
   await atlasHas(db, 'c', (g) => g.a_1 && g.b_1)
-  assert.equal((await c.dropIndex(['a_1', 'b_1'])).ok, 1)
+  const scratch = (await driver(LOCAL)).db(db).collection('arrayprobe')
+  await scratch.createIndex({ x: 1 })
+  const takesArrays = await scratch.dropIndex(['x_1']).then(() => true, (e) => (e.code === 14 ? false : Promise.reject(e)))
+  await scratch.drop()
+  if (takesArrays) {
+    assert.equal((await c.dropIndex(['a_1', 'b_1'])).ok, 1)
+  } else {
+    await assert.rejects(c.dropIndex(['a_1', 'b_1']), { name: 'MongoServerError', code: 14 })
+    await c.dropIndex('a_1')
+    await c.dropIndex('b_1')
+  }
   await atlasHas(db, 'c', (g) => !g.a_1 && !g.b_1)
   assert.deepEqual(Object.keys(await indexMap(await driver(LOCAL), db, 'c')).sort(), ['_id_'])
 

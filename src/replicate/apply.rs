@@ -342,11 +342,6 @@ fn write_errors(reply: &Document) -> Result<Vec<(usize, DocResult)>, mongodb::er
     Ok(out)
 }
 
-/// Sends `docs` as one `update` command of replace-with-upsert statements;
-/// returns per-document refusals by position in `docs`. Some documents go
-/// as the pipeline `[{$replaceWith: {$literal: doc}}]` ([`needs_literal`]).
-/// (The SecantusDB test server puts the fields of a pipeline upsert's new
-/// document in another order; MongoDB keeps the literal's.)
 /// Whether `d` cannot go to Atlas as a replacement document, and goes as
 /// `[{$replaceWith: {$literal: d}}]`, which stores it as it is:
 /// - an empty `Timestamp(0, 0)` at its top level (one an update left
@@ -360,6 +355,11 @@ fn needs_literal(d: &RawDocument) -> bool {
         || d.iter().any(|e| e.is_ok_and(|(k, _)| k.starts_with('$')))
 }
 
+/// Sends `docs` as one `update` command of replace-with-upsert statements;
+/// returns per-document refusals by position in `docs`. Some documents go
+/// as the pipeline `[{$replaceWith: {$literal: doc}}]` ([`needs_literal`]).
+/// (The SecantusDB test server puts the fields of a pipeline upsert's new
+/// document in another order; MongoDB keeps the literal's.)
 async fn replace_docs(
     db: &Database,
     coll: &str,

@@ -207,6 +207,9 @@ impl Handle {
     }
 }
 
+/// The stack of the runtimes' threads (see `binding::init_runtime`).
+pub const STACK_SIZE: usize = 8 * 1024 * 1024;
+
 /// The runtime replication runs on: one worker thread of its own (and its
 /// blocking threads), below the application's threads in CPU priority. The
 /// addon's calls run on another runtime with one worker; sharing it, a batch
@@ -214,9 +217,6 @@ impl Handle {
 /// replicator uses are created in its context ([`client`]), so their
 /// connections are driven by this runtime too. If it cannot be built,
 /// the caller's runtime serves.
-/// The stack of the runtimes' threads (see `binding::init_runtime`).
-pub const STACK_SIZE: usize = 8 * 1024 * 1024;
-
 pub fn runtime() -> tokio::runtime::Handle {
     static RT: once_cell::sync::Lazy<Option<tokio::runtime::Runtime>> =
         once_cell::sync::Lazy::new(|| {
@@ -562,8 +562,6 @@ fn retry_or_give_up(ctx: &Ctx, attempts: &mut Attempts, ns: &str, permanent: boo
     false
 }
 
-/// The replication figures the live leader of the directory published, if
-/// they are fresh.
 /// How many dead letters were put back in the queue, ever, by any process
 /// of the data directory.
 const REQUEUED_KEY: &str = "dead_letters_requeued";
@@ -600,6 +598,8 @@ async fn note_requeued(ctx: &Ctx, seen: &mut Option<u64>) {
     *seen = Some(now);
 }
 
+/// The replication figures the live leader of the directory published, if
+/// they are fresh.
 pub async fn leader_stats(journal: &Journal) -> Option<serde_json::Value> {
     let raw = journal.get_meta(LEADER_STATS_KEY).await.ok().flatten()?;
     let mut v: serde_json::Value = serde_json::from_str(&raw).ok()?;
