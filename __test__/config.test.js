@@ -206,6 +206,15 @@ test('JS options override env vars and unknown options are refused', async () =>
     message: /option 'workers'="many"/,
   })
   await assert.rejects(createSync('mongodb://x'), { code: 'ERR_SYNC_INVALID_ARGUMENT' })
+  // A connection string the driver refuses is blamed on where it came from.
+  for (const [k, uri] of [['atlasUri', 'mongodb://u:Pw0rd@127.0.0.1:1/db?bogusOpt=1'], ['localUri', 'mongodb://u:Pw0rd@127.0.0.1:1/db?bogusOpt=1']]) {
+    await assert.rejects(createSync({ localUri: LOCAL, atlasUri: ATLAS, [k]: uri }), (e) => {
+      assert.equal(e.code, 'ERR_SYNC_CONFIG')
+      assert.match(e.message, new RegExp(`option '${k}'=`))
+      assert.doesNotMatch(e.message, /MONGODB_|Pw0rd/)
+      return true
+    })
+  }
   // Values that are not strings, numbers or booleans are refused by name,
   // not turned into '[object Object]' (a journal folder of that name).
   const cwd = fs.readdirSync('.')

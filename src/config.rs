@@ -62,6 +62,9 @@ pub struct Config {
     pub local_uri: String,
     /// `MONGODB_ATLAS_URI`, no default: the replica. Required while sync is enabled.
     pub atlas_uri: Option<String>,
+    /// Where each URI came from, as its errors name it: the env var, or
+    /// `option 'localUri'` / `option 'atlasUri'`.
+    pub uri_names: (String, String),
     /// `SYNC_ENABLED`, default `true`. `false`: no Atlas connection, no journal.
     pub enabled: bool,
     /// `SYNC_EXCLUDED_COLLECTIONS`, default empty: comma list of `coll` (any
@@ -122,6 +125,7 @@ impl Default for Config {
         Config {
             local_uri: DEFAULT_LOCAL_URI.to_string(),
             atlas_uri: None,
+            uri_names: ("MONGODB_URI".into(), "MONGODB_ATLAS_URI".into()),
             enabled: true,
             excluded_collections: Vec::new(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -186,6 +190,7 @@ impl Config {
         let mut c = Config::default();
         if let Some((name, v)) = src.get("MONGODB_URI") {
             c.local_uri = parse_uri(&name, &v)?;
+            c.uri_names.0 = name;
         }
         if let Some((name, v)) = src.get("SYNC_ENABLED") {
             c.enabled = parse_bool(&name, &v)?;
@@ -195,6 +200,7 @@ impl Config {
         if let Some((name, v)) = src.get("MONGODB_ATLAS_URI").filter(|_| c.enabled) {
             if !v.trim().is_empty() {
                 c.atlas_uri = Some(parse_uri(&name, &v)?);
+                c.uri_names.1 = name;
             }
         }
         if let Some((name, v)) = src.get("SYNC_EXCLUDED_COLLECTIONS") {

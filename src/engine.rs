@@ -78,19 +78,20 @@ const ATLAS_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`crate::uri`]), and its `socketTimeoutMS`.
 async fn options_for(
     var: &'static str,
+    name: &str,
     uri: &str,
     secrets: &[&str],
 ) -> Result<(ClientOptions, Option<Duration>), SyncError> {
-    let rust = crate::uri::for_rust(var, uri)?;
+    let rust = crate::uri::for_rust(name, uri)?;
     if !rust.not_applied.is_empty() {
         tracing::info!(
-            "{var}: options of the Node driver with no effect here: {}",
+            "{name}: options of the Node driver with no effect here: {}",
             scrub(&rust.not_applied.join(", "), secrets)
         );
     }
     let mut opts = ClientOptions::parse(&rust.uri).await.map_err(|e| {
         SyncError::config(
-            var,
+            name,
             &redact_uri(uri),
             &format!(
                 "a valid connection string ({})",
@@ -215,7 +216,7 @@ impl Engine {
             .collect();
         let s: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let (local_opts, socket_timeout) =
-            options_for("MONGODB_URI", &config.local_uri, &s).await?;
+            options_for("MONGODB_URI", &config.uri_names.0, &config.local_uri, &s).await?;
         let db = local_opts.default_database.clone();
         let local =
             Client::with_options(local_opts.clone()).map_err(connect_error("MONGODB_URI", &s))?;
@@ -230,7 +231,7 @@ impl Engine {
         let (atlas, journal, replicator) = if config.enabled {
             let uri = config.atlas_uri.clone().unwrap_or_default();
             let (atlas_opts, atlas_socket_timeout) =
-                options_for("MONGODB_ATLAS_URI", &uri, &s).await?;
+                options_for("MONGODB_ATLAS_URI", &config.uri_names.1, &uri, &s).await?;
             if atlas_socket_timeout.is_some() {
                 tracing::info!(
                     "MONGODB_ATLAS_URI: socketTimeoutMS is not applied; each Atlas batch is bounded by SYNC_ATLAS_TIMEOUT_MS ({} ms)",
@@ -784,19 +785,23 @@ mod tests {
     #[tokio::test]
     async fn the_local_server_is_read_at_its_primary() {
         let uri = "mongodb://h:1/?replicaSet=rs&readPreference=secondaryPreferred";
-        let (local, _) = options_for("MONGODB_URI", uri, &[]).await.unwrap();
+        let (local, _) = options_for("MONGODB_URI", "MONGODB_URI", uri, &[])
+            .await
+            .unwrap();
         assert!(matches!(
             local.selection_criteria,
             Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
         ));
-        let (plain, _) = options_for("MONGODB_URI", "mongodb://h:1", &[])
+        let (plain, _) = options_for("MONGODB_URI", "MONGODB_URI", "mongodb://h:1", &[])
             .await
             .unwrap();
         assert!(matches!(
             plain.selection_criteria,
             Some(SelectionCriteria::ReadPreference(ReadPreference::Primary))
         ));
-        let (atlas, _) = options_for("MONGODB_ATLAS_URI", uri, &[]).await.unwrap();
+        let (atlas, _) = options_for("MONGODB_ATLAS_URI", "MONGODB_ATLAS_URI", uri, &[])
+            .await
+            .unwrap();
         assert!(matches!(
             atlas.selection_criteria,
             Some(SelectionCriteria::ReadPreference(
@@ -809,7 +814,9 @@ mod tests {
     async fn a_node_driver_string_is_read_as_the_node_driver_reads_it() {
         let uri = "mongodb://h:1/db?j=true&wtimeout=250&socketTimeoutMS=4500\
                    &family=4&compressors=snappy,zlib&zlibCompressionLevel=6";
-        let (o, socket) = options_for("MONGODB_URI", uri, &[]).await.unwrap();
+        let (o, socket) = options_for("MONGODB_URI", "MONGODB_URI", uri, &[])
+            .await
+            .unwrap();
         assert_eq!(socket, Some(Duration::from_millis(4500)));
         let wc = o.write_concern.expect("a write concern");
         assert_eq!(wc.journal, Some(true));
